@@ -1,0 +1,303 @@
+//! Column encoding: delta for timestamps, byte shuffle for multi-byte values,
+//! one zstd frame per column, CRC over the stored bytes. Decoding checks every
+//! length against the meta before allocating, so a hostile file cannot make
+//! the reader allocate more than `rows x width` (bounded by the chunk limits).
+
+use crate::error::{FormatError, Result};
+use crate::meta::{codec, transform, ColumnMeta};
+use crate::schema::ColType;
+
+/// Most rows one chunk may hold (readers reject more).
+pub const MAX_CHUNK_ROWS: u32 = 1 << 24;
+/// Most bytes a variable-length column may decompress to.
+pub const MAX_STR_BYTES: u64 = 256 << 20;
+
+/// A column ready to be written: its meta (offset filled in by the caller)
+/// and stored bytes.
+pub struct EncodedColumn {
+    /// Meta; `offset` is 0 until the chunk is laid out.
+    pub meta: ColumnMeta,
+    /// Stored bytes.
+    pub data: Vec<u8>,
+}
+
+fn shuffle(raw: &[u8], width: usize) -> Vec<u8> {
+    let n = raw.len() / width;
+    let mut out = vec![0u8; raw.len()];
+    for (i, value) in raw.chunks_exact(width).enumerate() {
+        for (b, byte) in value.iter().enumerate() {
+            out[b * n + i] = *byte;
+        }
+    }
+    out
+}
+
+fn unshuffle(stored: &[u8], width: usize) -> Vec<u8> {
+    let n = stored.len() / width;
+    let mut out = vec![0u8; stored.len()];
+    for (b, plane) in stored.chunks_exact(n.max(1)).enumerate().take(width) {
+        for (i, byte) in plane.iter().enumerate() {
+            out[i * width + b] = *byte;
+        }
+    }
+    out
+}
+
+fn finish(id: u16, ty: ColType, rows: usize, mut flags: u8, raw: Vec<u8>, level: i32) -> Result<EncodedColumn> {
+    let width = ty.width().unwrap_or(1);
+    let body = if width > 1 && !raw.is_empty() {
+        flags |= transform::SHUFFLE;
+        shuffle(&raw, width)
+    } else {
+        raw
+    };
+    let compressed = zstd::bulk::compress(&body, level)
+        .map_err(|e| FormatError::io(format!("zstd compression of column {id}"), e))?;
+    let (codec_id, data) = if compressed.len() < body.len() {
+        (codec::ZSTD, compressed)
+    } else {
+        (codec::RAW, body.clone())
+    };
+    Ok(EncodedColumn {
+        meta: ColumnMeta {
+            id,
+            ty: ty as u8,
+            codec: codec_id,
+            transform: flags,
+            rows: u32::try_from(rows).map_err(|_| FormatError::Invalid("too many rows".into()))?,
+            offset: 0,
+            len: data.len() as u64,
+            raw_len: body.len() as u64,
+            crc: crc32fast::hash(&data),
+        },
+        data,
+    })
+}
+
+/// Encode a u64 column, optionally as deltas (values must then be sorted).
+pub fn u64s(id: u16, vals: &[u64], delta: bool, level: i32) -> Result<EncodedColumn> {
+    let mut raw = Vec::with_capacity(vals.len() * 8);
+    let mut prev = 0u64;
+    for &v in vals {
+        let x = if delta { v.wrapping_sub(prev) } else { v };
+        prev = v;
+        raw.extend_from_slice(&x.to_le_bytes());
+    }
+    let flags = if delta { transform::DELTA } else { 0 };
+    finish(id, ColType::U64, vals.len(), flags, raw, level)
+}
+
+macro_rules! plain {
+    ($name:ident, $t:ty, $ct:expr) => {
+        /// Encode a plain column of this type.
+        pub fn $name(id: u16, vals: &[$t], level: i32) -> Result<EncodedColumn> {
+            let mut raw = Vec::with_capacity(std::mem::size_of_val(vals));
+            for v in vals {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+            finish(id, $ct, vals.len(), 0, raw, level)
+        }
+    };
+}
+plain!(u32s, u32, ColType::U32);
+plain!(u16s, u16, ColType::U16);
+plain!(i32s, i32, ColType::I32);
+
+/// Encode a u8 column.
+pub fn u8s(id: u16, vals: &[u8], level: i32) -> Result<EncodedColumn> {
+    finish(id, ColType::U8, vals.len(), 0, vals.to_vec(), level)
+}
+
+/// Encode a 16-byte column.
+pub fn fixed16s(id: u16, vals: &[[u8; 16]], level: i32) -> Result<EncodedColumn> {
+    finish(id, ColType::Fixed16, vals.len(), 0, vals.concat(), level)
+}
+
+/// Encode a variable-length column: `rows + 1` u32 offsets, then the bytes.
+pub fn strs(id: u16, vals: &[String], level: i32) -> Result<EncodedColumn> {
+    let total: usize = vals.iter().map(String::len).sum();
+    if total as u64 > MAX_STR_BYTES {
+        return Err(FormatError::Invalid(format!(
+            "string column {id} holds {total} bytes, more than {MAX_STR_BYTES}"
+        )));
+    }
+    let mut raw = Vec::with_capacity(4 * (vals.len() + 1) + total);
+    let mut off = 0u32;
+    raw.extend_from_slice(&off.to_le_bytes());
+    for v in vals {
+        off += v.len() as u32;
+        raw.extend_from_slice(&off.to_le_bytes());
+    }
+    for v in vals {
+        raw.extend_from_slice(v.as_bytes());
+    }
+    finish(id, ColType::Str, vals.len(), 0, raw, level)
+}
+
+/// A decoded column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnData {
+    /// u8 values.
+    U8(Vec<u8>),
+    /// u16 values.
+    U16(Vec<u16>),
+    /// u32 values.
+    U32(Vec<u32>),
+    /// u64 values.
+    U64(Vec<u64>),
+    /// i32 values.
+    I32(Vec<i32>),
+    /// 16-byte values.
+    Fixed16(Vec<[u8; 16]>),
+    /// Strings (invalid UTF-8 replaced).
+    Str(Vec<String>),
+}
+
+/// What a column's meta promises, checked against the chunk before any
+/// allocation: the raw length must be exactly `rows x width`.
+pub fn check_meta(m: &ColumnMeta, rows: u32, what: &str, offset: u64) -> Result<ColType> {
+    let bad = |d: String| Err(FormatError::corrupt(what, offset, d));
+    let Some(ty) = ColType::from_id(m.ty) else {
+        return bad(format!("column {} has unknown type {}", m.id, m.ty));
+    };
+    if m.rows != rows {
+        return bad(format!("column {} has {} rows, chunk says {rows}", m.id, m.rows));
+    }
+    match ty.width() {
+        Some(w) if m.raw_len != rows as u64 * w as u64 => bad(format!(
+            "column {} declares {} raw bytes, {rows} rows x {w} bytes = {}",
+            m.id,
+            m.raw_len,
+            rows as u64 * w as u64
+        )),
+        None if m.raw_len < 4 * (rows as u64 + 1) || m.raw_len > MAX_STR_BYTES => bad(format!(
+            "string column {} declares {} raw bytes (allowed {}..={MAX_STR_BYTES})",
+            m.id,
+            m.raw_len,
+            4 * (rows as u64 + 1)
+        )),
+        _ if m.codec == codec::RAW && m.len != m.raw_len => bad(format!(
+            "raw column {} stores {} bytes but declares {}",
+            m.id, m.len, m.raw_len
+        )),
+        _ if m.codec > codec::ZSTD => bad(format!("column {} has unknown codec {}", m.id, m.codec)),
+        _ => Ok(ty),
+    }
+}
+
+/// Decode the stored bytes of a column whose meta passed [`check_meta`].
+pub fn decode(m: &ColumnMeta, ty: ColType, stored: &[u8], what: &str, offset: u64) -> Result<ColumnData> {
+    let got = crc32fast::hash(stored);
+    if got != m.crc {
+        return Err(FormatError::Crc {
+            what: format!("{what} column {}", m.id),
+            offset,
+            expected: m.crc,
+            got,
+        });
+    }
+    let raw_len = m.raw_len as usize;
+    let body = if m.codec == codec::ZSTD {
+        let out = zstd::bulk::decompress(stored, raw_len).map_err(|e| {
+            FormatError::corrupt(what, offset, format!("column {}: zstd: {e}", m.id))
+        })?;
+        if out.len() != raw_len {
+            return Err(FormatError::corrupt(
+                what,
+                offset,
+                format!("column {} decompressed to {} bytes, expected {raw_len}", m.id, out.len()),
+            ));
+        }
+        out
+    } else {
+        stored.to_vec()
+    };
+    let body = match ty.width() {
+        Some(w) if w > 1 && m.transform & transform::SHUFFLE != 0 => unshuffle(&body, w),
+        _ => body,
+    };
+    let rows = m.rows as usize;
+    Ok(match ty {
+        ColType::U8 => ColumnData::U8(body),
+        ColType::U16 => ColumnData::U16(
+            body.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect(),
+        ),
+        ColType::U32 => ColumnData::U32(
+            body.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        ColType::I32 => ColumnData::I32(
+            body.chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        ColType::U64 => {
+            let mut v: Vec<u64> = body
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect();
+            if m.transform & transform::DELTA != 0 {
+                let mut acc = 0u64;
+                for x in &mut v {
+                    acc = acc.wrapping_add(*x);
+                    *x = acc;
+                }
+            }
+            ColumnData::U64(v)
+        }
+        ColType::Fixed16 => ColumnData::Fixed16(
+            body.chunks_exact(16)
+                .map(|b| b.try_into().unwrap_or([0; 16]))
+                .collect(),
+        ),
+        ColType::Str => {
+            let offs_end = 4 * (rows + 1);
+            let offs: Vec<usize> = body[..offs_end]
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .collect();
+            let data = &body[offs_end..];
+            let mut out = Vec::with_capacity(rows);
+            for w in offs.windows(2) {
+                if w[0] > w[1] || w[1] > data.len() {
+                    return Err(FormatError::corrupt(
+                        what,
+                        offset,
+                        format!("string column {}: offsets {}..{} outside {} bytes", m.id, w[0], w[1], data.len()),
+                    ));
+                }
+                out.push(String::from_utf8_lossy(&data[w[0]..w[1]]).into_owned());
+            }
+            ColumnData::Str(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_round_trip() {
+        let raw: Vec<u8> = (0..=255u8).cycle().take(8 * 37).collect();
+        assert_eq!(unshuffle(&shuffle(&raw, 8), 8), raw);
+        assert_eq!(unshuffle(&[], 4), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn delta_u64_round_trip() {
+        let vals = [5u64, 9, 9, 1000, u64::MAX];
+        let e = u64s(0, &vals, true, 3).unwrap();
+        let ty = check_meta(&e.meta, 5, "t", 0).unwrap();
+        assert_eq!(decode(&e.meta, ty, &e.data, "t", 0).unwrap(), ColumnData::U64(vals.to_vec()));
+    }
+
+    #[test]
+    fn bomb_is_refused_before_allocation() {
+        let e = u32s(1, &[7; 10], 3).unwrap();
+        let mut m = e.meta.clone();
+        m.raw_len = 1 << 40;
+        assert!(check_meta(&m, 10, "t", 0).is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! The trace reader. Maps the file, trusts nothing in it: the footer index is
+//! used when the trailer, footer and every entry check out; otherwise the
+//! chunks are scanned forward and every chunk whose lengths, CRCs and meta
+//! validate is kept (recovery). Chunks are decoded on demand, only the
+//! columns asked for, and independently (so callers can decode in parallel).
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::batch::{Chunk, ColumnSet};
+use crate::codec;
+use crate::error::{FormatError, Result};
+use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
+use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer};
+use crate::schema::{column_def, Table};
+
+enum Data {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Mmap(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+/// What recovery found in a file without a valid footer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Chunks kept.
+    pub chunks: usize,
+    /// Event rows in the kept chunks.
+    pub events: u64,
+    /// Bytes after the last good chunk that were not used.
+    pub ignored_bytes: u64,
+    /// Why the scan stopped (empty when it reached the end of the file).
+    pub stopped_because: String,
+}
+
+/// An open trace file.
+pub struct Trace {
+    data: Data,
+    header: FileHeader,
+    info: FileInfo,
+    chunks: Vec<ChunkEntry>,
+    end_ns: Option<u64>,
+    recovery: Option<Recovery>,
+}
+
+impl Trace {
+    /// Open and index a trace file (memory-mapped).
+    pub fn open(path: &Path) -> Result<Trace> {
+        let file = File::open(path).map_err(|e| FormatError::io(format!("opening {}", path.display()), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| FormatError::io(format!("reading metadata of {}", path.display()), e))?;
+        if meta.is_dir() {
+            return Err(FormatError::Invalid(format!("{} is a directory, not a trace file", path.display())));
+        }
+        if meta.len() == 0 {
+            return Trace::index(Data::Owned(Vec::new()));
+        }
+        // SAFETY: the map is read-only and private to this reader. A file
+        // truncated underneath us by another process could fault; recorders
+        // only ever append, and we map only the length seen at open.
+        let map = unsafe { memmap2::MmapOptions::new().len(meta.len() as usize).map(&file) }
+            .map_err(|e| FormatError::io(format!("mapping {}", path.display()), e))?;
+        Trace::index(Data::Mmap(map))
+    }
+
+    /// Index a trace held in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Trace> {
+        Trace::index(Data::Owned(bytes))
+    }
+
+    fn index(data: Data) -> Result<Trace> {
+        let file = data.bytes();
+        let header = FileHeader::parse(file)?;
+        let at = FILE_HEADER_LEN as u64;
+        let h = BlockHeader::parse(file, at).map_err(|e| match e {
+            FormatError::Corrupt { detail, offset, .. } => {
+                FormatError::corrupt("info block (the file holds no complete block)", offset, detail)
+            }
+            other => other,
+        })?;
+        if h.kind != kind::INFO {
+            return Err(FormatError::corrupt("info block", at, format!("first block has kind {}, expected {}", h.kind, kind::INFO)));
+        }
+        let info: FileInfo = meta::decode(block_meta(file, at, &h, "info block")?, "info block", at)?;
+        let first = at + h.total_len();
+        let (chunks, end_ns, recovery) = match Trailer::find(file).and_then(|t| read_footer(file, t, first).ok()) {
+            Some(f) => (f.chunks, Some(f.end_ns), None),
+            None => {
+                let (chunks, rec) = scan(file, first);
+                (chunks, None, Some(rec))
+            }
+        };
+        Ok(Trace {
+            data,
+            header,
+            info,
+            chunks,
+            end_ns,
+            recovery,
+        })
+    }
+
+    /// File-level information.
+    pub fn info(&self) -> &FileInfo {
+        &self.info
+    }
+
+    /// Format version as `major.minor`.
+    pub fn version(&self) -> String {
+        format!("{}.{}", self.header.major, self.header.minor)
+    }
+
+    /// Every chunk, in file order.
+    pub fn chunks(&self) -> &[ChunkEntry] {
+        &self.chunks
+    }
+
+    /// Whether the file was closed cleanly (valid footer).
+    pub fn is_complete(&self) -> bool {
+        self.recovery.is_none()
+    }
+
+    /// What recovery found, for a file without a valid footer.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// Recording end (CLOCK_BOOTTIME ns) from the footer, if complete.
+    pub fn end_ns(&self) -> Option<u64> {
+        self.end_ns
+    }
+
+    /// File size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.data.bytes().len() as u64
+    }
+
+    /// Event rows per table.
+    pub fn rows(&self, table: Table) -> u64 {
+        self.chunks.iter().filter(|c| c.table == table as u8).map(|c| c.rows as u64).sum()
+    }
+
+    /// Indexes of the chunks of `table`.
+    pub fn chunks_of(&self, table: Table) -> impl Iterator<Item = usize> + '_ {
+        self.chunks.iter().enumerate().filter(move |(_, c)| c.table == table as u8).map(|(i, _)| i)
+    }
+
+    /// Decode chunk `index`, only the columns in `want`.
+    pub fn read_chunk(&self, index: usize, want: ColumnSet) -> Result<Chunk> {
+        let e = self
+            .chunks
+            .get(index)
+            .ok_or_else(|| FormatError::Invalid(format!("no chunk {index} (the file has {})", self.chunks.len())))?;
+        let file = self.data.bytes();
+        let (h, m) = chunk_meta(file, e.offset)?;
+        let what = format!("chunk {index}");
+        if m.table != e.table || m.rows != e.rows || h.total_len() != e.len {
+            return Err(FormatError::corrupt(what, e.offset, "chunk does not match its index entry"));
+        }
+        decode_chunk(file, e.offset, &h, &m, want, &what)
+    }
+}
+
+fn block_meta<'a>(file: &'a [u8], at: u64, h: &BlockHeader, what: &str) -> Result<&'a [u8]> {
+    let s = (at + h.meta_offset()) as usize;
+    let bytes = &file[s..s + h.meta_len as usize];
+    let got = crc32fast::hash(bytes);
+    if got != h.meta_crc {
+        return Err(FormatError::Crc {
+            what: format!("{what} meta"),
+            offset: at,
+            expected: h.meta_crc,
+            got,
+        });
+    }
+    Ok(bytes)
+}
+
+fn read_footer(file: &[u8], t: Trailer, first: u64) -> Result<Footer> {
+    let h = BlockHeader::parse(file, t.footer_offset)?;
+    if h.kind != kind::FOOTER || h.total_len() != t.footer_len {
+        return Err(FormatError::corrupt("footer", t.footer_offset, "trailer does not point at a footer"));
+    }
+    let f: Footer = meta::decode(block_meta(file, t.footer_offset, &h, "footer")?, "footer", t.footer_offset)?;
+    let mut next = first;
+    for (i, c) in f.chunks.iter().enumerate() {
+        let ok = c.offset >= next
+            && c.offset.checked_add(c.len).is_some_and(|e| e <= t.footer_offset)
+            && Table::from_id(c.table).is_some();
+        if !ok {
+            return Err(FormatError::corrupt("footer", t.footer_offset, format!("entry {i} is out of order or bounds")));
+        }
+        next = c.offset + c.len;
+    }
+    Ok(f)
+}
+
+/// Parse a chunk block's header and meta and check its column layout.
+fn chunk_meta(file: &[u8], at: u64) -> Result<(BlockHeader, ChunkMeta)> {
+    let h = BlockHeader::parse(file, at)?;
+    if h.kind != kind::CHUNK {
+        return Err(FormatError::corrupt("chunk", at, format!("block kind {} is not a chunk", h.kind)));
+    }
+    let m: ChunkMeta = meta::decode(block_meta(file, at, &h, "chunk")?, "chunk meta", at)?;
+    let Some(table) = Table::from_id(m.table) else {
+        return Err(FormatError::corrupt("chunk", at, format!("unknown table {}", m.table)));
+    };
+    if m.table != h.table || m.rows > codec::MAX_CHUNK_ROWS || m.flow_rows > codec::MAX_CHUNK_ROWS {
+        return Err(FormatError::corrupt(
+            "chunk",
+            at,
+            format!("table {} / rows {} / flows {} out of range", m.table, m.rows, m.flow_rows),
+        ));
+    }
+    for c in &m.columns {
+        let rows = if c.id >= 100 { m.flow_rows } else { m.rows };
+        if column_def(table, c.id).is_none() {
+            continue; // a column of a newer minor version: skipped by length
+        }
+        codec::check_meta(c, rows, "chunk", at)?;
+        if c.offset.checked_add(c.len).is_none_or(|e| e > h.body_len) {
+            return Err(FormatError::corrupt(
+                "chunk",
+                at,
+                format!("column {} at {}+{} outside body of {} bytes", c.id, c.offset, c.len, h.body_len),
+            ));
+        }
+    }
+    Ok((h, m))
+}
+
+fn decode_chunk(file: &[u8], at: u64, h: &BlockHeader, m: &ChunkMeta, want: ColumnSet, what: &str) -> Result<Chunk> {
+    let table = Table::from_id(m.table).ok_or_else(|| FormatError::corrupt(what, at, "unknown table"))?;
+    let body = (at + h.body_offset()) as usize;
+    let mut columns = Vec::new();
+    for c in &m.columns {
+        let Some(def) = column_def(table, c.id) else { continue };
+        if !want.has(c.id) {
+            continue;
+        }
+        if c.ty != def.ty as u8 {
+            return Err(FormatError::corrupt(what, at, format!("column {} has type {}, expected {}", c.id, c.ty, def.ty as u8)));
+        }
+        let s = body + c.offset as usize;
+        let stored = &file[s..s + c.len as usize];
+        columns.push((c.id, codec::decode(c, def.ty, stored, what, at)?));
+    }
+    for def in table.columns() {
+        if want.has(def.id) && !columns.iter().any(|(id, _)| *id == def.id) {
+            return Err(FormatError::corrupt(what, at, format!("column {} ({}) is missing", def.id, def.name)));
+        }
+    }
+    Ok(Chunk {
+        table,
+        rows: m.rows as usize,
+        flow_rows: m.flow_rows as usize,
+        columns,
+        offset: at,
+    })
+}
+
+/// Check the CRC of every column body of a chunk whose meta checked out.
+fn verify_crcs(file: &[u8], at: u64, h: &BlockHeader, m: &ChunkMeta) -> Result<()> {
+    let body = (at + h.body_offset()) as usize;
+    for c in &m.columns {
+        let s = body + c.offset as usize;
+        let got = crc32fast::hash(&file[s..s + c.len as usize]);
+        if got != c.crc {
+            return Err(FormatError::Crc {
+                what: format!("chunk {} column {}", m.seq, c.id),
+                offset: at,
+                expected: c.crc,
+                got,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Scan blocks forward from `first`, keeping every chunk that validates
+/// completely (column CRCs included); stop at the first bad block.
+fn scan(file: &[u8], first: u64) -> (Vec<ChunkEntry>, Recovery) {
+    let mut at = first;
+    let mut chunks = Vec::new();
+    let mut events = 0u64;
+    let len = file.len() as u64;
+    let mut stopped_because = String::new();
+    while at < len {
+        let h = match BlockHeader::parse(file, at) {
+            Ok(h) => h,
+            Err(e) => {
+                stopped_because = e.to_string();
+                break;
+            }
+        };
+        match h.kind {
+            kind::CHUNK => {
+                let checked = chunk_meta(file, at).and_then(|(h, m)| verify_crcs(file, at, &h, &m).map(|_| m));
+                match checked {
+                    Ok(m) => {
+                        events += m.rows as u64;
+                        chunks.push(ChunkEntry {
+                            offset: at,
+                            len: h.total_len(),
+                            table: m.table,
+                            rows: m.rows,
+                            t_min: m.t_min,
+                            t_max: m.t_max,
+                            pid_min: m.pid_min,
+                            pid_max: m.pid_max,
+                        });
+                    }
+                    Err(e) => {
+                        stopped_because = e.to_string();
+                        break;
+                    }
+                }
+            }
+            kind::FOOTER => {
+                stopped_because = format!("footer at offset {at} without a valid trailer");
+                break;
+            }
+            _ => {} // unknown block of a newer minor version: skip by length
+        }
+        at += h.total_len();
+    }
+    let rec = Recovery {
+        chunks: chunks.len(),
+        events,
+        ignored_bytes: len - at.min(len),
+        stopped_because,
+    };
+    (chunks, rec)
+}
+
+/// Stored and decompressed sizes of one chunk's columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSizes {
+    /// Bytes of the block on disk.
+    pub stored: u64,
+    /// Bytes of the columns after decompression.
+    pub raw: u64,
+}
+
+impl Trace {
+    /// Sizes of chunk `index` (reads only its meta, decompresses nothing).
+    pub fn chunk_sizes(&self, index: usize) -> Result<ChunkSizes> {
+        let e = self
+            .chunks
+            .get(index)
+            .ok_or_else(|| FormatError::Invalid(format!("no chunk {index} (the file has {})", self.chunks.len())))?;
+        let (_, m) = chunk_meta(self.data.bytes(), e.offset)?;
+        Ok(ChunkSizes {
+            stored: e.len,
+            raw: m.columns.iter().map(|c| c.raw_len).sum(),
+        })
+    }
+}

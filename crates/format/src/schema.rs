@@ -1,0 +1,417 @@
+//! The logical schema of a trace: which tables exist, which columns each has,
+//! and the row types writers push. Kept apart from the byte layout so the
+//! spec (FORMAT.md) and the code name the same things in one place.
+
+/// A table of the trace. A chunk holds rows of exactly one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Table {
+    /// Application-level sends and receives (process context).
+    Messages = 1,
+    /// Packets on the wire (device transmit / receive).
+    Packets = 2,
+    /// TCP state changes.
+    Connections = 3,
+    /// Process exec / fork / exit.
+    Processes = 4,
+    /// Recorder statistics: events kept and dropped per source.
+    Stats = 5,
+}
+
+impl Table {
+    /// Every table, in id order.
+    pub const ALL: [Table; 5] = [
+        Table::Messages,
+        Table::Packets,
+        Table::Connections,
+        Table::Processes,
+        Table::Stats,
+    ];
+
+    /// The table with this on-disk id, if known.
+    pub fn from_id(id: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| *t as u8 == id)
+    }
+
+    /// The table's name as used in `snoop info` and `snoop export`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Packets => "packets",
+            Table::Connections => "connections",
+            Table::Processes => "processes",
+            Table::Stats => "stats",
+        }
+    }
+
+    /// Whether rows of this table refer to a per-chunk flow dictionary.
+    pub fn has_flows(self) -> bool {
+        matches!(self, Table::Messages | Table::Packets | Table::Connections)
+    }
+
+    /// The columns (besides the flow dictionary) of this table, in order.
+    pub fn columns(self) -> &'static [ColumnDef] {
+        match self {
+            Table::Messages => MESSAGE_COLUMNS,
+            Table::Packets => PACKET_COLUMNS,
+            Table::Connections => CONNECTION_COLUMNS,
+            Table::Processes => PROCESS_COLUMNS,
+            Table::Stats => STATS_COLUMNS,
+        }
+    }
+}
+
+/// Physical type of a column body (after decompression and transforms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ColType {
+    /// `u8` per row.
+    U8 = 1,
+    /// `u16` little-endian per row.
+    U16 = 2,
+    /// `u32` little-endian per row.
+    U32 = 3,
+    /// `u64` little-endian per row.
+    U64 = 4,
+    /// `i32` little-endian per row.
+    I32 = 5,
+    /// 16 bytes per row (addresses, comm).
+    Fixed16 = 6,
+    /// Variable-length bytes: `rows + 1` u32 offsets, then the data.
+    Str = 7,
+}
+
+impl ColType {
+    /// The type with this on-disk id, if known.
+    pub fn from_id(id: u8) -> Option<ColType> {
+        use ColType::*;
+        [U8, U16, U32, U64, I32, Fixed16, Str]
+            .into_iter()
+            .find(|t| *t as u8 == id)
+    }
+
+    /// Bytes per row for fixed-width types; `None` for [`ColType::Str`].
+    pub fn width(self) -> Option<usize> {
+        match self {
+            ColType::U8 => Some(1),
+            ColType::U16 => Some(2),
+            ColType::U32 | ColType::I32 => Some(4),
+            ColType::U64 => Some(8),
+            ColType::Fixed16 => Some(16),
+            ColType::Str => None,
+        }
+    }
+}
+
+/// One column of a table: its id within the chunk, name and physical type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// Id stored in the chunk meta.
+    pub id: u16,
+    /// Name used by the spec and the exporters.
+    pub name: &'static str,
+    /// Physical type.
+    pub ty: ColType,
+}
+
+const fn c(id: u16, name: &'static str, ty: ColType) -> ColumnDef {
+    ColumnDef { id, name, ty }
+}
+
+/// Column ids. Ids below 100 are per-event columns of the chunk's table;
+/// ids from 100 are columns of the chunk's flow dictionary.
+pub mod col {
+    /// Event time, ns of CLOCK_BOOTTIME (every table).
+    pub const TS: u16 = 0;
+    /// Index into the chunk's flow dictionary (messages, packets, connections).
+    pub const FLOW: u16 = 1;
+    /// Message payload bytes / packet wire length.
+    pub const BYTES: u16 = 2;
+    /// Direction: 0 = sent, 1 = received.
+    pub const DIR: u16 = 3;
+    /// Packets: GSO segments.
+    pub const SEGS: u16 = 4;
+    /// Connections: previous TCP state.
+    pub const OLD_STATE: u16 = 2;
+    /// Connections: new TCP state.
+    pub const NEW_STATE: u16 = 3;
+    /// Connections: tcp_sock bytes_acked at the change.
+    pub const BYTES_ACKED: u16 = 4;
+    /// Connections: tcp_sock bytes_received at the change.
+    pub const BYTES_RECEIVED: u16 = 5;
+    /// Processes: event kind.
+    pub const KIND: u16 = 1;
+    /// Processes: pid (tgid).
+    pub const PID: u16 = 2;
+    /// Processes: thread id.
+    pub const TID: u16 = 3;
+    /// Processes: parent pid.
+    pub const PPID: u16 = 4;
+    /// Processes: comm.
+    pub const COMM: u16 = 5;
+    /// Processes: exit code.
+    pub const EXIT_CODE: u16 = 6;
+    /// Processes: executed file name.
+    pub const FILENAME: u16 = 7;
+    /// Stats: source (record kind).
+    pub const SOURCE: u16 = 1;
+    /// Stats: records dropped in the interval.
+    pub const DROPPED: u16 = 2;
+    /// Stats: records kept in the interval.
+    pub const EVENTS: u16 = 3;
+
+    /// Flow dictionary: process id.
+    pub const F_PID: u16 = 100;
+    /// Flow dictionary: thread id.
+    pub const F_TID: u16 = 101;
+    /// Flow dictionary: comm.
+    pub const F_COMM: u16 = 102;
+    /// Flow dictionary: cgroup id.
+    pub const F_CGROUP: u16 = 103;
+    /// Flow dictionary: socket cookie.
+    pub const F_COOKIE: u16 = 104;
+    /// Flow dictionary: interface index.
+    pub const F_IFINDEX: u16 = 105;
+    /// Flow dictionary: address family.
+    pub const F_FAMILY: u16 = 106;
+    /// Flow dictionary: IP protocol.
+    pub const F_PROTO: u16 = 107;
+    /// Flow dictionary: local address.
+    pub const F_LADDR: u16 = 108;
+    /// Flow dictionary: local port.
+    pub const F_LPORT: u16 = 109;
+    /// Flow dictionary: remote address.
+    pub const F_RADDR: u16 = 110;
+    /// Flow dictionary: remote port.
+    pub const F_RPORT: u16 = 111;
+}
+
+use ColType::*;
+
+/// Columns of the per-chunk flow dictionary.
+pub const FLOW_COLUMNS: &[ColumnDef] = &[
+    c(col::F_PID, "pid", U32),
+    c(col::F_TID, "tid", U32),
+    c(col::F_COMM, "comm", Fixed16),
+    c(col::F_CGROUP, "cgroup", U64),
+    c(col::F_COOKIE, "cookie", U64),
+    c(col::F_IFINDEX, "ifindex", U32),
+    c(col::F_FAMILY, "family", U8),
+    c(col::F_PROTO, "proto", U8),
+    c(col::F_LADDR, "laddr", Fixed16),
+    c(col::F_LPORT, "lport", U16),
+    c(col::F_RADDR, "raddr", Fixed16),
+    c(col::F_RPORT, "rport", U16),
+];
+
+const MESSAGE_COLUMNS: &[ColumnDef] = &[
+    c(col::TS, "ts_ns", U64),
+    c(col::FLOW, "flow", U32),
+    c(col::BYTES, "bytes", U32),
+    c(col::DIR, "dir", U8),
+];
+
+const PACKET_COLUMNS: &[ColumnDef] = &[
+    c(col::TS, "ts_ns", U64),
+    c(col::FLOW, "flow", U32),
+    c(col::BYTES, "len", U32),
+    c(col::DIR, "dir", U8),
+    c(col::SEGS, "segs", U16),
+];
+
+const CONNECTION_COLUMNS: &[ColumnDef] = &[
+    c(col::TS, "ts_ns", U64),
+    c(col::FLOW, "flow", U32),
+    c(col::OLD_STATE, "old_state", U8),
+    c(col::NEW_STATE, "new_state", U8),
+    c(col::BYTES_ACKED, "bytes_acked", U64),
+    c(col::BYTES_RECEIVED, "bytes_received", U64),
+];
+
+const PROCESS_COLUMNS: &[ColumnDef] = &[
+    c(col::TS, "ts_ns", U64),
+    c(col::KIND, "kind", U8),
+    c(col::PID, "pid", U32),
+    c(col::TID, "tid", U32),
+    c(col::PPID, "ppid", U32),
+    c(col::COMM, "comm", Fixed16),
+    c(col::EXIT_CODE, "exit_code", I32),
+    c(col::FILENAME, "filename", Str),
+];
+
+const STATS_COLUMNS: &[ColumnDef] = &[
+    c(col::TS, "ts_ns", U64),
+    c(col::SOURCE, "source", U8),
+    c(col::DROPPED, "dropped", U64),
+    c(col::EVENTS, "events", U64),
+];
+
+/// The definition of column `id` in `table` (flow dictionary included).
+pub fn column_def(table: Table, id: u16) -> Option<&'static ColumnDef> {
+    if id >= 100 {
+        if table.has_flows() {
+            FLOW_COLUMNS.iter().find(|c| c.id == id)
+        } else {
+            None
+        }
+    } else {
+        table.columns().iter().find(|c| c.id == id)
+    }
+}
+
+/// Stats sources: which recorder stage a stats row counts.
+pub mod source {
+    /// Message records (sock_send_length / sock_recv_length).
+    pub const MESSAGES: u8 = 0;
+    /// Packet records.
+    pub const PACKETS: u8 = 1;
+    /// TCP state-change records.
+    pub const CONNECTIONS: u8 = 2;
+    /// Process lifecycle records.
+    pub const PROCESSES: u8 = 3;
+    /// Records lost in user space (decode errors, full channel).
+    pub const USERSPACE: u8 = 255;
+
+    /// Human name of a stats source (used as a JSON key).
+    pub fn name(source: u8) -> String {
+        match source {
+            MESSAGES => "messages".into(),
+            PACKETS => "packets".into(),
+            CONNECTIONS => "connections".into(),
+            PROCESSES => "processes".into(),
+            USERSPACE => "userspace".into(),
+            other => format!("source{other}"),
+        }
+    }
+}
+
+/// Address family as recorded (`AF_INET`).
+pub const AF_INET: u8 = 2;
+/// Address family as recorded (`AF_INET6`).
+pub const AF_INET6: u8 = 10;
+
+/// Everything that is constant for one flow (socket as seen by one thread).
+/// Stored once per chunk in the flow dictionary; events refer to it by index.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+pub struct Flow {
+    /// Process id (tgid); 0 when unknown (e.g. a received packet).
+    pub pid: u32,
+    /// Thread id; 0 when unknown.
+    pub tid: u32,
+    /// Task comm, NUL padded.
+    pub comm: [u8; 16],
+    /// cgroup v2 id.
+    pub cgroup: u64,
+    /// Socket cookie; 0 when unknown.
+    pub cookie: u64,
+    /// Interface index; 0 when not applicable.
+    pub ifindex: u32,
+    /// Address family: [`AF_INET`], [`AF_INET6`] or 0.
+    pub family: u8,
+    /// IP protocol number (6 = TCP, 17 = UDP, ...).
+    pub proto: u8,
+    /// Local address, IPv6 or v4-mapped IPv6.
+    pub laddr: [u8; 16],
+    /// Local port (host order).
+    pub lport: u16,
+    /// Remote address, IPv6 or v4-mapped IPv6.
+    pub raddr: [u8; 16],
+    /// Remote port (host order).
+    pub rport: u16,
+}
+
+/// Direction of a message or packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Direction {
+    /// Sent by the local process / transmitted by the device.
+    Tx = 0,
+    /// Received.
+    Rx = 1,
+}
+
+/// Kind of a process lifecycle event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ProcessKind {
+    /// The process executed a new program.
+    Exec = 0,
+    /// A process (or thread) was created; `ppid` is the parent.
+    Fork = 1,
+    /// The process exited.
+    Exit = 2,
+}
+
+impl ProcessKind {
+    /// The kind with this on-disk value.
+    pub fn from_u8(v: u8) -> Option<ProcessKind> {
+        match v {
+            0 => Some(ProcessKind::Exec),
+            1 => Some(ProcessKind::Fork),
+            2 => Some(ProcessKind::Exit),
+            _ => None,
+        }
+    }
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessKind::Exec => "exec",
+            ProcessKind::Fork => "fork",
+            ProcessKind::Exit => "exit",
+        }
+    }
+}
+
+/// One process lifecycle event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessRow {
+    /// Event time, ns of CLOCK_BOOTTIME.
+    pub ts_ns: u64,
+    /// What happened.
+    pub kind: ProcessKind,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// comm after the event, NUL padded.
+    pub comm: [u8; 16],
+    /// Exit code (exit events), else 0.
+    pub exit_code: i32,
+    /// Executed file (exec events), else empty.
+    pub filename: String,
+}
+
+/// A comm as text: bytes up to the first NUL, lossily decoded.
+pub fn comm_str(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// A comm from text: truncated to 15 bytes and NUL padded, like the kernel.
+pub fn comm_bytes(s: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let b = s.as_bytes();
+    let n = b.len().min(15);
+    out[..n].copy_from_slice(&b[..n]);
+    out
+}
+
+/// An address column value as an `IpAddr`: v4-mapped addresses become IPv4.
+pub fn addr(bytes: &[u8; 16]) -> std::net::IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => std::net::IpAddr::V4(v4),
+        None => std::net::IpAddr::V6(v6),
+    }
+}
+
+/// An `IpAddr` as an address column value (IPv4 becomes v4-mapped).
+pub fn addr_bytes(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}

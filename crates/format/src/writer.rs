@@ -1,0 +1,450 @@
+//! The trace writer: rows go into per-table builders; a full builder is
+//! sealed into one self-contained chunk (rows sorted by time, flow dictionary,
+//! one zstd frame per column) and appended with a single write. The writer
+//! never seeks back, so a killed recorder leaves every sealed chunk readable.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::codec::{self, EncodedColumn, MAX_CHUNK_ROWS};
+use crate::error::{FormatError, Result};
+use crate::layout::{self, kind, BlockHeader, FileHeader, Trailer};
+use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer};
+use crate::schema::{col, Direction, Flow, ProcessRow, Table};
+
+/// Writer settings.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Rows per chunk before it is sealed (per table).
+    pub chunk_rows: usize,
+    /// zstd level for column frames.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            chunk_rows: 256 * 1024,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Per-chunk flow dictionary under construction.
+#[derive(Default)]
+struct FlowDict {
+    index: HashMap<Flow, u32>,
+    flows: Vec<Flow>,
+}
+
+impl FlowDict {
+    fn get(&mut self, flow: &Flow) -> u32 {
+        if let Some(&i) = self.index.get(flow) {
+            return i;
+        }
+        let i = self.flows.len() as u32;
+        self.flows.push(*flow);
+        self.index.insert(*flow, i);
+        i
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.flows.clear();
+    }
+
+    fn encode(&self, level: i32, out: &mut Vec<EncodedColumn>) -> Result<()> {
+        let f = &self.flows;
+        macro_rules! field {
+            ($enc:ident, $id:expr, $field:ident) => {
+                out.push(codec::$enc($id, &f.iter().map(|x| x.$field).collect::<Vec<_>>(), level)?)
+            };
+        }
+        field!(u32s, col::F_PID, pid);
+        field!(u32s, col::F_TID, tid);
+        field!(fixed16s, col::F_COMM, comm);
+        out.push(codec::u64s(col::F_CGROUP, &f.iter().map(|x| x.cgroup).collect::<Vec<_>>(), false, level)?);
+        out.push(codec::u64s(col::F_COOKIE, &f.iter().map(|x| x.cookie).collect::<Vec<_>>(), false, level)?);
+        field!(u32s, col::F_IFINDEX, ifindex);
+        field!(u8s, col::F_FAMILY, family);
+        field!(u8s, col::F_PROTO, proto);
+        field!(fixed16s, col::F_LADDR, laddr);
+        field!(u16s, col::F_LPORT, lport);
+        field!(fixed16s, col::F_RADDR, raddr);
+        field!(u16s, col::F_RPORT, rport);
+        Ok(())
+    }
+
+    fn pid_range(&self) -> (u32, u32) {
+        range(self.flows.iter().map(|f| f.pid))
+    }
+}
+
+fn range(it: impl Iterator<Item = u32>) -> (u32, u32) {
+    it.fold(None, |acc: Option<(u32, u32)>, p| match acc {
+        None => Some((p, p)),
+        Some((lo, hi)) => Some((lo.min(p), hi.max(p))),
+    })
+    .unwrap_or((0, 0))
+}
+
+/// The order that sorts `ts` (stable), or `None` when already sorted.
+fn sort_order(ts: &[u64]) -> Option<Vec<u32>> {
+    if ts.windows(2).all(|w| w[0] <= w[1]) {
+        return None;
+    }
+    let mut idx: Vec<u32> = (0..ts.len() as u32).collect();
+    idx.sort_by_key(|&i| ts[i as usize]);
+    Some(idx)
+}
+
+fn permute<T: Copy>(v: &mut Vec<T>, order: &Option<Vec<u32>>) {
+    if let Some(o) = order {
+        *v = o.iter().map(|&i| v[i as usize]).collect();
+    }
+}
+
+/// Rows of one table not yet sealed into a chunk.
+#[derive(Default)]
+struct Builder {
+    ts: Vec<u64>,
+    flow: Vec<u32>,
+    dict: FlowDict,
+    /// bytes / len (messages, packets)
+    a32: Vec<u32>,
+    /// dir (messages, packets), old_state (connections), kind (processes), source (stats)
+    a8: Vec<u8>,
+    /// new_state (connections)
+    b8: Vec<u8>,
+    /// segs (packets)
+    a16: Vec<u16>,
+    /// bytes_acked (connections), dropped (stats)
+    a64: Vec<u64>,
+    /// bytes_received (connections), events (stats)
+    b64: Vec<u64>,
+    procs: Vec<ProcessRow>,
+}
+
+impl Builder {
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn clear(&mut self) {
+        self.ts.clear();
+        self.flow.clear();
+        self.dict.clear();
+        self.a32.clear();
+        self.a8.clear();
+        self.b8.clear();
+        self.a16.clear();
+        self.a64.clear();
+        self.b64.clear();
+        self.procs.clear();
+    }
+
+    /// Encode the rows as the columns of `table`.
+    fn seal(&mut self, table: Table, seq: u32, level: i32) -> Result<(ChunkMeta, Vec<EncodedColumn>)> {
+        let order = sort_order(&self.ts);
+        permute(&mut self.ts, &order);
+        let rows = self.ts.len();
+        let mut cols = vec![codec::u64s(col::TS, &self.ts, true, level)?];
+        let (pid_min, pid_max) = match table {
+            Table::Messages | Table::Packets | Table::Connections => {
+                permute(&mut self.flow, &order);
+                cols.push(codec::u32s(col::FLOW, &self.flow, level)?);
+                self.dict.pid_range()
+            }
+            Table::Processes => {
+                if let Some(o) = &order {
+                    let mut sorted: Vec<ProcessRow> = o.iter().map(|&i| self.procs[i as usize].clone()).collect();
+                    std::mem::swap(&mut sorted, &mut self.procs);
+                }
+                range(self.procs.iter().map(|p| p.pid))
+            }
+            Table::Stats => (0, 0),
+        };
+        match table {
+            Table::Messages | Table::Packets => {
+                permute(&mut self.a32, &order);
+                permute(&mut self.a8, &order);
+                cols.push(codec::u32s(col::BYTES, &self.a32, level)?);
+                cols.push(codec::u8s(col::DIR, &self.a8, level)?);
+                if table == Table::Packets {
+                    permute(&mut self.a16, &order);
+                    cols.push(codec::u16s(col::SEGS, &self.a16, level)?);
+                }
+            }
+            Table::Connections => {
+                for v in [&mut self.a8, &mut self.b8] {
+                    permute(v, &order);
+                }
+                permute(&mut self.a64, &order);
+                permute(&mut self.b64, &order);
+                cols.push(codec::u8s(col::OLD_STATE, &self.a8, level)?);
+                cols.push(codec::u8s(col::NEW_STATE, &self.b8, level)?);
+                cols.push(codec::u64s(col::BYTES_ACKED, &self.a64, false, level)?);
+                cols.push(codec::u64s(col::BYTES_RECEIVED, &self.b64, false, level)?);
+            }
+            Table::Processes => {
+                let p = &self.procs;
+                cols.push(codec::u8s(col::KIND, &p.iter().map(|r| r.kind as u8).collect::<Vec<_>>(), level)?);
+                cols.push(codec::u32s(col::PID, &p.iter().map(|r| r.pid).collect::<Vec<_>>(), level)?);
+                cols.push(codec::u32s(col::TID, &p.iter().map(|r| r.tid).collect::<Vec<_>>(), level)?);
+                cols.push(codec::u32s(col::PPID, &p.iter().map(|r| r.ppid).collect::<Vec<_>>(), level)?);
+                cols.push(codec::fixed16s(col::COMM, &p.iter().map(|r| r.comm).collect::<Vec<_>>(), level)?);
+                cols.push(codec::i32s(col::EXIT_CODE, &p.iter().map(|r| r.exit_code).collect::<Vec<_>>(), level)?);
+                cols.push(codec::strs(col::FILENAME, &p.iter().map(|r| r.filename.clone()).collect::<Vec<_>>(), level)?);
+            }
+            Table::Stats => {
+                permute(&mut self.a8, &order);
+                permute(&mut self.a64, &order);
+                permute(&mut self.b64, &order);
+                cols.push(codec::u8s(col::SOURCE, &self.a8, level)?);
+                cols.push(codec::u64s(col::DROPPED, &self.a64, false, level)?);
+                cols.push(codec::u64s(col::EVENTS, &self.b64, false, level)?);
+            }
+        }
+        let flow_rows = if table.has_flows() {
+            self.dict.encode(level, &mut cols)?;
+            self.dict.flows.len() as u32
+        } else {
+            0
+        };
+        let meta = ChunkMeta {
+            seq,
+            table: table as u8,
+            rows: rows as u32,
+            flow_rows,
+            t_min: self.ts.first().copied().unwrap_or(0),
+            t_max: self.ts.last().copied().unwrap_or(0),
+            pid_min,
+            pid_max,
+            columns: Vec::new(),
+        };
+        self.clear();
+        Ok((meta, cols))
+    }
+}
+
+/// Lay out one block: header, meta, body, each padded to 16 bytes.
+fn block(kind: u8, table: u8, meta: &[u8], body: &[&[u8]]) -> Vec<u8> {
+    let body_len: usize = body.iter().map(|b| b.len()).sum();
+    let h = BlockHeader {
+        kind,
+        table,
+        meta_len: meta.len() as u32,
+        meta_crc: crc32fast::hash(meta),
+        body_len: body_len as u64,
+    };
+    let mut out = Vec::with_capacity(h.total_len() as usize);
+    out.extend_from_slice(&h.encode());
+    out.extend_from_slice(meta);
+    out.resize(h.body_offset() as usize, 0);
+    for b in body {
+        out.extend_from_slice(b);
+    }
+    out.resize(h.total_len() as usize, 0);
+    out
+}
+
+/// Writes a trace file. Push rows, call [`TraceWriter::flush`] now and then
+/// (so a crash loses little), and [`TraceWriter::finish`] at the end.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    opts: WriterOptions,
+    offset: u64,
+    seq: u32,
+    events: u64,
+    entries: Vec<ChunkEntry>,
+    builders: [Builder; 5],
+}
+
+fn slot(t: Table) -> usize {
+    t as usize - 1
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// Start a trace: writes the file header and the info block.
+    pub fn new(out: W, info: &FileInfo, opts: WriterOptions) -> Result<Self> {
+        if opts.chunk_rows == 0 || opts.chunk_rows > MAX_CHUNK_ROWS as usize {
+            return Err(FormatError::Invalid(format!(
+                "chunk_rows must be 1..={MAX_CHUNK_ROWS}, got {}",
+                opts.chunk_rows
+            )));
+        }
+        let mut w = TraceWriter {
+            out,
+            opts,
+            offset: 0,
+            seq: 0,
+            events: 0,
+            entries: Vec::new(),
+            builders: Default::default(),
+        };
+        let header = FileHeader {
+            major: layout::MAJOR,
+            minor: layout::MINOR,
+            flags: 0,
+        }
+        .encode();
+        w.write(&header)?;
+        let meta = meta::to_bytes(info)?;
+        w.write(&block(kind::INFO, 0, &meta, &[]))?;
+        Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| FormatError::io(format!("writing {} bytes at offset {}", bytes.len(), self.offset), e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn after_push(&mut self, t: Table) -> Result<()> {
+        self.events += 1;
+        if self.builders[slot(t)].len() >= self.opts.chunk_rows {
+            self.seal(t)?;
+        }
+        Ok(())
+    }
+
+    /// Add one application-level message.
+    pub fn push_message(&mut self, ts_ns: u64, flow: &Flow, bytes: u32, dir: Direction) -> Result<()> {
+        let b = &mut self.builders[slot(Table::Messages)];
+        b.ts.push(ts_ns);
+        let i = b.dict.get(flow);
+        b.flow.push(i);
+        b.a32.push(bytes);
+        b.a8.push(dir as u8);
+        self.after_push(Table::Messages)
+    }
+
+    /// Add one packet.
+    pub fn push_packet(&mut self, ts_ns: u64, flow: &Flow, len: u32, dir: Direction, segs: u16) -> Result<()> {
+        let b = &mut self.builders[slot(Table::Packets)];
+        b.ts.push(ts_ns);
+        let i = b.dict.get(flow);
+        b.flow.push(i);
+        b.a32.push(len);
+        b.a8.push(dir as u8);
+        b.a16.push(segs);
+        self.after_push(Table::Packets)
+    }
+
+    /// Add one TCP state change.
+    pub fn push_conn(
+        &mut self,
+        ts_ns: u64,
+        flow: &Flow,
+        old_state: u8,
+        new_state: u8,
+        bytes_acked: u64,
+        bytes_received: u64,
+    ) -> Result<()> {
+        let b = &mut self.builders[slot(Table::Connections)];
+        b.ts.push(ts_ns);
+        let i = b.dict.get(flow);
+        b.flow.push(i);
+        b.a8.push(old_state);
+        b.b8.push(new_state);
+        b.a64.push(bytes_acked);
+        b.b64.push(bytes_received);
+        self.after_push(Table::Connections)
+    }
+
+    /// Add one process lifecycle event.
+    pub fn push_process(&mut self, row: &ProcessRow) -> Result<()> {
+        let b = &mut self.builders[slot(Table::Processes)];
+        b.ts.push(row.ts_ns);
+        b.procs.push(row.clone());
+        self.after_push(Table::Processes)
+    }
+
+    /// Add one recorder statistics row: in the interval ending at `ts_ns`,
+    /// `events` records of `source` were kept and `dropped` were lost.
+    pub fn push_stats(&mut self, ts_ns: u64, source: u8, dropped: u64, events: u64) -> Result<()> {
+        let b = &mut self.builders[slot(Table::Stats)];
+        b.ts.push(ts_ns);
+        b.a8.push(source);
+        b.a64.push(dropped);
+        b.b64.push(events);
+        self.after_push(Table::Stats)
+    }
+
+    fn seal(&mut self, t: Table) -> Result<()> {
+        let b = &mut self.builders[slot(t)];
+        if b.len() == 0 {
+            return Ok(());
+        }
+        let (mut meta, cols) = b.seal(t, self.seq, self.opts.zstd_level)?;
+        let mut off = 0u64;
+        let mut metas = Vec::with_capacity(cols.len());
+        for c in &cols {
+            let mut m = c.meta.clone();
+            m.offset = off;
+            off += m.len;
+            metas.push(m);
+        }
+        meta.columns = metas;
+        let meta_bytes = meta::to_bytes(&meta)?;
+        let body: Vec<&[u8]> = cols.iter().map(|c| c.data.as_slice()).collect();
+        let bytes = block(kind::CHUNK, t as u8, &meta_bytes, &body);
+        self.entries.push(ChunkEntry {
+            offset: self.offset,
+            len: bytes.len() as u64,
+            table: t as u8,
+            rows: meta.rows,
+            t_min: meta.t_min,
+            t_max: meta.t_max,
+            pid_min: meta.pid_min,
+            pid_max: meta.pid_max,
+        });
+        self.write(&bytes)?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Seal every open chunk now and flush the output.
+    pub fn flush(&mut self) -> Result<()> {
+        for t in Table::ALL {
+            self.seal(t)?;
+        }
+        self.out
+            .flush()
+            .map_err(|e| FormatError::io(format!("flushing at offset {}", self.offset), e))
+    }
+
+    /// Bytes written so far (sealed chunks only).
+    pub fn bytes_written(&self) -> u64 {
+        self.offset
+    }
+
+    /// Rows pushed so far, all tables.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Seal what is open, write the footer index and trailer; the file is
+    /// then complete. Returns the output.
+    pub fn finish(mut self, end_ns: u64) -> Result<W> {
+        self.flush()?;
+        let footer = Footer {
+            chunks: std::mem::take(&mut self.entries),
+            end_ns,
+        };
+        let meta = meta::to_bytes(&footer)?;
+        let bytes = block(kind::FOOTER, 0, &meta, &[]);
+        let trailer = Trailer {
+            footer_offset: self.offset,
+            footer_len: bytes.len() as u64,
+        };
+        self.write(&bytes)?;
+        self.write(&trailer.encode())?;
+        self.out
+            .flush()
+            .map_err(|e| FormatError::io("flushing the footer", e))?;
+        Ok(self.out)
+    }
+}

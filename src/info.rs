@@ -1,0 +1,169 @@
+//! `snoop info`: what a user wants to know about a trace before analysing it
+//! — time range, events per table, size and compression, drops during
+//! recording, and whether the file was closed cleanly or recovered.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use snoop_format::{source, Table, Trace};
+
+use crate::units;
+
+/// Arguments of `snoop info`.
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// Trace file to describe.
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything `snoop info` reports, computed once for both outputs.
+struct Summary {
+    trace: Trace,
+    tables: BTreeMap<&'static str, u64>,
+    events: u64,
+    stored: u64,
+    raw: u64,
+    dropped: BTreeMap<String, u64>,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+fn summarize(trace: Trace) -> anyhow::Result<Summary> {
+    let tables: BTreeMap<&'static str, u64> = [Table::Messages, Table::Packets, Table::Connections, Table::Processes]
+        .into_iter()
+        .map(|t| (t.name(), trace.rows(t)))
+        .collect();
+    let events = tables.values().sum();
+    let (mut stored, mut raw) = (0, 0);
+    for i in 0..trace.chunks().len() {
+        let s = trace.chunk_sizes(i).with_context(|| format!("reading chunk {i}"))?;
+        stored += s.stored;
+        raw += s.raw;
+    }
+    let mut dropped: BTreeMap<String, u64> = [source::MESSAGES, source::PACKETS, source::CONNECTIONS, source::PROCESSES]
+        .into_iter()
+        .map(|s| (source::name(s), 0))
+        .collect();
+    let stats: Vec<usize> = trace.chunks_of(Table::Stats).collect();
+    for i in stats {
+        let b = trace
+            .read_chunk(i, snoop_format::ColumnSet::ALL)
+            .and_then(|c| c.into_stats())
+            .with_context(|| format!("reading stats chunk {i}"))?;
+        for (s, d) in b.source.iter().zip(&b.dropped) {
+            *dropped.entry(source::name(*s)).or_default() += d;
+        }
+    }
+    let start_ns = trace.info().start_ns;
+    let last = trace.chunks().iter().map(|c| c.t_max).max().unwrap_or(start_ns);
+    let end_ns = trace.end_ns().unwrap_or(last).max(start_ns);
+    Ok(Summary {
+        trace,
+        tables,
+        events,
+        stored,
+        raw,
+        dropped,
+        start_ns,
+        end_ns,
+    })
+}
+
+fn to_json(s: &Summary) -> Value {
+    let t = &s.trace;
+    let info = t.info();
+    let file_bytes = t.file_len();
+    json!({
+        "file": null,
+        "format_version": t.version(),
+        "complete": t.is_complete(),
+        "chunks": t.chunks().len(),
+        "events": s.events,
+        "tables": s.tables,
+        "stats_rows": t.rows(Table::Stats),
+        "file_bytes": file_bytes,
+        "bytes_per_event": if s.events == 0 { 0.0 } else { file_bytes as f64 / s.events as f64 },
+        "compression_ratio": if s.stored == 0 { 0.0 } else { s.raw as f64 / s.stored as f64 },
+        "start_ns": info.wall_ns(s.start_ns),
+        "end_ns": info.wall_ns(s.end_ns),
+        "duration_ns": s.end_ns - s.start_ns,
+        "dropped": s.dropped,
+        "ignored_bytes": t.recovery().map_or(0, |r| r.ignored_bytes),
+        "recovery": t.recovery().map(|r| json!({
+            "chunks": r.chunks, "events": r.events, "ignored_bytes": r.ignored_bytes,
+            "stopped_because": r.stopped_because,
+        })),
+        "host": info.host,
+        "kernel": info.kernel,
+        "snoop_version": info.snoop_version,
+        "command": info.command,
+    })
+}
+
+fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::io::Result<()> {
+    let t = &s.trace;
+    let info = t.info()?;
+    let file_bytes = t.file_len();
+    let dropped: u64 = s.dropped.values().sum();
+    writeln!(o, "file:         {}", path.display())?;
+    writeln!(o, "format:       snoop trace v{}", t.version())?;
+    match t.recovery() {
+        None => writeln!(o, "state:        complete (closed cleanly)")?,
+        Some(r) => writeln!(o, 
+            "state:        RECOVERED (no valid footer): {} chunks / {} events recovered, {} bytes ignored{}",
+            r.chunks,
+            r.events,
+            r.ignored_bytes,
+            if r.stopped_because.is_empty() { String::new() } else { format!(" ({})", r.stopped_because) }
+        )?,
+    }
+    writeln!(o, "host:         {} (kernel {})", info.host, info.kernel)?;
+    writeln!(o, "recorded by:  snoop {}: {}", info.snoop_version, info.command.join(" "))?;
+    writeln!(o, "start:        {}", units::wall(info.wall_ns(s.start_ns)))?;
+    writeln!(o, "end:          {}", units::wall(info.wall_ns(s.end_ns)))?;
+    writeln!(o, "duration:     {}", units::duration(s.end_ns - s.start_ns))?;
+    writeln!(o, "events:       {}", s.events)?;
+    for (name, n) in &s.tables {
+        writeln!(o, "  {name:<12}{n}")?;
+    }
+    writeln!(o, "chunks:       {}", t.chunks().len())?;
+    writeln!(o, "file size:    {} ({file_bytes} bytes)", units::bytes(file_bytes))?;
+    if s.events > 0 {
+        writeln!(o, "per event:    {:.2} bytes", file_bytes as f64 / s.events as f64)?;
+    }
+    if s.stored > 0 {
+        writeln!(o, "compression:  {:.1}x ({} of columns)", s.raw as f64 / s.stored as f64, units::bytes(s.raw))?;
+    }
+    let parts: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect()?;
+    writeln!(o, "dropped:      {dropped} ({})", parts.join(", "))?;
+    Ok(())
+}
+
+/// Run `snoop info`.
+pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    let trace = Trace::open(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let s = summarize(trace).with_context(|| format!("reading {}", args.file.display()))?;
+    if args.json {
+        let mut v = to_json(&s);
+        v["file"] = json!(args.file.display().to_string());
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        print_text(&mut std::io::stdout().lock(), &args.file, &s)?;
+    }
+    if let Some(r) = s.trace.recovery() {
+        eprintln!(
+            "snoop: warning: {} was not closed cleanly; recovered {} chunks / {} events, ignored {} bytes",
+            args.file.display(),
+            r.chunks,
+            r.events,
+            r.ignored_bytes
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The `snoop` binary: parse the command line, dispatch to the crate that
+//! does the work, print errors as `snoop: <message>` and exit non-zero. A
+//! closed pipe (`snoop replay t.snp | head`) ends the program quietly.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod info;
+mod units;
+
+/// Per-process network recorder (eBPF) and offline analyzer.
+///
+/// Record what every process sends and receives with `sudo snoop record`,
+/// then analyse the trace anywhere, without root, with `snoop analyze`.
+#[derive(Parser)]
+#[command(name = "snoop", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record every send, receive, packet, TCP state change and process event (needs root).
+    #[cfg(feature = "record")]
+    Record(snoop_record::RecordArgs),
+    /// Live per-process table of TCP/UDP traffic (needs root), or a recorded trace's.
+    #[cfg(feature = "record")]
+    Top(snoop_record::TopArgs),
+    /// Describe a trace file: time range, events per table, size, drops, recovery.
+    Info(info::InfoArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        #[cfg(feature = "record")]
+        Command::Record(args) => snoop_record::run_record(&args),
+        #[cfg(feature = "record")]
+        Command::Top(args) => snoop_record::run_top(&args),
+        Command::Info(args) => info::run(&args),
+    }
+}
+
+/// Whether the error is a write to a closed pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("snoop: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
