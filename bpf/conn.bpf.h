@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * conn.bpf.h — TCP connection lifecycle. inet_sock_set_state fires in
+ * whatever context changes the state (often softirq), so the owner comes
+ * from the cookie -> owner map, never from the current task (the tcplife
+ * rule). At TCP_CLOSE the tcp_sock's bytes_acked / bytes_received are
+ * recorded so the analyzer can cross-check message totals.
+ */
+
+static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_state,
+					    __u8 new_state, int learn_flow)
+{
+	__u8 laddr[16] = {}, raddr[16] = {};
+	__u16 lport = 0, rport = 0;
+	__u16 family = snoop_sk_addrs(&sk->__sk_common, laddr, raddr, &lport, &rport);
+
+	if (family != SNOOP_AF_INET && family != SNOOP_AF_INET6)
+		return;
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+
+	if (learn_flow)
+		snoop_learn_flow(laddr, raddr, lport, rport, SNOOP_IPPROTO_TCP, cookie);
+
+	struct snoop_owner *o = bpf_map_lookup_elem(&snoop_owners, &cookie);
+
+	/* A passively opened connection has no owner until accept() and the
+	 * first read; until then it belongs to its listener's owner (learned in
+	 * process context at listen()). */
+	if (!o && learn_flow && new_state == SNOOP_TCP_ESTABLISHED) {
+		__u64 *lc = snoop_lookup_bound(laddr, lport, SNOOP_IPPROTO_TCP);
+		struct snoop_owner *lo = lc ? bpf_map_lookup_elem(&snoop_owners, lc) : NULL;
+
+		if (lo) {
+			struct snoop_owner copy = *lo;
+
+			copy.lport = 0; /* forces re-learning at the first message */
+			bpf_map_update_elem(&snoop_owners, &cookie, &copy, BPF_NOEXIST);
+			o = bpf_map_lookup_elem(&snoop_owners, &cookie);
+		}
+	}
+
+	/* Filters only after learning: attribution must not depend on them. */
+	if (!snoop_proto_ok(SNOOP_IPPROTO_TCP) || !snoop_port_ok(lport, rport) ||
+	    !snoop_family_ok(family, raddr))
+		return;
+
+	if (!snoop_owner_wanted(o))
+		return;
+
+	struct snoop_conn *c = snoop_reserve(sizeof(*c), SNOOP_KIND_CONN);
+
+	if (!c)
+		return;
+	c->kind = SNOOP_KIND_CONN;
+	c->family = family;
+	c->old_state = old_state;
+	c->new_state = new_state;
+	c->_pad0 = 0;
+	c->_pad1 = 0;
+	c->ts_ns = bpf_ktime_get_boot_ns();
+	c->cookie = cookie;
+	c->bytes_acked = 0;
+	c->bytes_received = 0;
+	if (new_state == SNOOP_TCP_CLOSE || old_state == 0) {
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+		c->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+		c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	}
+	__builtin_memcpy(c->laddr, laddr, 16);
+	__builtin_memcpy(c->raddr, raddr, 16);
+	c->lport = lport;
+	c->rport = rport;
+	if (o) {
+		c->pid = o->pid;
+		c->tid = o->tid;
+		__builtin_memcpy(c->comm, o->comm, sizeof(c->comm));
+	} else {
+		c->pid = 0;
+		c->tid = 0;
+		__builtin_memset(c->comm, 0, sizeof(c->comm));
+	}
+	snoop_submit(c);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(snoop_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (sk->sk_protocol != SNOOP_IPPROTO_TCP)
+		return 0;
+	/* LISTEN runs in the listen() caller; ESTABLISHED is the first state
+	 * with the full 5-tuple (SYN_SENT precedes the source port choice). */
+	snoop_emit_conn(sk, oldstate, newstate,
+			newstate == SNOOP_TCP_ESTABLISHED || newstate == SNOOP_TCP_LISTEN);
+	return 0;
+}

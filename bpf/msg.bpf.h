@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * msg.bpf.h — application-level messages: every successful send and
+ * receive on a TCP or UDP socket, in the calling thread's context (so
+ * pid/tid/comm are exact), plus the socket-owner learning that lets the
+ * other concerns attribute packets and connections by cookie.
+ *
+ * Unconnected UDP: the socket has no peer, so the cgroup sendmsg/recvmsg
+ * hooks (which see the user's sockaddr) park the peer per thread in
+ * snoop_peers and the message hook picks it up. A recvfrom() without an
+ * address buffer never runs the recvmsg hook: the peer is then recorded as
+ * zero (the application does not know it either).
+ */
+
+static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
+					      const __u8 laddr[16], const __u8 raddr[16],
+					      __u16 lport, __u16 rport, __u8 proto)
+{
+	struct snoop_owner *cur = bpf_map_lookup_elem(&snoop_owners, &cookie);
+	__u32 tgid = pid_tgid >> 32;
+
+	if (cur && cur->pid == tgid && cur->lport == lport && cur->rport == rport)
+		return;
+	struct snoop_owner o = {};
+
+	snoop_fill_owner_cur(&o, pid_tgid);
+	o.lport = lport;
+	o.rport = rport;
+	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	snoop_learn_flow(laddr, raddr, lport, rport, proto, cookie);
+}
+
+static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	if (ret <= 0 || (dir == SNOOP_DIR_RX && (flags & SNOOP_MSG_PEEK)))
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+
+	if (family != SNOOP_AF_INET && family != SNOOP_AF_INET6)
+		return 0;
+	__u8 proto = sk->sk_protocol;
+
+	if (proto != SNOOP_IPPROTO_TCP && proto != SNOOP_IPPROTO_UDP)
+		return 0;
+	if (!snoop_proto_ok(proto))
+		return 0;
+
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u8 laddr[16] = {}, raddr[16] = {};
+	__u16 lport = 0, rport = 0;
+
+	snoop_sk_addrs(&sk->__sk_common, laddr, raddr, &lport, &rport);
+
+	if (proto == SNOOP_IPPROTO_UDP) {
+		__u32 tid = (__u32)pid_tgid;
+		struct snoop_peer *p = bpf_map_lookup_elem(&snoop_peers, &tid);
+
+		if (p) {
+			if (p->cookie == cookie && rport == 0) {
+				__builtin_memcpy(raddr, p->addr, 16);
+				rport = p->port;
+			}
+			bpf_map_delete_elem(&snoop_peers, &tid);
+		}
+	}
+
+	/* Owner learning happens for every socket, filtered or not, so packet
+	 * attribution does not depend on the filters. */
+	snoop_learn_owner(cookie, pid_tgid, laddr, raddr, lport, rport, proto);
+
+	if (!snoop_port_ok(lport, rport) || !snoop_family_ok(family, raddr))
+		return 0;
+	if (!snoop_current_wanted(tgid))
+		return 0;
+
+	struct snoop_msg *m = snoop_reserve(sizeof(*m), SNOOP_KIND_MSG);
+
+	if (!m)
+		return 0;
+	m->kind = SNOOP_KIND_MSG;
+	m->dir = dir;
+	m->family = family;
+	m->proto = proto;
+	m->pid = tgid;
+	m->tid = (__u32)pid_tgid;
+	m->bytes = ret;
+	m->ts_ns = bpf_ktime_get_boot_ns();
+	m->cookie = cookie;
+	m->cgroup = bpf_get_current_cgroup_id();
+	__builtin_memcpy(m->laddr, laddr, 16);
+	__builtin_memcpy(m->raddr, raddr, 16);
+	m->lport = lport;
+	m->rport = rport;
+	m->_pad0 = 0;
+	bpf_get_current_comm(m->comm, sizeof(m->comm));
+	snoop_submit(m);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(snoop_send_length, struct sock *sk, int ret, int flags)
+{
+	return snoop_handle_msg(sk, ret, flags, SNOOP_DIR_TX);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(snoop_recv_length, struct sock *sk, int ret, int flags)
+{
+	return snoop_handle_msg(sk, ret, flags, SNOOP_DIR_RX);
+}
+
+/* Park the user's sockaddr of an unconnected UDP send/recv for this thread. */
+static __always_inline void snoop_park_peer(struct bpf_sock_addr *ctx, int v6)
+{
+	struct snoop_peer p = {};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	p.cookie = bpf_get_socket_cookie(ctx);
+	if (v6) {
+		__u32 *w = (__u32 *)p.addr;
+
+		w[0] = ctx->user_ip6[0];
+		w[1] = ctx->user_ip6[1];
+		w[2] = ctx->user_ip6[2];
+		w[3] = ctx->user_ip6[3];
+		p.family = SNOOP_AF_INET6;
+	} else {
+		snoop_map_v4(p.addr, ctx->user_ip4);
+		p.family = SNOOP_AF_INET;
+	}
+	p.port = bpf_ntohs((__u16)ctx->user_port);
+	bpf_map_update_elem(&snoop_peers, &tid, &p, BPF_ANY);
+}
+
+SEC("cgroup/sendmsg4")
+int snoop_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	snoop_park_peer(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int snoop_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	snoop_park_peer(ctx, 1);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int snoop_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	snoop_park_peer(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int snoop_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	snoop_park_peer(ctx, 1);
+	return 1;
+}
+
+/* Learn the owner of every socket at creation (process context). Accepted
+ * sockets do not pass here; they are learned at their first send/recv. */
+SEC("cgroup/sock_create")
+int snoop_sock_create(struct bpf_sock *ctx)
+{
+	if (ctx->family != SNOOP_AF_INET && ctx->family != SNOOP_AF_INET6)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct snoop_owner o = {};
+
+	snoop_fill_owner_cur(&o, bpf_get_current_pid_tgid());
+	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	return 1;
+}

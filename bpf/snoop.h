@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * snoop.h — the one contract between the BPF programs (C) and the recorder
+ * (Rust). Rust never hand-copies these structs: the skeleton generator emits
+ * them from BTF because snoop.bpf.c declares one dummy global of each type.
+ *
+ * Rules: fixed-width types only, explicit padding (every struct is a multiple
+ * of 8 bytes, no implicit holes), every name prefixed snoop_/SNOOP_ so it
+ * never collides with vmlinux.h. Every ring-buffer record starts with
+ * `__u8 kind` (one of enum snoop_kind). IPv4 addresses are stored as
+ * v4-mapped IPv6 (::ffff:a.b.c.d) in 16-byte fields; an unspecified or
+ * unknown address (0.0.0.0, ::) is all zero. Timestamps are
+ * CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns).
+ */
+#ifndef SNOOP_H
+#define SNOOP_H
+
+#define SNOOP_COMM_LEN 16
+#define SNOOP_FILENAME_LEN 128
+
+/* Record kinds: the first byte of every ring-buffer record, and the index of
+ * the per-CPU drop counter for that kind. */
+enum snoop_kind {
+	SNOOP_KIND_MSG = 0,  /* application-level send/recv (process context) */
+	SNOOP_KIND_PKT = 1,  /* wire-level packet (device or --iface)          */
+	SNOOP_KIND_CONN = 2, /* TCP state change / pre-existing connection     */
+	SNOOP_KIND_PROC = 3, /* exec / fork / exit                             */
+	SNOOP_KIND_MAX = 4,
+};
+
+enum snoop_dir {
+	SNOOP_DIR_TX = 0,
+	SNOOP_DIR_RX = 1,
+};
+
+enum snoop_proc_kind {
+	SNOOP_PROC_EXEC = 0,
+	SNOOP_PROC_FORK = 1,
+	SNOOP_PROC_EXIT = 2,
+};
+
+/* Packet sources (snoop_pkt.source). */
+enum snoop_pkt_source {
+	SNOOP_PKT_DEV = 0,   /* net_dev_queue / netif_receive_skb */
+	SNOOP_PKT_IFACE = 1, /* socket filter on an AF_PACKET socket (--iface) */
+};
+
+/* One send or receive as the application saw it (sock_send_length /
+ * sock_recv_length). pid/tid/comm are those of the calling thread. raddr /
+ * rport of unconnected UDP come from the cgroup sendmsg/recvmsg hooks when
+ * the application passed an address; otherwise they are zero. */
+struct snoop_msg {
+	__u8 kind; /* SNOOP_KIND_MSG */
+	__u8 dir;  /* enum snoop_dir */
+	__u8 family; /* AF_INET (2) or AF_INET6 (10) of the socket */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+	__u32 pid;   /* tgid */
+	__u32 tid;
+	__u32 bytes;
+	__u64 ts_ns;
+	__u64 cookie; /* bpf_get_socket_cookie */
+	__u64 cgroup; /* cgroup v2 id of the task */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport; /* host byte order */
+	__u16 rport; /* host byte order */
+	__u32 _pad0;
+	char comm[SNOOP_COMM_LEN];
+};
+
+/* One packet on the wire. The owner (pid/tid/comm) comes from the cookie ->
+ * owner map learned in process context, never from the current task; it is
+ * zero when unknown. local = source for tx, destination for rx. */
+struct snoop_pkt {
+	__u8 kind; /* SNOOP_KIND_PKT */
+	__u8 dir;
+	__u8 family; /* AF_INET / AF_INET6 of the IP header */
+	__u8 proto;  /* IP protocol number (any, not only TCP/UDP) */
+	__u32 ifindex;
+	__u64 ts_ns;
+	__u64 cookie; /* 0 when the kernel does not know the socket */
+	__u32 len;    /* IP packet length (L3 header + payload; GSO: all segments) */
+	__u16 segs;   /* GSO segments, 1 when not GSO */
+	__u8 source;  /* enum snoop_pkt_source */
+	__u8 _pad0;
+	__u32 pid; /* owner, 0 = unknown */
+	__u32 tid;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u32 _pad1;
+	char comm[SNOOP_COMM_LEN];
+};
+
+/* One TCP state change (inet_sock_set_state) or, with old_state == 0, a
+ * connection that already existed when recording started (iter/tcp). */
+struct snoop_conn {
+	__u8 kind; /* SNOOP_KIND_CONN */
+	__u8 family;
+	__u8 old_state; /* TCP_* (1..12); 0 = synthetic "already open" */
+	__u8 new_state;
+	__u32 pid; /* owner from the cookie map, 0 = unknown */
+	__u32 tid;
+	__u32 _pad0;
+	__u64 ts_ns;
+	__u64 cookie;
+	__u64 bytes_acked;    /* tcp_sock, meaningful at TCP_CLOSE */
+	__u64 bytes_received; /* tcp_sock, meaningful at TCP_CLOSE */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u32 _pad1;
+	char comm[SNOOP_COMM_LEN];
+};
+
+/* exec / fork / exit. For fork, pid/tid are the child and ppid the parent. */
+struct snoop_proc {
+	__u8 kind; /* SNOOP_KIND_PROC */
+	__u8 pkind; /* enum snoop_proc_kind */
+	__u16 _pad0;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__s32 exit_code; /* exit: task->exit_code (status << 8 | signal) */
+	__u32 _pad1;
+	__u64 ts_ns;
+	char comm[SNOOP_COMM_LEN];
+	char filename[SNOOP_FILENAME_LEN]; /* exec only */
+};
+
+/* Value of the cookie -> owner map. */
+struct snoop_owner {
+	__u32 pid;
+	__u32 tid;
+	__u64 cgroup;
+	char comm[SNOOP_COMM_LEN];
+	__u16 lport; /* ports of the 5-tuple last learned into snoop_flows */
+	__u16 rport;
+	__u32 _pad0;
+};
+
+/* Key of the 5-tuple -> cookie map used to attribute received packets
+ * (netif_receive_skb does not know the socket yet). Filled in process
+ * context from the socket's own addresses. */
+struct snoop_flow_key {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u8 proto;
+	__u8 _pad0[3];
+};
+
+/* Pending peer address of an unconnected UDP send/recv, captured by the
+ * cgroup sendmsg/recvmsg hooks and consumed by sock_*_length in the same
+ * thread. Keyed by tid. */
+struct snoop_peer {
+	__u64 cookie;
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 _pad0[5];
+};
+
+/* Settings fixed before load (const volatile, rodata). */
+struct snoop_config {
+	__u8 filter_pid;   /* only tgids present in snoop_tracked */
+	__u8 filter_comm;  /* comms in snoop_comms join snoop_tracked */
+	__u8 follow;       /* children of tracked tgids join snoop_tracked */
+	__u8 capture_pkts; /* net_dev_queue / netif_receive_skb */
+	__u8 family;       /* 0 = any, AF_INET, AF_INET6 */
+	__u8 proto;        /* 0 = any, IPPROTO_TCP, IPPROTO_UDP */
+	__u16 port;        /* 0 = any; matches local or remote port */
+	__u64 cgroup;      /* 0 = any; else only tasks in this cgroup v2 id */
+};
+
+#endif /* SNOOP_H */

@@ -1,0 +1,37 @@
+//! Builds bpf/snoop.bpf.c with clang and generates the libbpf-rs skeleton
+//! into OUT_DIR (never into src/, so nothing generated is tracked by git).
+
+use std::env;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+const SOURCES: &[&str] = &[
+    "snoop.bpf.c",
+    "snoop.h",
+    "common.bpf.h",
+    "msg.bpf.h",
+    "pkt.bpf.h",
+    "conn.bpf.h",
+    "proc.bpf.h",
+    "iter.bpf.h",
+    "iface.bpf.h",
+    "vmlinux.h",
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let bpf = manifest.join("../../bpf");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("snoop.skel.rs");
+    for f in SOURCES {
+        println!("cargo:rerun-if-changed={}", bpf.join(f).display());
+    }
+    let include = format!("-I{}", bpf.display());
+    if let Err(e) = SkeletonBuilder::new()
+        .source(bpf.join("snoop.bpf.c"))
+        .clang_args([include.as_str(), "-Wall", "-Wno-unused-function"])
+        .build_and_generate(&out)
+    {
+        panic!("building bpf/snoop.bpf.c failed (needs clang and libelf): {e:#}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Command-line arguments of `snoop record` and the parsing of their
+//! human-friendly values (durations like `10s`, sizes like `500M`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Transport protocol filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Proto {
+    /// TCP only.
+    Tcp,
+    /// UDP only.
+    Udp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+/// `snoop record`: capture what every process sends and receives.
+#[derive(Args, Clone, Debug)]
+pub struct RecordArgs {
+    /// Trace file to write.
+    #[arg(short, long, value_name = "FILE", default_value = "trace.snp")]
+    pub output: PathBuf,
+    /// Overwrite FILE if it exists (never through a symlink).
+    #[arg(long)]
+    pub force: bool,
+    /// Record only this process (repeatable).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Record processes with this name, also ones started later (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Vec<String>,
+    /// Also record children of recorded processes.
+    #[arg(long)]
+    pub follow: bool,
+    /// Record only tasks in this cgroup v2 (path, absolute or relative to the mount).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Record only traffic with this local or remote port.
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Record only this transport protocol.
+    #[arg(long, value_enum)]
+    pub proto: Option<Proto>,
+    /// IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Also capture every IP packet on this interface (repeatable).
+    #[arg(long, value_name = "IF")]
+    pub iface: Vec<String>,
+    /// Stop after this long (e.g. 10s, 5m, 1h).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+    /// Stop once the file reaches this size (e.g. 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// Do not capture wire packets (device hooks); messages only.
+    #[arg(long)]
+    pub no_packets: bool,
+    /// Ring buffer size (power of two, e.g. 16M, 64M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
+    pub ring_size: u64,
+}
+
+/// Parse `10s`, `5m`, `1h`, `250ms`, `1.5s` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 10s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?} (use ms, s, m, h, d)"
+            ))
+        }
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse `4096`, `64K`, `500M`, `2G` (powers of 1024; `B`/`iB` suffixes accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 500M, 2G)"))?;
+    let mult: u64 = match unit
+        .trim_end_matches("iB")
+        .trim_end_matches('B')
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size unit {unit:?} in {s:?} (use K, M, G, T)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1Q").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

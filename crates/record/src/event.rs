@@ -1,0 +1,311 @@
+//! Decoding of raw ring-buffer records into typed events.
+//!
+//! The kernel writes the structs of `bpf/snoop.h`; this module turns their
+//! bytes into [`Event`]s built from `snoop_format` types (so the writer
+//! thread can push them as rows) and rejects anything malformed with an
+//! error instead of panicking: bytes from the kernel are data, not trust.
+
+use snoop_format::{Direction, Flow, ProcessKind, ProcessRow, AF_INET, AF_INET6};
+
+use crate::skel::types::{snoop_conn, snoop_msg, snoop_pkt, snoop_proc};
+use crate::skel::{kind, read};
+
+/// One decoded record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An application-level send or receive.
+    Message {
+        /// CLOCK_BOOTTIME ns.
+        ts_ns: u64,
+        /// Who and which socket.
+        flow: Flow,
+        /// Bytes the call returned.
+        bytes: u32,
+        /// Send or receive.
+        dir: Direction,
+    },
+    /// A packet on the wire.
+    Packet {
+        /// CLOCK_BOOTTIME ns.
+        ts_ns: u64,
+        /// Owner (if known), device and 5-tuple.
+        flow: Flow,
+        /// IP length (L3 header + payload).
+        len: u32,
+        /// Transmit or receive.
+        dir: Direction,
+        /// GSO segments (1 when not GSO).
+        segs: u16,
+    },
+    /// A TCP state change (old_state 0: already open when recording began).
+    Conn {
+        /// CLOCK_BOOTTIME ns.
+        ts_ns: u64,
+        /// Owner and 5-tuple.
+        flow: Flow,
+        /// Previous TCP state, 0 for a synthetic "already open" record.
+        old_state: u8,
+        /// New TCP state.
+        new_state: u8,
+        /// tcp_sock bytes_acked (at close / for already open connections).
+        bytes_acked: u64,
+        /// tcp_sock bytes_received (at close / for already open connections).
+        bytes_received: u64,
+    },
+    /// exec / fork / exit.
+    Process(ProcessRow),
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The record is empty.
+    #[error("empty record")]
+    Empty,
+    /// The record is shorter than its kind's struct.
+    #[error("record of kind {kind} is {len} bytes, expected at least {need}")]
+    Short {
+        /// Record kind byte.
+        kind: u8,
+        /// Bytes present.
+        len: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// The first byte is not a known kind.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    /// A field holds a value outside its domain.
+    #[error("record of kind {kind}: bad {field} value {value}")]
+    BadField {
+        /// Record kind byte.
+        kind: u8,
+        /// Field name.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+    },
+}
+
+impl Event {
+    /// The record kind (index into the drop counters / stats source).
+    pub fn kind(&self) -> u8 {
+        match self {
+            Event::Message { .. } => kind::MSG,
+            Event::Packet { .. } => kind::PKT,
+            Event::Conn { .. } => kind::CONN,
+            Event::Process(_) => kind::PROC,
+        }
+    }
+}
+
+fn comm(raw: &[i8; 16]) -> [u8; 16] {
+    raw.map(|c| c as u8)
+}
+
+fn direction(k: u8, d: u8) -> Result<Direction, DecodeError> {
+    match d {
+        0 => Ok(Direction::Tx),
+        1 => Ok(Direction::Rx),
+        v => Err(DecodeError::BadField {
+            kind: k,
+            field: "dir",
+            value: v.into(),
+        }),
+    }
+}
+
+fn is_v4mapped(a: &[u8; 16]) -> bool {
+    a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff
+}
+
+/// AF_INET6 sockets talking IPv4 (v4-mapped addresses) are recorded as
+/// AF_INET, so the family column always says which IP version was used.
+fn ip_family(family: u8, laddr: &[u8; 16], raddr: &[u8; 16]) -> u8 {
+    if family == AF_INET6 && (is_v4mapped(raddr) || (raddr == &[0; 16] && is_v4mapped(laddr))) {
+        AF_INET
+    } else {
+        family
+    }
+}
+
+fn size_check(k: u8, rec: &[u8], need: usize) -> Result<(), DecodeError> {
+    if rec.len() < need {
+        return Err(DecodeError::Short {
+            kind: k,
+            len: rec.len(),
+            need,
+        });
+    }
+    Ok(())
+}
+
+fn decode_typed<T: plain::Plain + Copy>(k: u8, rec: &[u8]) -> Result<T, DecodeError> {
+    size_check(k, rec, std::mem::size_of::<T>())?;
+    read::<T>(rec).ok_or(DecodeError::Short {
+        kind: k,
+        len: rec.len(),
+        need: std::mem::size_of::<T>(),
+    })
+}
+
+/// Decode one raw ring-buffer record.
+pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
+    let k = *rec.first().ok_or(DecodeError::Empty)?;
+    match k {
+        kind::MSG => {
+            let m: snoop_msg = decode_typed(k, rec)?;
+            Ok(Event::Message {
+                ts_ns: m.ts_ns,
+                flow: Flow {
+                    pid: m.pid,
+                    tid: m.tid,
+                    comm: comm(&m.comm),
+                    cgroup: m.cgroup,
+                    cookie: m.cookie,
+                    ifindex: 0,
+                    family: ip_family(m.family, &m.laddr, &m.raddr),
+                    proto: m.proto,
+                    laddr: m.laddr,
+                    lport: m.lport,
+                    raddr: m.raddr,
+                    rport: m.rport,
+                },
+                bytes: m.bytes,
+                dir: direction(k, m.dir)?,
+            })
+        }
+        kind::PKT => {
+            let p: snoop_pkt = decode_typed(k, rec)?;
+            Ok(Event::Packet {
+                ts_ns: p.ts_ns,
+                flow: Flow {
+                    pid: p.pid,
+                    tid: p.tid,
+                    comm: comm(&p.comm),
+                    cgroup: 0,
+                    cookie: p.cookie,
+                    ifindex: p.ifindex,
+                    family: p.family,
+                    proto: p.proto,
+                    laddr: p.laddr,
+                    lport: p.lport,
+                    raddr: p.raddr,
+                    rport: p.rport,
+                },
+                len: p.len,
+                dir: direction(k, p.dir)?,
+                segs: p.segs,
+            })
+        }
+        kind::CONN => {
+            let c: snoop_conn = decode_typed(k, rec)?;
+            Ok(Event::Conn {
+                ts_ns: c.ts_ns,
+                flow: Flow {
+                    pid: c.pid,
+                    tid: c.tid,
+                    comm: comm(&c.comm),
+                    cgroup: 0,
+                    cookie: c.cookie,
+                    ifindex: 0,
+                    family: ip_family(c.family, &c.laddr, &c.raddr),
+                    proto: 6,
+                    laddr: c.laddr,
+                    lport: c.lport,
+                    raddr: c.raddr,
+                    rport: c.rport,
+                },
+                old_state: c.old_state,
+                new_state: c.new_state,
+                bytes_acked: c.bytes_acked,
+                bytes_received: c.bytes_received,
+            })
+        }
+        kind::PROC => {
+            let p: snoop_proc = decode_typed(k, rec)?;
+            let pk = ProcessKind::from_u8(p.pkind).ok_or(DecodeError::BadField {
+                kind: k,
+                field: "pkind",
+                value: p.pkind.into(),
+            })?;
+            let name: Vec<u8> = p
+                .filename
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            Ok(Event::Process(ProcessRow {
+                ts_ns: p.ts_ns,
+                kind: pk,
+                pid: p.pid,
+                tid: p.tid,
+                ppid: p.ppid,
+                comm: comm(&p.comm),
+                exit_code: p.exit_code,
+                filename: String::from_utf8_lossy(&name).into_owned(),
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skel::bytes_of;
+
+    #[test]
+    fn message_round_trip() {
+        let m = snoop_msg {
+            kind: kind::MSG,
+            dir: 1,
+            family: 10,
+            proto: 17,
+            pid: 7,
+            tid: 8,
+            bytes: 123,
+            ts_ns: 99,
+            cookie: 5,
+            cgroup: 1,
+            laddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            raddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 2],
+            lport: 1,
+            rport: 2,
+            _pad0: 0,
+            comm: [b'a' as i8; 16],
+        };
+        let e = decode(bytes_of(&m)).expect("decodes");
+        match e {
+            Event::Message {
+                flow, bytes, dir, ..
+            } => {
+                assert_eq!(bytes, 123);
+                assert_eq!(dir, Direction::Rx);
+                assert_eq!(
+                    flow.family, AF_INET,
+                    "v4-mapped on an AF_INET6 socket is IPv4"
+                );
+                assert_eq!(flow.pid, 7);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode(&[9, 0, 0]), Err(DecodeError::UnknownKind(9)));
+        assert!(matches!(
+            decode(&[0; 10]),
+            Err(DecodeError::Short { kind: 0, .. })
+        ));
+        let mut b = [0u8; 96];
+        b[1] = 7; // dir
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::BadField { field: "dir", .. })
+        ));
+    }
+}

@@ -1,0 +1,381 @@
+//! Loading, configuring and attaching the BPF object, and the ring-buffer
+//! [`EventSource`] on top of it.
+//!
+//! Everything kernel-bound (skeleton, links, ring buffer) lives on the
+//! thread that calls [`with_kernel`]: libbpf objects are not `Send`, and
+//! keeping them on the drain thread means the drain loop never shares them.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+
+use crate::perm;
+use crate::skel::types::snoop_counter;
+use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
+use crate::source::{Counters, EventSource, KindCounters, RawBatch};
+
+/// What to load and how to filter, decided before load.
+#[derive(Clone, Debug, Default)]
+pub struct KernelOptions {
+    /// Record only these processes (tgids) …
+    pub pids: Vec<u32>,
+    /// … and processes with these comms (now or after a later exec).
+    pub comms: Vec<String>,
+    /// Children of tracked processes are tracked too.
+    pub follow: bool,
+    /// cgroup v2 id to restrict to (0 = any).
+    pub cgroup: u64,
+    /// Port to restrict to (0 = any), local or remote.
+    pub port: u16,
+    /// IP protocol to restrict to (0 = any, 6, 17).
+    pub proto: u8,
+    /// Address family to restrict to (0 = any, 2, 10).
+    pub family: u8,
+    /// Attach net_dev_queue / netif_receive_skb.
+    pub packets: bool,
+    /// Attach TCP state and process lifecycle hooks.
+    pub lifecycle: bool,
+    /// Learn sockets that existed before start (iterators).
+    pub existing: bool,
+    /// Capture every IP packet on these interfaces (socket filter).
+    pub ifaces: Vec<String>,
+    /// Ring buffer size in bytes (rounded up to a power of two, >= 4 KiB).
+    pub ring_bytes: u64,
+}
+
+/// The ring-buffer source of a loaded, attached BPF object.
+pub struct BpfSource<'a, 'obj> {
+    rb: RingBuffer<'a>,
+    pending: Rc<RefCell<RawBatch>>,
+    skel: &'a SnoopSkel<'obj>,
+}
+
+impl EventSource for BpfSource<'_, '_> {
+    fn poll(&mut self, timeout: Duration, out: &mut RawBatch) -> Result<()> {
+        match self.rb.poll(timeout) {
+            Ok(()) => {}
+            // EINTR (a signal) is not an error: the caller checks its flags.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("ring buffer poll"),
+        }
+        // Producers submit with BPF_RB_NO_WAKEUP, so epoll may time out while
+        // records wait: always consume after the timed wait.
+        self.rb.consume().context("ring buffer consume")?;
+        let mut p = self.pending.borrow_mut();
+        if !p.is_empty() {
+            if out.is_empty() {
+                std::mem::swap(out, &mut *p);
+            } else {
+                for r in p.iter() {
+                    out.push(r);
+                }
+                *p = RawBatch::with_capacity(p.bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&mut self) -> Result<Counters> {
+        read_counters(self.skel)
+    }
+}
+
+fn read_counters(skel: &SnoopSkel<'_>) -> Result<Counters> {
+    let mut out = Counters::default();
+    for (k, slot) in out.iter_mut().enumerate() {
+        let key = (k as u32).to_ne_bytes();
+        let per_cpu = skel
+            .maps
+            .snoop_counters
+            .lookup_percpu(&key, MapFlags::ANY)
+            .context("read snoop_counters")?
+            .unwrap_or_default();
+        for v in per_cpu {
+            if let Some(c) = read::<snoop_counter>(&v) {
+                slot.events += c.events;
+                slot.drops += c.drops;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where cgroup v2 is mounted: /proc/mounts, else /sys/fs/cgroup.
+pub fn cgroup2_root() -> String {
+    if let Ok(m) = std::fs::read_to_string("/proc/mounts") {
+        for line in m.lines() {
+            let mut f = line.split_whitespace();
+            let (_dev, dir, ty) = (f.next(), f.next(), f.next());
+            if ty == Some("cgroup2") {
+                if let Some(d) = dir {
+                    return d.to_string();
+                }
+            }
+        }
+    }
+    "/sys/fs/cgroup".to_string()
+}
+
+/// The cgroup v2 id of a cgroup directory (its inode number).
+pub fn cgroup_id(path: &str) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let p = if path.starts_with('/') && std::path::Path::new(path).exists() {
+        path.to_string()
+    } else {
+        format!("{}/{}", cgroup2_root(), path.trim_start_matches('/'))
+    };
+    let md = std::fs::metadata(&p).with_context(|| format!("cgroup {p}"))?;
+    if !md.is_dir() {
+        bail!("cgroup {p} is not a directory");
+    }
+    Ok(md.ino())
+}
+
+/// Load and attach everything `opts` asks for, then run `body` with the
+/// ring-buffer source. `on_ready` is called once every program is attached
+/// and pre-existing sockets are learned. Links detach when this returns.
+pub fn with_kernel<R>(
+    opts: &KernelOptions,
+    body: impl FnOnce(&mut dyn EventSource) -> Result<R>,
+) -> Result<R> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = SnoopSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(perm::map_bpf_error)
+        .context("open BPF object")?;
+
+    let Some(ro) = open.maps.rodata_data.as_deref_mut() else {
+        bail!("BPF object has no rodata map (libbpf could not mmap it)");
+    };
+    let cfg = &mut ro.snoop_cfg;
+    cfg.filter_pid = u8::from(!opts.pids.is_empty());
+    cfg.filter_comm = u8::from(!opts.comms.is_empty());
+    cfg.follow = u8::from(opts.follow);
+    cfg.capture_pkts = u8::from(opts.packets);
+    cfg.family = opts.family;
+    cfg.proto = opts.proto;
+    cfg.port = opts.port;
+    cfg.cgroup = opts.cgroup;
+    let ring = opts.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
+    // Wake the reader early when a quarter of the ring is full, so a burst
+    // between two timed polls cannot overflow it.
+    ro.snoop_wakeup_bytes = ring / 4;
+    open.maps
+        .snoop_events
+        .set_max_entries(ring as u32)
+        .context("set ring buffer size")?;
+
+    let skel = open
+        .load()
+        .map_err(perm::map_bpf_error)
+        .context("load BPF programs (verifier)")?;
+
+    for pid in &opts.pids {
+        skel.maps
+            .snoop_tracked
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .with_context(|| format!("track pid {pid}"))?;
+    }
+    for pid in existing_with_comm(&opts.comms) {
+        skel.maps
+            .snoop_tracked
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .with_context(|| format!("track pid {pid}"))?;
+    }
+    for c in &opts.comms {
+        let key = snoop_format::comm_bytes(c);
+        skel.maps
+            .snoop_comms
+            .update(&key, &[1u8], MapFlags::ANY)
+            .with_context(|| format!("track comm {c}"))?;
+    }
+
+    let mut links: Vec<Link> = Vec::new();
+    let p = &skel.progs;
+    let attach =
+        |prog: &libbpf_rs::ProgramMut<'_>, name: &str, links: &mut Vec<Link>| -> Result<()> {
+            let l = prog
+                .attach()
+                .map_err(perm::map_bpf_error)
+                .with_context(|| format!("attach {name}"))?;
+            links.push(l);
+            Ok(())
+        };
+    // Process tracking first, so a process exec'd during start-up is seen.
+    if opts.lifecycle || !opts.comms.is_empty() || opts.follow {
+        attach(&p.snoop_exec, "tp_btf/sched_process_exec", &mut links)?;
+        attach(&p.snoop_fork, "tp_btf/sched_process_fork", &mut links)?;
+        attach(&p.snoop_exit, "tp_btf/sched_process_exit", &mut links)?;
+    }
+
+    let cg_path = cgroup2_root();
+    let cg = File::open(&cg_path).with_context(|| format!("open cgroup v2 root {cg_path}"))?;
+    for (prog, name) in [
+        (&p.snoop_sock_create, "cgroup/sock_create"),
+        (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
+        (&p.snoop_sendmsg6, "cgroup/sendmsg6"),
+        (&p.snoop_recvmsg4, "cgroup/recvmsg4"),
+        (&p.snoop_recvmsg6, "cgroup/recvmsg6"),
+    ] {
+        let l = prog
+            .attach_cgroup(cg.as_raw_fd())
+            .map_err(perm::map_bpf_error)
+            .with_context(|| format!("attach {name} to {cg_path}"))?;
+        links.push(l);
+    }
+    attach(&p.snoop_send_length, "tp_btf/sock_send_length", &mut links)?;
+    attach(&p.snoop_recv_length, "tp_btf/sock_recv_length", &mut links)?;
+    if opts.lifecycle {
+        attach(&p.snoop_set_state, "tp_btf/inet_sock_set_state", &mut links)?;
+    }
+    if opts.packets {
+        attach(&p.snoop_dev_queue, "tp_btf/net_dev_queue", &mut links)?;
+        attach(
+            &p.snoop_netif_receive,
+            "tp_btf/netif_receive_skb",
+            &mut links,
+        )?;
+    }
+    let mut iface_socks = Vec::new();
+    for name in &opts.ifaces {
+        iface_socks.push(iface_socket(
+            name,
+            p.snoop_iface_filter.as_fd().as_raw_fd(),
+        )?);
+    }
+    if opts.existing {
+        run_iter(&p.snoop_iter_task_file, "iter/task_file")?;
+        if opts.lifecycle {
+            run_iter(&p.snoop_iter_tcp, "iter/tcp")?;
+        }
+    }
+
+    let pending = Rc::new(RefCell::new(RawBatch::with_capacity(1 << 20)));
+    let sink = Rc::clone(&pending);
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(&skel.maps.snoop_events, move |rec: &[u8]| {
+            sink.borrow_mut().push(rec);
+            0
+        })
+        .context("ring buffer")?;
+    let rb = builder.build().context("ring buffer")?;
+    let mut src = BpfSource {
+        rb,
+        pending,
+        skel: &skel,
+    };
+    let r = body(&mut src);
+    drop(iface_socks);
+    drop(links);
+    r
+}
+
+/// Processes alive now whose comm is one of `comms` (so --comm also covers
+/// processes that started before recording, for the hooks that see no
+/// current task of theirs, like connection records from iter/tcp).
+fn existing_with_comm(comms: &[String]) -> Vec<u32> {
+    if comms.is_empty() {
+        return Vec::new();
+    }
+    let want: Vec<[u8; 16]> = comms.iter().map(|c| snoop_format::comm_bytes(c)).collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| want.contains(&snoop_format::comm_bytes(c.trim_end_matches('\n'))))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Run an iterator program to completion (its work is map updates and
+/// ring-buffer records; its text output is empty).
+fn run_iter(prog: &libbpf_rs::ProgramMut<'_>, name: &str) -> Result<()> {
+    let link = prog
+        .attach_iter_with_opts(IterOpts::None)
+        .map_err(perm::map_bpf_error)
+        .with_context(|| format!("attach {name}"))?;
+    let mut it = Iter::new(&link).with_context(|| format!("create {name}"))?;
+    let mut buf = Vec::new();
+    it.read_to_end(&mut buf)
+        .with_context(|| format!("run {name}"))?;
+    Ok(())
+}
+
+/// An AF_PACKET raw socket bound to `name` with the interface filter
+/// attached (the filter drops every packet after recording it).
+fn iface_socket(name: &str, prog_fd: i32) -> Result<OwnedFd> {
+    let cname = CString::new(name).with_context(|| format!("interface name {name:?}"))?;
+    // SAFETY: cname is a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no such interface: {name}");
+    }
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto.into(),
+        )
+    };
+    if fd < 0 {
+        return Err(perm::map_io_error(std::io::Error::last_os_error()))
+            .with_context(|| format!("AF_PACKET socket for {name}"));
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: prog_fd is an int living on the stack for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_BPF,
+            (&prog_fd as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("attach socket filter on {name}"));
+    }
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a properly initialised sockaddr_ll of the given size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("bind AF_PACKET socket to {name}"));
+    }
+    Ok(sock)
+}
+
+/// Sum of kernel counters for one kind (helper for summaries).
+pub fn total(c: &Counters, k: u8) -> KindCounters {
+    c.get(k as usize).copied().unwrap_or_default()
+}
+
+const _: () = assert!(kind::COUNT == 4);

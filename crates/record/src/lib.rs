@@ -1,0 +1,23 @@
+//! snoop-record: the eBPF recorder behind `snoop record` and `snoop top`.
+//!
+//! It loads the one BPF object built from `bpf/` (the contract is
+//! `bpf/snoop.h`), attaches its programs, drains the shared ring buffer on a
+//! dedicated thread and hands raw record batches to a writer thread that
+//! decodes them and pushes rows into a `snoop_format::TraceWriter`. The
+//! kernel side is behind the [`source::EventSource`] trait so the whole
+//! pipeline after the kernel is testable without root.
+
+pub mod args;
+pub mod event;
+pub mod kernel;
+pub mod output;
+pub mod perm;
+pub mod pipeline;
+mod record;
+pub mod skel;
+pub mod source;
+pub mod top;
+
+pub use args::RecordArgs;
+pub use record::{human_bytes, kernel_options, record_session, run_record};
+pub use top::{run_top, TopArgs};

@@ -1,0 +1,265 @@
+//! `snoop record`: the front end that ties the pieces together — output
+//! file, kernel options from the flags, signals, the live status line, the
+//! pipeline, the footer and the final summary.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use snoop_format::{FileInfo, TraceWriter, WriterOptions};
+
+use crate::args::RecordArgs;
+use crate::kernel::{cgroup_id, with_kernel, KernelOptions};
+use crate::pipeline::{run_pipeline, Control, Limits, Summary};
+use crate::skel::kind;
+
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // Only async-signal-safe work here: an atomic and _exit.
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // Second Ctrl-C: leave now. Every sealed chunk is already in the
+        // file (one write per chunk), so the reader recovers them.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Install SIGINT/SIGTERM handlers that count signals.
+pub(crate) fn install_signal_handlers() -> Result<()> {
+    SIGNALS.store(0, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid; we set a plain handler that
+        // only touches an atomic and calls _exit.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("install signal handler");
+        }
+    }
+    Ok(())
+}
+
+/// Has SIGINT/SIGTERM arrived?
+pub(crate) fn signalled() -> bool {
+    SIGNALS.load(Ordering::SeqCst) > 0
+}
+
+/// Translate the flags into kernel options.
+pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
+    let cgroup = match &args.cgroup {
+        Some(p) => cgroup_id(p)?,
+        None => 0,
+    };
+    Ok(KernelOptions {
+        pids: args.pid.clone(),
+        comms: args.comm.clone(),
+        follow: args.follow,
+        cgroup,
+        port: args.port.unwrap_or(0),
+        proto: args.proto.map_or(0, |p| p.number()),
+        family: if args.ipv4 {
+            snoop_format::AF_INET
+        } else if args.ipv6 {
+            snoop_format::AF_INET6
+        } else {
+            0
+        },
+        packets: !args.no_packets,
+        lifecycle: true,
+        existing: true,
+        ifaces: args.iface.clone(),
+        ring_bytes: args.ring_size,
+    })
+}
+
+/// Run `snoop record` with these arguments until a limit or a signal.
+pub fn run_record(args: &RecordArgs) -> Result<()> {
+    let kopts = kernel_options(args)?;
+    let limits = Limits {
+        max_events: args.max_events,
+        max_bytes: args.max_size,
+    };
+    let file = crate::output::create_output(&args.output, args.force)?;
+    let r = record_into(file, &args.output, &kopts, &limits, args.duration);
+    if let Err(e) = &r {
+        // Nothing was recorded if the kernel side never came up: do not
+        // leave an empty trace behind.
+        if e.chain().any(|c| c.to_string().starts_with("kernel:")) {
+            let _ = std::fs::remove_file(&args.output);
+        }
+    }
+    r
+}
+
+fn record_into(
+    file: std::fs::File,
+    path: &Path,
+    kopts: &KernelOptions,
+    limits: &Limits,
+    duration: Option<Duration>,
+) -> Result<()> {
+    let info = FileInfo::from_host(std::env::args().collect());
+    let mut writer =
+        TraceWriter::new(file, &info, WriterOptions::default()).context("write trace header")?;
+    install_signal_handlers()?;
+    let ctl = Control::default();
+    let started = Instant::now();
+    let bar = status_bar();
+    let mut rate = RateMeter::default();
+    let summary = record_session(
+        &mut writer,
+        kopts,
+        limits,
+        &ctl,
+        || eprintln!("snoop: recording to {}", path.display()),
+        |ctl| {
+            if signalled() || duration.is_some_and(|d| started.elapsed() >= d) {
+                ctl.stop();
+            }
+            if let Some(b) = &bar {
+                b.set_message(rate.status(ctl));
+                b.tick();
+            }
+        },
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = summary?;
+    let bytes = writer.bytes_written();
+    writer
+        .finish(snoop_format::boottime_ns())
+        .context("write trace footer")?;
+    print_summary(path, &summary, bytes, started.elapsed());
+    Ok(())
+}
+
+/// Record into `writer` until `ctl` is stopped (or a limit is hit):
+/// load and attach per `kopts`, call `on_ready` once everything is attached,
+/// and `monitor` about every 100 ms. The caller finishes the writer. This is
+/// the library entry point the tests use; `run_record` wraps it with signals,
+/// the status line and the summary.
+pub fn record_session<W: std::io::Write + Send>(
+    writer: &mut TraceWriter<W>,
+    kopts: &KernelOptions,
+    limits: &Limits,
+    ctl: &Control,
+    on_ready: impl FnOnce(),
+    monitor: impl FnMut(&Control),
+) -> Result<Summary> {
+    run_pipeline(
+        writer,
+        ctl,
+        limits,
+        |drain| with_kernel(kopts, |src| drain(src)).context("kernel: set up eBPF"),
+        on_ready,
+        monitor,
+    )
+}
+
+fn status_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    Some(b)
+}
+
+/// Events per second over the last status interval.
+#[derive(Default)]
+struct RateMeter {
+    last: Option<(Instant, u64)>,
+    rate: f64,
+}
+
+impl RateMeter {
+    fn status(&mut self, ctl: &Control) -> String {
+        let events = ctl.events.load(Ordering::Relaxed);
+        let now = Instant::now();
+        match self.last {
+            Some((t, e)) if now.duration_since(t) >= Duration::from_millis(500) => {
+                self.rate = (events - e.min(events)) as f64 / now.duration_since(t).as_secs_f64();
+                self.last = Some((now, events));
+            }
+            None => self.last = Some((now, events)),
+            _ => {}
+        }
+        let bytes = ctl.bytes.load(Ordering::Relaxed);
+        let dropped =
+            ctl.kernel_drops.load(Ordering::Relaxed) + ctl.user_drops.load(Ordering::Relaxed);
+        let per = if events > 0 {
+            bytes as f64 / events as f64
+        } else {
+            0.0
+        };
+        format!(
+            "{:.0} events/s, {events} events, {dropped} dropped, {} written, {per:.1} B/event",
+            self.rate,
+            human_bytes(bytes)
+        )
+    }
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
+    let names = ["messages", "packets", "connections", "processes"];
+    let total: u64 = s.events.iter().sum();
+    let kdrops: u64 = s.kernel.iter().map(|c| c.drops).sum();
+    eprintln!(
+        "snoop: wrote {} in {:.1}s: {total} events ({}), {} dropped in kernel, {} in userspace; {}{}",
+        path.display(),
+        elapsed.as_secs_f64(),
+        names
+            .iter()
+            .zip(s.events.iter())
+            .map(|(n, c)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        kdrops,
+        s.user_drops,
+        human_bytes(bytes),
+        if total > 0 {
+            format!(", {:.1} B/event", bytes as f64 / total as f64)
+        } else {
+            String::new()
+        }
+    );
+    for (k, c) in s.kernel.iter().enumerate().take(kind::COUNT) {
+        if c.drops > 0 {
+            eprintln!(
+                "snoop: {} {} records lost: ring buffer full (try --ring-size)",
+                c.drops, names[k]
+            );
+        }
+    }
+    if let Some(e) = &s.first_decode_error {
+        eprintln!("snoop: first undecodable record: {e}");
+    }
+}
