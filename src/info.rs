@@ -35,21 +35,33 @@ struct Summary {
 }
 
 fn summarize(trace: Trace) -> anyhow::Result<Summary> {
-    let tables: BTreeMap<&'static str, u64> = [Table::Messages, Table::Packets, Table::Connections, Table::Processes]
-        .into_iter()
-        .map(|t| (t.name(), trace.rows(t)))
-        .collect();
+    let tables: BTreeMap<&'static str, u64> = [
+        Table::Messages,
+        Table::Packets,
+        Table::Connections,
+        Table::Processes,
+    ]
+    .into_iter()
+    .map(|t| (t.name(), trace.rows(t)))
+    .collect();
     let events = tables.values().sum();
     let (mut stored, mut raw) = (0, 0);
     for i in 0..trace.chunks().len() {
-        let s = trace.chunk_sizes(i).with_context(|| format!("reading chunk {i}"))?;
+        let s = trace
+            .chunk_sizes(i)
+            .with_context(|| format!("reading chunk {i}"))?;
         stored += s.stored;
         raw += s.raw;
     }
-    let mut dropped: BTreeMap<String, u64> = [source::MESSAGES, source::PACKETS, source::CONNECTIONS, source::PROCESSES]
-        .into_iter()
-        .map(|s| (source::name(s), 0))
-        .collect();
+    let mut dropped: BTreeMap<String, u64> = [
+        source::MESSAGES,
+        source::PACKETS,
+        source::CONNECTIONS,
+        source::PROCESSES,
+    ]
+    .into_iter()
+    .map(|s| (source::name(s), 0))
+    .collect();
     let stats: Vec<usize> = trace.chunks_of(Table::Stats).collect();
     for i in stats {
         let b = trace
@@ -61,7 +73,12 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
         }
     }
     let start_ns = trace.info().start_ns;
-    let last = trace.chunks().iter().map(|c| c.t_max).max().unwrap_or(start_ns);
+    let last = trace
+        .chunks()
+        .iter()
+        .map(|c| c.t_max)
+        .max()
+        .unwrap_or(start_ns);
     let end_ns = trace.end_ns().unwrap_or(last).max(start_ns);
     Ok(Summary {
         trace,
@@ -80,7 +97,6 @@ fn to_json(s: &Summary) -> Value {
     let info = t.info();
     let file_bytes = t.file_len();
     json!({
-        "file": null,
         "format_version": t.version(),
         "complete": t.is_complete(),
         "chunks": t.chunks().len(),
@@ -108,7 +124,7 @@ fn to_json(s: &Summary) -> Value {
 
 fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::io::Result<()> {
     let t = &s.trace;
-    let info = t.info()?;
+    let info = t.info();
     let file_bytes = t.file_len();
     let dropped: u64 = s.dropped.values().sum();
     writeln!(o, "file:         {}", path.display())?;
@@ -124,35 +140,61 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
         )?,
     }
     writeln!(o, "host:         {} (kernel {})", info.host, info.kernel)?;
-    writeln!(o, "recorded by:  snoop {}: {}", info.snoop_version, info.command.join(" "))?;
+    writeln!(
+        o,
+        "recorded by:  snoop {}: {}",
+        info.snoop_version,
+        info.command.join(" ")
+    )?;
     writeln!(o, "start:        {}", units::wall(info.wall_ns(s.start_ns)))?;
     writeln!(o, "end:          {}", units::wall(info.wall_ns(s.end_ns)))?;
-    writeln!(o, "duration:     {}", units::duration(s.end_ns - s.start_ns))?;
+    writeln!(
+        o,
+        "duration:     {}",
+        units::duration(s.end_ns - s.start_ns)
+    )?;
     writeln!(o, "events:       {}", s.events)?;
     for (name, n) in &s.tables {
         writeln!(o, "  {name:<12}{n}")?;
     }
     writeln!(o, "chunks:       {}", t.chunks().len())?;
-    writeln!(o, "file size:    {} ({file_bytes} bytes)", units::bytes(file_bytes))?;
+    writeln!(
+        o,
+        "file size:    {} ({file_bytes} bytes)",
+        units::bytes(file_bytes)
+    )?;
     if s.events > 0 {
-        writeln!(o, "per event:    {:.2} bytes", file_bytes as f64 / s.events as f64)?;
+        writeln!(
+            o,
+            "per event:    {:.2} bytes",
+            file_bytes as f64 / s.events as f64
+        )?;
     }
     if s.stored > 0 {
-        writeln!(o, "compression:  {:.1}x ({} of columns)", s.raw as f64 / s.stored as f64, units::bytes(s.raw))?;
+        writeln!(
+            o,
+            "compression:  {:.1}x ({} of columns)",
+            s.raw as f64 / s.stored as f64,
+            units::bytes(s.raw)
+        )?;
     }
-    let parts: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect()?;
+    let parts: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     writeln!(o, "dropped:      {dropped} ({})", parts.join(", "))?;
     Ok(())
 }
 
 /// Run `snoop info`.
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
-    let trace = Trace::open(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let trace =
+        Trace::open(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let s = summarize(trace).with_context(|| format!("reading {}", args.file.display()))?;
     if args.json {
-        let mut v = to_json(&s);
-        v["file"] = json!(args.file.display().to_string());
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v)?)?;
+        let v = to_json(&s);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
     } else {
         print_text(&mut std::io::stdout().lock(), &args.file, &s)?;
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod info;
+mod synth;
 mod units;
 
 /// Per-process network recorder (eBPF) and offline analyzer.
@@ -30,6 +31,9 @@ enum Command {
     Top(snoop_record::TopArgs),
     /// Describe a trace file: time range, events per table, size, drops, recovery.
     Info(info::InfoArgs),
+    /// Write a deterministic synthetic trace (for tests, fixtures and benches).
+    #[command(hide = true)]
+    Synth(synth::SynthArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "record")]
         Command::Top(args) => snoop_record::run_top(&args),
         Command::Info(args) => info::run(&args),
+        Command::Synth(args) => synth::run(&args),
     }
 }
 

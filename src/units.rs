@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn wall_clock_formatting() {
         assert_eq!(super::wall(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(super::wall(1_795_000_000_123_000_000), "2026-11-18 11:06:40.123 UTC");
+        assert_eq!(
+            super::wall(1_795_000_000_123_000_000),
+            "2026-11-18 11:06:40.123 UTC"
+        );
     }
 
     #[test]

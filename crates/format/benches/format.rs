@@ -8,17 +8,25 @@ use snoop_format::{ColumnSet, FileInfo, Table, Trace, TraceWriter, WriterOptions
 
 const N: usize = 2_000_000;
 
-fn messages() -> (Vec<snoop_format::Flow>, Vec<snoop_format::synth::SynthMessage>) {
+fn messages() -> (
+    Vec<snoop_format::Flow>,
+    Vec<snoop_format::synth::SynthMessage>,
+) {
     let mut s = Synth::new(SynthConfig::default());
     let msgs = (0..N).map(|_| s.next_message()).collect();
     (s.flows().to_vec(), msgs)
 }
 
 fn write(flows: &[snoop_format::Flow], msgs: &[snoop_format::synth::SynthMessage]) -> Vec<u8> {
-    let mut w = TraceWriter::new(Vec::with_capacity(16 << 20), &FileInfo::default(), WriterOptions::default())
-        .expect("writer");
+    let mut w = TraceWriter::new(
+        Vec::with_capacity(16 << 20),
+        &FileInfo::default(),
+        WriterOptions::default(),
+    )
+    .expect("writer");
     for m in msgs {
-        w.push_message(m.ts_ns, &flows[m.flow], m.bytes, m.dir).expect("push");
+        w.push_message(m.ts_ns, &flows[m.flow], m.bytes, m.dir)
+            .expect("push");
     }
     w.finish(0).expect("finish")
 }
@@ -40,7 +48,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut rows = 0;
             for i in trace.chunks_of(Table::Messages).collect::<Vec<_>>() {
-                let e = trace.read_chunk(i, ColumnSet::ALL).and_then(|c| c.into_events()).expect("decode");
+                let e = trace
+                    .read_chunk(i, ColumnSet::ALL)
+                    .and_then(|c| c.into_events())
+                    .expect("decode");
                 rows += e.ts.len();
             }
             assert_eq!(rows, N);

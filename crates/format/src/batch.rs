@@ -16,7 +16,10 @@ impl ColumnSet {
 
     /// Exactly these column ids.
     pub fn of(ids: &[u16]) -> ColumnSet {
-        ColumnSet(ids.iter().fold(0u128, |m, &id| m | (1u128 << (id.min(127)))))
+        ColumnSet(
+            ids.iter()
+                .fold(0u128, |m, &id| m | (1u128 << (id.min(127)))),
+        )
     }
 
     /// Whether `id` is in the set.
@@ -81,20 +84,51 @@ impl Chunk {
         }
         let flow = self.take_u32(col::FLOW);
         if let Some(bad) = flow.iter().find(|&&f| f as usize >= self.flow_rows) {
-            return Err(self.corrupt(format!("flow index {bad} outside dictionary of {} flows", self.flow_rows)));
+            return Err(self.corrupt(format!(
+                "flow index {bad} outside dictionary of {} flows",
+                self.flow_rows
+            )));
         }
         let is_conn = self.table == Table::Connections;
         let b = EventBatch {
             table: self.table,
             ts: self.take_u64(col::TS),
             flow,
-            bytes: if is_conn { Vec::new() } else { self.take_u32(col::BYTES) },
-            dir: if is_conn { Vec::new() } else { self.take_u8(col::DIR) },
-            segs: if self.table == Table::Packets { self.take_u16(col::SEGS) } else { Vec::new() },
-            old_state: if is_conn { self.take_u8(col::OLD_STATE) } else { Vec::new() },
-            new_state: if is_conn { self.take_u8(col::NEW_STATE) } else { Vec::new() },
-            bytes_acked: if is_conn { self.take_u64(col::BYTES_ACKED) } else { Vec::new() },
-            bytes_received: if is_conn { self.take_u64(col::BYTES_RECEIVED) } else { Vec::new() },
+            bytes: if is_conn {
+                Vec::new()
+            } else {
+                self.take_u32(col::BYTES)
+            },
+            dir: if is_conn {
+                Vec::new()
+            } else {
+                self.take_u8(col::DIR)
+            },
+            segs: if self.table == Table::Packets {
+                self.take_u16(col::SEGS)
+            } else {
+                Vec::new()
+            },
+            old_state: if is_conn {
+                self.take_u8(col::OLD_STATE)
+            } else {
+                Vec::new()
+            },
+            new_state: if is_conn {
+                self.take_u8(col::NEW_STATE)
+            } else {
+                Vec::new()
+            },
+            bytes_acked: if is_conn {
+                self.take_u64(col::BYTES_ACKED)
+            } else {
+                Vec::new()
+            },
+            bytes_received: if is_conn {
+                self.take_u64(col::BYTES_RECEIVED)
+            } else {
+                Vec::new()
+            },
             flows: FlowColumns {
                 pid: self.take_u32(col::F_PID),
                 tid: self.take_u32(col::F_TID),

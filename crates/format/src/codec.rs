@@ -43,7 +43,14 @@ fn unshuffle(stored: &[u8], width: usize) -> Vec<u8> {
     out
 }
 
-fn finish(id: u16, ty: ColType, rows: usize, mut flags: u8, raw: Vec<u8>, level: i32) -> Result<EncodedColumn> {
+fn finish(
+    id: u16,
+    ty: ColType,
+    rows: usize,
+    mut flags: u8,
+    raw: Vec<u8>,
+    level: i32,
+) -> Result<EncodedColumn> {
     let width = ty.width().unwrap_or(1);
     let body = if width > 1 && !raw.is_empty() {
         flags |= transform::SHUFFLE;
@@ -161,7 +168,10 @@ pub fn check_meta(m: &ColumnMeta, rows: u32, what: &str, offset: u64) -> Result<
         return bad(format!("column {} has unknown type {}", m.id, m.ty));
     };
     if m.rows != rows {
-        return bad(format!("column {} has {} rows, chunk says {rows}", m.id, m.rows));
+        return bad(format!(
+            "column {} has {} rows, chunk says {rows}",
+            m.id, m.rows
+        ));
     }
     match ty.width() {
         Some(w) if m.raw_len != rows as u64 * w as u64 => bad(format!(
@@ -186,7 +196,13 @@ pub fn check_meta(m: &ColumnMeta, rows: u32, what: &str, offset: u64) -> Result<
 }
 
 /// Decode the stored bytes of a column whose meta passed [`check_meta`].
-pub fn decode(m: &ColumnMeta, ty: ColType, stored: &[u8], what: &str, offset: u64) -> Result<ColumnData> {
+pub fn decode(
+    m: &ColumnMeta,
+    ty: ColType,
+    stored: &[u8],
+    what: &str,
+    offset: u64,
+) -> Result<ColumnData> {
     let got = crc32fast::hash(stored);
     if got != m.crc {
         return Err(FormatError::Crc {
@@ -205,7 +221,11 @@ pub fn decode(m: &ColumnMeta, ty: ColType, stored: &[u8], what: &str, offset: u6
             return Err(FormatError::corrupt(
                 what,
                 offset,
-                format!("column {} decompressed to {} bytes, expected {raw_len}", m.id, out.len()),
+                format!(
+                    "column {} decompressed to {} bytes, expected {raw_len}",
+                    m.id,
+                    out.len()
+                ),
             ));
         }
         out
@@ -220,7 +240,9 @@ pub fn decode(m: &ColumnMeta, ty: ColType, stored: &[u8], what: &str, offset: u6
     Ok(match ty {
         ColType::U8 => ColumnData::U8(body),
         ColType::U16 => ColumnData::U16(
-            body.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect(),
+            body.chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect(),
         ),
         ColType::U32 => ColumnData::U32(
             body.chunks_exact(4)
@@ -264,7 +286,13 @@ pub fn decode(m: &ColumnMeta, ty: ColType, stored: &[u8], what: &str, offset: u6
                     return Err(FormatError::corrupt(
                         what,
                         offset,
-                        format!("string column {}: offsets {}..{} outside {} bytes", m.id, w[0], w[1], data.len()),
+                        format!(
+                            "string column {}: offsets {}..{} outside {} bytes",
+                            m.id,
+                            w[0],
+                            w[1],
+                            data.len()
+                        ),
                     ));
                 }
                 out.push(String::from_utf8_lossy(&data[w[0]..w[1]]).into_owned());
@@ -290,7 +318,10 @@ mod tests {
         let vals = [5u64, 9, 9, 1000, u64::MAX];
         let e = u64s(0, &vals, true, 3).unwrap();
         let ty = check_meta(&e.meta, 5, "t", 0).unwrap();
-        assert_eq!(decode(&e.meta, ty, &e.data, "t", 0).unwrap(), ColumnData::U64(vals.to_vec()));
+        assert_eq!(
+            decode(&e.meta, ty, &e.data, "t", 0).unwrap(),
+            ColumnData::U64(vals.to_vec())
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ pub enum FormatError {
         detail: String,
     },
     /// A CRC did not match.
-    #[error("{what} at offset {offset}: CRC mismatch (expected {expected:#010x}, got {got:#010x})")]
+    #[error(
+        "{what} at offset {offset}: CRC mismatch (expected {expected:#010x}, got {got:#010x})"
+    )]
     Crc {
         /// Which structure.
         what: String,

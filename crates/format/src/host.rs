@@ -35,7 +35,9 @@ pub fn boot_to_wall_ns() -> i64 {
 }
 
 fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Interfaces by index, from /sys/class/net.
@@ -46,7 +48,9 @@ pub fn interfaces() -> Vec<(u32, String)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let idx = read_trim(&format!("/sys/class/net/{name}/ifindex")).parse().ok()?;
+            let idx = read_trim(&format!("/sys/class/net/{name}/ifindex"))
+                .parse()
+                .ok()?;
             Some((idx, name))
         })
         .collect();
@@ -70,7 +74,10 @@ impl FileInfo {
 
     /// Name of interface `ifindex`, if it was known at start.
     pub fn iface_name(&self, ifindex: u32) -> Option<&str> {
-        self.ifaces.iter().find(|(i, _)| *i == ifindex).map(|(_, n)| n.as_str())
+        self.ifaces
+            .iter()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, n)| n.as_str())
     }
 
     /// A CLOCK_BOOTTIME timestamp as ns since the Unix epoch.

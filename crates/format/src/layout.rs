@@ -188,13 +188,12 @@ impl BlockHeader {
         let what = "block header";
         let len = file.len() as u64;
         if offset % ALIGN as u64 != 0 {
-            return Err(FormatError::corrupt(
-                what,
-                offset,
-                "offset not 16-aligned",
-            ));
+            return Err(FormatError::corrupt(what, offset, "offset not 16-aligned"));
         }
-        if offset.checked_add(BLOCK_HEADER_LEN as u64).is_none_or(|e| e > len) {
+        if offset
+            .checked_add(BLOCK_HEADER_LEN as u64)
+            .is_none_or(|e| e > len)
+        {
             return Err(FormatError::corrupt(
                 what,
                 offset,

@@ -125,7 +125,11 @@ pub struct Footer {
 pub fn to_bytes<T>(value: &T) -> Result<AlignedVec>
 where
     T: for<'a> Serialize<
-        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
+        rkyv::api::high::HighSerializer<
+            AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rancor::Error,
+        >,
     >,
 {
     rkyv::to_bytes::<rancor::Error>(value)
@@ -137,11 +141,11 @@ where
 pub fn decode<T>(bytes: &[u8], what: &str, offset: u64) -> Result<T>
 where
     T: Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-            rkyv::api::high::HighValidator<'a, rancor::Error>,
-        > + Deserialize<T, rkyv::api::high::HighDeserializer<rancor::Error>>,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
+        + Deserialize<T, rkyv::api::high::HighDeserializer<rancor::Error>>,
 {
-    let fail = |e: rancor::Error| FormatError::corrupt(what, offset, format!("invalid metadata: {e}"));
+    let fail =
+        |e: rancor::Error| FormatError::corrupt(what, offset, format!("invalid metadata: {e}"));
     let aligned;
     let bytes = if (bytes.as_ptr() as usize) % 16 == 0 {
         bytes

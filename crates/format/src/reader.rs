@@ -54,12 +54,16 @@ pub struct Trace {
 impl Trace {
     /// Open and index a trace file (memory-mapped).
     pub fn open(path: &Path) -> Result<Trace> {
-        let file = File::open(path).map_err(|e| FormatError::io(format!("opening {}", path.display()), e))?;
+        let file = File::open(path)
+            .map_err(|e| FormatError::io(format!("opening {}", path.display()), e))?;
         let meta = file
             .metadata()
             .map_err(|e| FormatError::io(format!("reading metadata of {}", path.display()), e))?;
         if meta.is_dir() {
-            return Err(FormatError::Invalid(format!("{} is a directory, not a trace file", path.display())));
+            return Err(FormatError::Invalid(format!(
+                "{} is a directory, not a trace file",
+                path.display()
+            )));
         }
         if meta.len() == 0 {
             return Trace::index(Data::Owned(Vec::new()));
@@ -67,8 +71,12 @@ impl Trace {
         // SAFETY: the map is read-only and private to this reader. A file
         // truncated underneath us by another process could fault; recorders
         // only ever append, and we map only the length seen at open.
-        let map = unsafe { memmap2::MmapOptions::new().len(meta.len() as usize).map(&file) }
-            .map_err(|e| FormatError::io(format!("mapping {}", path.display()), e))?;
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(meta.len() as usize)
+                .map(&file)
+        }
+        .map_err(|e| FormatError::io(format!("mapping {}", path.display()), e))?;
         Trace::index(Data::Mmap(map))
     }
 
@@ -82,23 +90,31 @@ impl Trace {
         let header = FileHeader::parse(file)?;
         let at = FILE_HEADER_LEN as u64;
         let h = BlockHeader::parse(file, at).map_err(|e| match e {
-            FormatError::Corrupt { detail, offset, .. } => {
-                FormatError::corrupt("info block (the file holds no complete block)", offset, detail)
-            }
+            FormatError::Corrupt { detail, offset, .. } => FormatError::corrupt(
+                "info block (the file holds no complete block)",
+                offset,
+                detail,
+            ),
             other => other,
         })?;
         if h.kind != kind::INFO {
-            return Err(FormatError::corrupt("info block", at, format!("first block has kind {}, expected {}", h.kind, kind::INFO)));
+            return Err(FormatError::corrupt(
+                "info block",
+                at,
+                format!("first block has kind {}, expected {}", h.kind, kind::INFO),
+            ));
         }
-        let info: FileInfo = meta::decode(block_meta(file, at, &h, "info block")?, "info block", at)?;
+        let info: FileInfo =
+            meta::decode(block_meta(file, at, &h, "info block")?, "info block", at)?;
         let first = at + h.total_len();
-        let (chunks, end_ns, recovery) = match Trailer::find(file).and_then(|t| read_footer(file, t, first).ok()) {
-            Some(f) => (f.chunks, Some(f.end_ns), None),
-            None => {
-                let (chunks, rec) = scan(file, first);
-                (chunks, None, Some(rec))
-            }
-        };
+        let (chunks, end_ns, recovery) =
+            match Trailer::find(file).and_then(|t| read_footer(file, t, first).ok()) {
+                Some(f) => (f.chunks, Some(f.end_ns), None),
+                None => {
+                    let (chunks, rec) = scan(file, first);
+                    (chunks, None, Some(rec))
+                }
+            };
         Ok(Trace {
             data,
             header,
@@ -146,25 +162,39 @@ impl Trace {
 
     /// Event rows per table.
     pub fn rows(&self, table: Table) -> u64 {
-        self.chunks.iter().filter(|c| c.table == table as u8).map(|c| c.rows as u64).sum()
+        self.chunks
+            .iter()
+            .filter(|c| c.table == table as u8)
+            .map(|c| c.rows as u64)
+            .sum()
     }
 
     /// Indexes of the chunks of `table`.
     pub fn chunks_of(&self, table: Table) -> impl Iterator<Item = usize> + '_ {
-        self.chunks.iter().enumerate().filter(move |(_, c)| c.table == table as u8).map(|(i, _)| i)
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.table == table as u8)
+            .map(|(i, _)| i)
     }
 
     /// Decode chunk `index`, only the columns in `want`.
     pub fn read_chunk(&self, index: usize, want: ColumnSet) -> Result<Chunk> {
-        let e = self
-            .chunks
-            .get(index)
-            .ok_or_else(|| FormatError::Invalid(format!("no chunk {index} (the file has {})", self.chunks.len())))?;
+        let e = self.chunks.get(index).ok_or_else(|| {
+            FormatError::Invalid(format!(
+                "no chunk {index} (the file has {})",
+                self.chunks.len()
+            ))
+        })?;
         let file = self.data.bytes();
         let (h, m) = chunk_meta(file, e.offset)?;
         let what = format!("chunk {index}");
         if m.table != e.table || m.rows != e.rows || h.total_len() != e.len {
-            return Err(FormatError::corrupt(what, e.offset, "chunk does not match its index entry"));
+            return Err(FormatError::corrupt(
+                what,
+                e.offset,
+                "chunk does not match its index entry",
+            ));
         }
         decode_chunk(file, e.offset, &h, &m, want, &what)
     }
@@ -188,16 +218,30 @@ fn block_meta<'a>(file: &'a [u8], at: u64, h: &BlockHeader, what: &str) -> Resul
 fn read_footer(file: &[u8], t: Trailer, first: u64) -> Result<Footer> {
     let h = BlockHeader::parse(file, t.footer_offset)?;
     if h.kind != kind::FOOTER || h.total_len() != t.footer_len {
-        return Err(FormatError::corrupt("footer", t.footer_offset, "trailer does not point at a footer"));
+        return Err(FormatError::corrupt(
+            "footer",
+            t.footer_offset,
+            "trailer does not point at a footer",
+        ));
     }
-    let f: Footer = meta::decode(block_meta(file, t.footer_offset, &h, "footer")?, "footer", t.footer_offset)?;
+    let f: Footer = meta::decode(
+        block_meta(file, t.footer_offset, &h, "footer")?,
+        "footer",
+        t.footer_offset,
+    )?;
     let mut next = first;
     for (i, c) in f.chunks.iter().enumerate() {
         let ok = c.offset >= next
-            && c.offset.checked_add(c.len).is_some_and(|e| e <= t.footer_offset)
+            && c.offset
+                .checked_add(c.len)
+                .is_some_and(|e| e <= t.footer_offset)
             && Table::from_id(c.table).is_some();
         if !ok {
-            return Err(FormatError::corrupt("footer", t.footer_offset, format!("entry {i} is out of order or bounds")));
+            return Err(FormatError::corrupt(
+                "footer",
+                t.footer_offset,
+                format!("entry {i} is out of order or bounds"),
+            ));
         }
         next = c.offset + c.len;
     }
@@ -208,17 +252,28 @@ fn read_footer(file: &[u8], t: Trailer, first: u64) -> Result<Footer> {
 fn chunk_meta(file: &[u8], at: u64) -> Result<(BlockHeader, ChunkMeta)> {
     let h = BlockHeader::parse(file, at)?;
     if h.kind != kind::CHUNK {
-        return Err(FormatError::corrupt("chunk", at, format!("block kind {} is not a chunk", h.kind)));
+        return Err(FormatError::corrupt(
+            "chunk",
+            at,
+            format!("block kind {} is not a chunk", h.kind),
+        ));
     }
     let m: ChunkMeta = meta::decode(block_meta(file, at, &h, "chunk")?, "chunk meta", at)?;
     let Some(table) = Table::from_id(m.table) else {
-        return Err(FormatError::corrupt("chunk", at, format!("unknown table {}", m.table)));
+        return Err(FormatError::corrupt(
+            "chunk",
+            at,
+            format!("unknown table {}", m.table),
+        ));
     };
     if m.table != h.table || m.rows > codec::MAX_CHUNK_ROWS || m.flow_rows > codec::MAX_CHUNK_ROWS {
         return Err(FormatError::corrupt(
             "chunk",
             at,
-            format!("table {} / rows {} / flows {} out of range", m.table, m.rows, m.flow_rows),
+            format!(
+                "table {} / rows {} / flows {} out of range",
+                m.table, m.rows, m.flow_rows
+            ),
         ));
     }
     for c in &m.columns {
@@ -231,24 +286,44 @@ fn chunk_meta(file: &[u8], at: u64) -> Result<(BlockHeader, ChunkMeta)> {
             return Err(FormatError::corrupt(
                 "chunk",
                 at,
-                format!("column {} at {}+{} outside body of {} bytes", c.id, c.offset, c.len, h.body_len),
+                format!(
+                    "column {} at {}+{} outside body of {} bytes",
+                    c.id, c.offset, c.len, h.body_len
+                ),
             ));
         }
     }
     Ok((h, m))
 }
 
-fn decode_chunk(file: &[u8], at: u64, h: &BlockHeader, m: &ChunkMeta, want: ColumnSet, what: &str) -> Result<Chunk> {
-    let table = Table::from_id(m.table).ok_or_else(|| FormatError::corrupt(what, at, "unknown table"))?;
+fn decode_chunk(
+    file: &[u8],
+    at: u64,
+    h: &BlockHeader,
+    m: &ChunkMeta,
+    want: ColumnSet,
+    what: &str,
+) -> Result<Chunk> {
+    let table =
+        Table::from_id(m.table).ok_or_else(|| FormatError::corrupt(what, at, "unknown table"))?;
     let body = (at + h.body_offset()) as usize;
     let mut columns = Vec::new();
     for c in &m.columns {
-        let Some(def) = column_def(table, c.id) else { continue };
+        let Some(def) = column_def(table, c.id) else {
+            continue;
+        };
         if !want.has(c.id) {
             continue;
         }
         if c.ty != def.ty as u8 {
-            return Err(FormatError::corrupt(what, at, format!("column {} has type {}, expected {}", c.id, c.ty, def.ty as u8)));
+            return Err(FormatError::corrupt(
+                what,
+                at,
+                format!(
+                    "column {} has type {}, expected {}",
+                    c.id, c.ty, def.ty as u8
+                ),
+            ));
         }
         let s = body + c.offset as usize;
         let stored = &file[s..s + c.len as usize];
@@ -256,7 +331,11 @@ fn decode_chunk(file: &[u8], at: u64, h: &BlockHeader, m: &ChunkMeta, want: Colu
     }
     for def in table.columns() {
         if want.has(def.id) && !columns.iter().any(|(id, _)| *id == def.id) {
-            return Err(FormatError::corrupt(what, at, format!("column {} ({}) is missing", def.id, def.name)));
+            return Err(FormatError::corrupt(
+                what,
+                at,
+                format!("column {} ({}) is missing", def.id, def.name),
+            ));
         }
     }
     Ok(Chunk {
@@ -304,7 +383,8 @@ fn scan(file: &[u8], first: u64) -> (Vec<ChunkEntry>, Recovery) {
         };
         match h.kind {
             kind::CHUNK => {
-                let checked = chunk_meta(file, at).and_then(|(h, m)| verify_crcs(file, at, &h, &m).map(|_| m));
+                let checked = chunk_meta(file, at)
+                    .and_then(|(h, m)| verify_crcs(file, at, &h, &m).map(|_| m));
                 match checked {
                     Ok(m) => {
                         events += m.rows as u64;
@@ -354,10 +434,12 @@ pub struct ChunkSizes {
 impl Trace {
     /// Sizes of chunk `index` (reads only its meta, decompresses nothing).
     pub fn chunk_sizes(&self, index: usize) -> Result<ChunkSizes> {
-        let e = self
-            .chunks
-            .get(index)
-            .ok_or_else(|| FormatError::Invalid(format!("no chunk {index} (the file has {})", self.chunks.len())))?;
+        let e = self.chunks.get(index).ok_or_else(|| {
+            FormatError::Invalid(format!(
+                "no chunk {index} (the file has {})",
+                self.chunks.len()
+            ))
+        })?;
         let (_, m) = chunk_meta(self.data.bytes(), e.offset)?;
         Ok(ChunkSizes {
             stored: e.len,

@@ -7,7 +7,9 @@
 use std::io::Write;
 
 use crate::error::Result;
-use crate::schema::{addr_bytes, comm_bytes, Direction, Flow, ProcessKind, ProcessRow, AF_INET, AF_INET6};
+use crate::schema::{
+    addr_bytes, comm_bytes, Direction, Flow, ProcessKind, ProcessRow, AF_INET, AF_INET6,
+};
 use crate::writer::TraceWriter;
 
 /// SplitMix64: tiny, fast, good enough for workloads, identical everywhere.
@@ -106,9 +108,11 @@ impl Synth {
                 let tcp = rng.below(10) < 8;
                 let remote = |r: &mut Rng| -> std::net::IpAddr {
                     if v6 {
-                        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (r.below(64)) as u16, 1).into()
+                        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (r.below(64)) as u16, 1)
+                            .into()
                     } else {
-                        std::net::Ipv4Addr::new(10, 1, (r.below(4)) as u8, (r.below(64)) as u8 + 1).into()
+                        std::net::Ipv4Addr::new(10, 1, (r.below(4)) as u8, (r.below(64)) as u8 + 1)
+                            .into()
                     }
                 };
                 let local: std::net::IpAddr = if v6 {
@@ -158,7 +162,9 @@ impl Synth {
     fn pick_flow(&mut self) -> usize {
         let total = self.cdf.last().copied().unwrap_or(1.0);
         let x = self.rng.unit() * total;
-        self.cdf.partition_point(|&c| c < x).min(self.flows.len() - 1)
+        self.cdf
+            .partition_point(|&c| c < x)
+            .min(self.flows.len() - 1)
     }
 
     fn size(&mut self) -> u32 {
@@ -189,7 +195,11 @@ impl Synth {
         if self.rng.below(1000) == 0 {
             self.burst = Some((flow, 8 + self.rng.below(56) as u32));
         }
-        let dir = if self.rng.below(2) == 0 { Direction::Tx } else { Direction::Rx };
+        let dir = if self.rng.below(2) == 0 {
+            Direction::Tx
+        } else {
+            Direction::Rx
+        };
         SynthMessage {
             ts_ns: self.now,
             flow,
@@ -213,7 +223,11 @@ pub struct SynthTotals {
 /// Write `n` synthetic messages, plus an exec event for each process (at
 /// start), open (SYN_SENT -> ESTABLISHED) and close state changes
 /// for every TCP flow used, and one stats row.
-pub fn write_synthetic<W: Write>(w: &mut TraceWriter<W>, cfg: SynthConfig, n: u64) -> Result<SynthTotals> {
+pub fn write_synthetic<W: Write>(
+    w: &mut TraceWriter<W>,
+    cfg: SynthConfig,
+    n: u64,
+) -> Result<SynthTotals> {
     let mut s = Synth::new(cfg.clone());
     let mut totals = SynthTotals::default();
     let mut seen_pid = std::collections::BTreeSet::new();
@@ -259,6 +273,11 @@ pub fn write_synthetic<W: Write>(w: &mut TraceWriter<W>, cfg: SynthConfig, n: u6
             w.push_conn(totals.end_ns + 1, &s.flows[i], 1, 7, 0, 0)?;
         }
     }
-    w.push_stats(totals.end_ns, crate::schema::source::MESSAGES, 0, totals.messages)?;
+    w.push_stats(
+        totals.end_ns,
+        crate::schema::source::MESSAGES,
+        0,
+        totals.messages,
+    )?;
     Ok(totals)
 }

@@ -57,14 +57,28 @@ impl FlowDict {
         let f = &self.flows;
         macro_rules! field {
             ($enc:ident, $id:expr, $field:ident) => {
-                out.push(codec::$enc($id, &f.iter().map(|x| x.$field).collect::<Vec<_>>(), level)?)
+                out.push(codec::$enc(
+                    $id,
+                    &f.iter().map(|x| x.$field).collect::<Vec<_>>(),
+                    level,
+                )?)
             };
         }
         field!(u32s, col::F_PID, pid);
         field!(u32s, col::F_TID, tid);
         field!(fixed16s, col::F_COMM, comm);
-        out.push(codec::u64s(col::F_CGROUP, &f.iter().map(|x| x.cgroup).collect::<Vec<_>>(), false, level)?);
-        out.push(codec::u64s(col::F_COOKIE, &f.iter().map(|x| x.cookie).collect::<Vec<_>>(), false, level)?);
+        out.push(codec::u64s(
+            col::F_CGROUP,
+            &f.iter().map(|x| x.cgroup).collect::<Vec<_>>(),
+            false,
+            level,
+        )?);
+        out.push(codec::u64s(
+            col::F_COOKIE,
+            &f.iter().map(|x| x.cookie).collect::<Vec<_>>(),
+            false,
+            level,
+        )?);
         field!(u32s, col::F_IFINDEX, ifindex);
         field!(u8s, col::F_FAMILY, family);
         field!(u8s, col::F_PROTO, proto);
@@ -144,7 +158,12 @@ impl Builder {
     }
 
     /// Encode the rows as the columns of `table`.
-    fn seal(&mut self, table: Table, seq: u32, level: i32) -> Result<(ChunkMeta, Vec<EncodedColumn>)> {
+    fn seal(
+        &mut self,
+        table: Table,
+        seq: u32,
+        level: i32,
+    ) -> Result<(ChunkMeta, Vec<EncodedColumn>)> {
         let order = sort_order(&self.ts);
         permute(&mut self.ts, &order);
         let rows = self.ts.len();
@@ -157,7 +176,8 @@ impl Builder {
             }
             Table::Processes => {
                 if let Some(o) = &order {
-                    let mut sorted: Vec<ProcessRow> = o.iter().map(|&i| self.procs[i as usize].clone()).collect();
+                    let mut sorted: Vec<ProcessRow> =
+                        o.iter().map(|&i| self.procs[i as usize].clone()).collect();
                     std::mem::swap(&mut sorted, &mut self.procs);
                 }
                 range(self.procs.iter().map(|p| p.pid))
@@ -188,13 +208,41 @@ impl Builder {
             }
             Table::Processes => {
                 let p = &self.procs;
-                cols.push(codec::u8s(col::KIND, &p.iter().map(|r| r.kind as u8).collect::<Vec<_>>(), level)?);
-                cols.push(codec::u32s(col::PID, &p.iter().map(|r| r.pid).collect::<Vec<_>>(), level)?);
-                cols.push(codec::u32s(col::TID, &p.iter().map(|r| r.tid).collect::<Vec<_>>(), level)?);
-                cols.push(codec::u32s(col::PPID, &p.iter().map(|r| r.ppid).collect::<Vec<_>>(), level)?);
-                cols.push(codec::fixed16s(col::COMM, &p.iter().map(|r| r.comm).collect::<Vec<_>>(), level)?);
-                cols.push(codec::i32s(col::EXIT_CODE, &p.iter().map(|r| r.exit_code).collect::<Vec<_>>(), level)?);
-                cols.push(codec::strs(col::FILENAME, &p.iter().map(|r| r.filename.clone()).collect::<Vec<_>>(), level)?);
+                cols.push(codec::u8s(
+                    col::KIND,
+                    &p.iter().map(|r| r.kind as u8).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::u32s(
+                    col::PID,
+                    &p.iter().map(|r| r.pid).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::u32s(
+                    col::TID,
+                    &p.iter().map(|r| r.tid).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::u32s(
+                    col::PPID,
+                    &p.iter().map(|r| r.ppid).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::fixed16s(
+                    col::COMM,
+                    &p.iter().map(|r| r.comm).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::i32s(
+                    col::EXIT_CODE,
+                    &p.iter().map(|r| r.exit_code).collect::<Vec<_>>(),
+                    level,
+                )?);
+                cols.push(codec::strs(
+                    col::FILENAME,
+                    &p.iter().map(|r| r.filename.clone()).collect::<Vec<_>>(),
+                    level,
+                )?);
             }
             Table::Stats => {
                 permute(&mut self.a8, &order);
@@ -295,9 +343,12 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| FormatError::io(format!("writing {} bytes at offset {}", bytes.len(), self.offset), e))?;
+        self.out.write_all(bytes).map_err(|e| {
+            FormatError::io(
+                format!("writing {} bytes at offset {}", bytes.len(), self.offset),
+                e,
+            )
+        })?;
         self.offset += bytes.len() as u64;
         Ok(())
     }
@@ -311,7 +362,13 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Add one application-level message.
-    pub fn push_message(&mut self, ts_ns: u64, flow: &Flow, bytes: u32, dir: Direction) -> Result<()> {
+    pub fn push_message(
+        &mut self,
+        ts_ns: u64,
+        flow: &Flow,
+        bytes: u32,
+        dir: Direction,
+    ) -> Result<()> {
         let b = &mut self.builders[slot(Table::Messages)];
         b.ts.push(ts_ns);
         let i = b.dict.get(flow);
@@ -322,7 +379,14 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Add one packet.
-    pub fn push_packet(&mut self, ts_ns: u64, flow: &Flow, len: u32, dir: Direction, segs: u16) -> Result<()> {
+    pub fn push_packet(
+        &mut self,
+        ts_ns: u64,
+        flow: &Flow,
+        len: u32,
+        dir: Direction,
+        segs: u16,
+    ) -> Result<()> {
         let b = &mut self.builders[slot(Table::Packets)];
         b.ts.push(ts_ns);
         let i = b.dict.get(flow);

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use snoop_format::synth::{write_synthetic, SynthConfig};
 use snoop_format::{
-    col, ColumnSet, Direction, FileInfo, Flow, FormatError, ProcessKind, ProcessRow, Table, Trace, TraceWriter,
-    WriterOptions,
+    col, ColumnSet, Direction, FileInfo, Flow, FormatError, ProcessKind, ProcessRow, Table, Trace,
+    TraceWriter, WriterOptions,
 };
 
 fn info() -> FileInfo {
@@ -82,7 +82,10 @@ fn complete_file_reads_back() {
     assert_eq!(t.rows(Table::Messages), 100);
     assert_eq!(t.rows(Table::Packets), 1);
     assert_eq!(t.rows(Table::Processes), 5);
-    assert_eq!(read_all(&t).unwrap(), t.chunks().iter().map(|c| c.rows as u64).sum::<u64>());
+    assert_eq!(
+        read_all(&t).unwrap(),
+        t.chunks().iter().map(|c| c.rows as u64).sum::<u64>()
+    );
     assert_eq!(t.info(), &info());
     assert_eq!(t.end_ns(), Some(10_000_000_000));
 }
@@ -143,12 +146,18 @@ fn byte_flips_never_panic() {
 
 #[test]
 fn bad_magic_and_newer_major_have_clear_errors() {
-    let err = Trace::from_bytes(b"GIF89a not a trace at all, sorry".to_vec()).err().unwrap();
+    let err = Trace::from_bytes(b"GIF89a not a trace at all, sorry".to_vec())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("not a snoop trace"), "{err}");
     let mut b = small_trace(true);
     b[8] = 2;
     let err = Trace::from_bytes(b).err().unwrap();
-    assert!(err.to_string().contains("unsupported trace format version 2.0"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported trace format version 2.0"),
+        "{err}"
+    );
     let err = Trace::from_bytes(Vec::new()).err().unwrap();
     assert!(err.to_string().contains("too short"), "{err}");
 }
@@ -182,20 +191,35 @@ fn arb_flow() -> impl Strategy<Value = Flow> {
         any::<[u8; 16]>(),
         any::<u16>(),
     )
-        .prop_map(|(pid, tid, comm, cgroup, cookie, ifindex, family, proto, laddr, lport, raddr, rport)| Flow {
-            pid,
-            tid,
-            comm,
-            cgroup,
-            cookie,
-            ifindex,
-            family,
-            proto,
-            laddr,
-            lport,
-            raddr,
-            rport,
-        })
+        .prop_map(
+            |(
+                pid,
+                tid,
+                comm,
+                cgroup,
+                cookie,
+                ifindex,
+                family,
+                proto,
+                laddr,
+                lport,
+                raddr,
+                rport,
+            )| Flow {
+                pid,
+                tid,
+                comm,
+                cgroup,
+                cookie,
+                ifindex,
+                family,
+                proto,
+                laddr,
+                lport,
+                raddr,
+                rport,
+            },
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -209,14 +233,38 @@ enum Row {
 
 fn arb_row() -> impl Strategy<Value = Row> {
     prop_oneof![
-        (any::<u64>(), 0..8usize, any::<u32>(), any::<bool>()).prop_map(|(a, b, c, d)| Row::Msg(a, b, c, d)),
-        (any::<u64>(), 0..8usize, any::<u32>(), any::<bool>(), any::<u16>())
+        (any::<u64>(), 0..8usize, any::<u32>(), any::<bool>())
+            .prop_map(|(a, b, c, d)| Row::Msg(a, b, c, d)),
+        (
+            any::<u64>(),
+            0..8usize,
+            any::<u32>(),
+            any::<bool>(),
+            any::<u16>()
+        )
             .prop_map(|(a, b, c, d, e)| Row::Pkt(a, b, c, d, e)),
-        (any::<u64>(), 0..8usize, any::<u8>(), any::<u8>(), any::<u64>(), any::<u64>())
+        (
+            any::<u64>(),
+            0..8usize,
+            any::<u8>(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<u64>()
+        )
             .prop_map(|(a, b, c, d, e, f)| Row::Conn(a, b, c, d, e, f)),
-        (any::<u64>(), 0..3u8, any::<u32>(), any::<u32>(), any::<u32>(), any::<[u8; 16]>(), any::<i32>(), ".{0,40}")
+        (
+            any::<u64>(),
+            0..3u8,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u8; 16]>(),
+            any::<i32>(),
+            ".{0,40}"
+        )
             .prop_map(|(a, b, c, d, e, f, g, h)| Row::Proc(a, b, c, d, e, f, g, h)),
-        (any::<u64>(), any::<u8>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c, d)| Row::Stat(a, b, c, d)),
+        (any::<u64>(), any::<u8>(), any::<u64>(), any::<u64>())
+            .prop_map(|(a, b, c, d)| Row::Stat(a, b, c, d)),
     ]
 }
 
@@ -232,14 +280,24 @@ fn canon(t: &Trace, table: Table) -> Vec<String> {
                 for r in 0..b.rows {
                     out.push(format!(
                         "{} {} {} {} {} {:?} {} {:?}",
-                        b.ts[r], b.kind[r], b.pid[r], b.tid[r], b.ppid[r], b.comm[r], b.exit_code[r], b.filename[r]
+                        b.ts[r],
+                        b.kind[r],
+                        b.pid[r],
+                        b.tid[r],
+                        b.ppid[r],
+                        b.comm[r],
+                        b.exit_code[r],
+                        b.filename[r]
                     ));
                 }
             }
             Table::Stats => {
                 let b = c.into_stats().unwrap();
                 for r in 0..b.rows {
-                    out.push(format!("{} {} {} {}", b.ts[r], b.source[r], b.dropped[r], b.events[r]));
+                    out.push(format!(
+                        "{} {} {} {}",
+                        b.ts[r], b.source[r], b.dropped[r], b.events[r]
+                    ));
                 }
             }
             _ => {
@@ -335,7 +393,10 @@ fn synthetic_workload_is_compact() {
         .map(|c| c.len)
         .sum();
     let per_event = msg_bytes as f64 / t.rows(Table::Messages) as f64;
-    eprintln!("synthetic: {per_event:.2} bytes per message event ({} file bytes)", bytes.len());
+    eprintln!(
+        "synthetic: {per_event:.2} bytes per message event ({} file bytes)",
+        bytes.len()
+    );
     // The format's design target (FORMAT.md); a regression here is a format bug.
     assert!(per_event <= 5.0, "{per_event:.2} bytes per message event");
 }
