@@ -69,7 +69,10 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
             .and_then(|c| c.into_stats())
             .with_context(|| format!("reading stats chunk {i}"))?;
         for (s, d) in b.source.iter().zip(&b.dropped) {
-            *dropped.entry(source::name(*s)).or_default() += d;
+            // Saturating: the counts come from the file (a hostile one
+            // could make them overflow).
+            let n = dropped.entry(source::name(*s)).or_default();
+            *n = n.saturating_add(*d);
         }
     }
     let start_ns = trace.info().start_ns;
@@ -131,7 +134,8 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     writeln!(o, "format:       snoop trace v{}", t.version())?;
     match t.recovery() {
         None => writeln!(o, "state:        complete (closed cleanly)")?,
-        Some(r) => writeln!(o, 
+        Some(r) => writeln!(
+            o,
             "state:        RECOVERED (no valid footer): {} chunks / {} events recovered, {} bytes ignored{}",
             r.chunks,
             r.events,

@@ -32,15 +32,20 @@ fn shuffle(raw: &[u8], width: usize) -> Vec<u8> {
     out
 }
 
-fn unshuffle(stored: &[u8], width: usize) -> Vec<u8> {
-    let n = stored.len() / width;
-    let mut out = vec![0u8; stored.len()];
-    for (b, plane) in stored.chunks_exact(n.max(1)).enumerate().take(width) {
-        for (i, byte) in plane.iter().enumerate() {
-            out[i * width + b] = *byte;
-        }
+/// The values of a fixed-width little-endian column body, undoing the byte
+/// shuffle in the same pass (no intermediate buffer).
+fn values<const W: usize, T>(body: &[u8], shuffled: bool, from: impl Fn([u8; W]) -> T) -> Vec<T> {
+    let n = body.len() / W;
+    if !shuffled || W == 1 {
+        return body
+            .chunks_exact(W)
+            .map(|b| from(std::array::from_fn(|k| b[k])))
+            .collect();
     }
-    out
+    let planes: [&[u8]; W] = std::array::from_fn(|k| &body[k * n..(k + 1) * n]);
+    (0..n)
+        .map(|i| from(std::array::from_fn(|k| planes[k][i])))
+        .collect()
 }
 
 fn finish(
@@ -232,33 +237,15 @@ pub fn decode(
     } else {
         stored.to_vec()
     };
-    let body = match ty.width() {
-        Some(w) if w > 1 && m.transform & transform::SHUFFLE != 0 => unshuffle(&body, w),
-        _ => body,
-    };
+    let shuffled = m.transform & transform::SHUFFLE != 0;
     let rows = m.rows as usize;
     Ok(match ty {
         ColType::U8 => ColumnData::U8(body),
-        ColType::U16 => ColumnData::U16(
-            body.chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
-        ColType::U32 => ColumnData::U32(
-            body.chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        ColType::I32 => ColumnData::I32(
-            body.chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
+        ColType::U16 => ColumnData::U16(values(&body, shuffled, u16::from_le_bytes)),
+        ColType::U32 => ColumnData::U32(values(&body, shuffled, u32::from_le_bytes)),
+        ColType::I32 => ColumnData::I32(values(&body, shuffled, i32::from_le_bytes)),
         ColType::U64 => {
-            let mut v: Vec<u64> = body
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                .collect();
+            let mut v = values(&body, shuffled, u64::from_le_bytes);
             if m.transform & transform::DELTA != 0 {
                 let mut acc = 0u64;
                 for x in &mut v {
@@ -268,11 +255,7 @@ pub fn decode(
             }
             ColumnData::U64(v)
         }
-        ColType::Fixed16 => ColumnData::Fixed16(
-            body.chunks_exact(16)
-                .map(|b| b.try_into().unwrap_or([0; 16]))
-                .collect(),
-        ),
+        ColType::Fixed16 => ColumnData::Fixed16(values(&body, shuffled, |a: [u8; 16]| a)),
         ColType::Str => {
             let offs_end = 4 * (rows + 1);
             let offs: Vec<usize> = body[..offs_end]
@@ -309,8 +292,9 @@ mod tests {
     #[test]
     fn shuffle_round_trip() {
         let raw: Vec<u8> = (0..=255u8).cycle().take(8 * 37).collect();
-        assert_eq!(unshuffle(&shuffle(&raw, 8), 8), raw);
-        assert_eq!(unshuffle(&[], 4), Vec::<u8>::new());
+        let plain = values(&raw, false, u64::from_le_bytes);
+        assert_eq!(values(&shuffle(&raw, 8), true, u64::from_le_bytes), plain);
+        assert!(values(&[], true, u32::from_le_bytes).is_empty());
     }
 
     #[test]

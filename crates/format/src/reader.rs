@@ -276,12 +276,11 @@ fn chunk_meta(file: &[u8], at: u64) -> Result<(BlockHeader, ChunkMeta)> {
             ),
         ));
     }
+    let mut seen = ColumnSet(0);
     for c in &m.columns {
         let rows = if c.id >= 100 { m.flow_rows } else { m.rows };
-        if column_def(table, c.id).is_none() {
-            continue; // a column of a newer minor version: skipped by length
-        }
-        codec::check_meta(c, rows, "chunk", at)?;
+        // Every column, known or not, must lie inside the body: recovery
+        // checks the CRC of each one, unknown columns included.
         if c.offset.checked_add(c.len).is_none_or(|e| e > h.body_len) {
             return Err(FormatError::corrupt(
                 "chunk",
@@ -292,6 +291,20 @@ fn chunk_meta(file: &[u8], at: u64) -> Result<(BlockHeader, ChunkMeta)> {
                 ),
             ));
         }
+        if column_def(table, c.id).is_none() {
+            continue; // a column of a newer minor version: skipped by length
+        }
+        // A known column twice would be decoded twice: a few KiB of file
+        // could then make the reader allocate rows x width per copy.
+        if seen.has(c.id) {
+            return Err(FormatError::corrupt(
+                "chunk",
+                at,
+                format!("column {} appears more than once", c.id),
+            ));
+        }
+        seen = seen.with(&[c.id]);
+        codec::check_meta(c, rows, "chunk", at)?;
     }
     Ok((h, m))
 }
@@ -441,9 +454,14 @@ impl Trace {
             ))
         })?;
         let (_, m) = chunk_meta(self.data.bytes(), e.offset)?;
-        Ok(ChunkSizes {
-            stored: e.len,
-            raw: m.columns.iter().map(|c| c.raw_len).sum(),
-        })
+        // Only known columns: their raw_len passed check_meta (rows x
+        // width); an unknown column's declared raw_len is unchecked.
+        let table = Table::from_id(m.table);
+        let raw = m
+            .columns
+            .iter()
+            .filter(|c| table.is_some_and(|t| column_def(t, c.id).is_some()))
+            .fold(0u64, |sum, c| sum.saturating_add(c.raw_len));
+        Ok(ChunkSizes { stored: e.len, raw })
     }
 }

@@ -30,27 +30,78 @@ impl Default for WriterOptions {
     }
 }
 
+/// FxHash (rustc's hasher): flows are hashed once per event on the write
+/// path, and SipHash's DoS resistance buys nothing for keys we made.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(std::array::from_fn(|k| c[k])));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Per-chunk flow dictionary under construction.
 #[derive(Default)]
 struct FlowDict {
-    index: HashMap<Flow, u32>,
+    index: HashMap<Flow, u32, std::hash::BuildHasherDefault<FxHasher>>,
     flows: Vec<Flow>,
+    /// The last flow looked up (bursts repeat one flow).
+    last: Option<(Flow, u32)>,
 }
 
 impl FlowDict {
     fn get(&mut self, flow: &Flow) -> u32 {
+        if let Some((f, i)) = &self.last {
+            if f == flow {
+                return *i;
+            }
+        }
         if let Some(&i) = self.index.get(flow) {
+            self.last = Some((*flow, i));
             return i;
         }
         let i = self.flows.len() as u32;
         self.flows.push(*flow);
         self.index.insert(*flow, i);
+        self.last = Some((*flow, i));
         i
     }
 
     fn clear(&mut self) {
         self.index.clear();
         self.flows.clear();
+        self.last = None;
     }
 
     fn encode(&self, level: i32, out: &mut Vec<EncodedColumn>) -> Result<()> {
