@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job: build snoop, record a few seconds of real traffic (this
+# host's own, plus a small bundled loopback workload so an idle host still
+# shows something), then analyze the trace without root.
+#
+#   bash scripts/demo.sh [SECONDS]      (default 5; needs root for recording)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+bash scripts/setup.sh
+cargo build --release --bins
+snoop=target/release/snoop
+peer=target/release/snoop-peer
+out=${SNOOP_DEMO_OUT:-/tmp/snoop-demo.snp}
+log=$(mktemp)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo "$snoop" record -o "$out" --force --duration "${secs}s" 2>"$log" &
+rec=$!
+until grep -q 'snoop: recording to' "$log"; do
+    kill -0 $rec 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.1
+done
+# Bundled workload: a TCP exchange (IPv4) and UDP datagrams (IPv6) on loopback.
+coproc SRV { "$peer" tcp-server demo-server 127.0.0.1:0 4000000 100000; }
+read -r _ port <&"${SRV[0]}"
+"$peer" tcp-client demo-client "127.0.0.1:$port" 4000000 100000 >/dev/null
+wait "$SRV_PID" || true
+coproc USRV { "$peer" udp-server demo-udp-srv '[::1]:0' 200 1200; }
+read -r _ uport <&"${USRV[0]}"
+"$peer" udp-client demo-udp-cli "[::1]:$uport" 200 1200 unconnected >/dev/null
+wait "$USRV_PID" || true
+wait $rec
+cat "$log" >&2
+rm -f "$log"
+echo
+"$snoop" info "$out"
+echo
+"$snoop" analyze "$out"
+echo
+"$snoop" analyze "$out" --by pid --top 10

@@ -1,0 +1,133 @@
+//! End-to-end tests of the `snoop` binary that need no root: `snoop info` on
+//! every committed fixture against the golden JSON beside it (the v1 files
+//! are the compatibility check for later readers), `snoop synth`, and bad
+//! input — missing, corrupt, truncated files and wrong flags — which must
+//! give a clear `snoop: ...` error and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn snoop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snoop"))
+        .args(args)
+        .output()
+        .expect("run snoop")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    assert!(err.starts_with("snoop: "), "error not in snoop: form: {err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+}
+
+#[test]
+fn info_json_matches_golden_for_every_fixture() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixtures()).expect("fixtures/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("snp") {
+            continue;
+        }
+        let golden = path.with_extension("info.json");
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&golden).expect("golden info.json"))
+                .expect("golden is JSON");
+        let o = snoop(&["info", "--json", path.to_str().expect("utf-8 path")]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        let got: serde_json::Value = serde_json::from_slice(&o.stdout).expect("info --json is JSON");
+        assert_eq!(got, want, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 3, "expected the committed fixtures, found {seen}");
+}
+
+#[test]
+fn info_reports_recovery() {
+    let f = fixtures().join("v1-recovered.snp");
+    let o = snoop(&["info", f.to_str().expect("path")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("RECOVERED"), "{text}");
+    assert!(text.contains("bytes ignored"), "{text}");
+    assert!(stderr(&o).contains("was not closed cleanly"), "{}", stderr(&o));
+}
+
+#[test]
+fn synth_then_info_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("s.snp");
+    let fs = f.to_str().expect("path");
+    let o = snoop(&["synth", "-o", fs, "--events", "5000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = snoop(&["info", "--json", fs]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["tables"]["messages"], 5000);
+    assert_eq!(v["complete"], true);
+    // Refuses to overwrite without --force.
+    let o = snoop(&["synth", "-o", fs, "--events", "10"]);
+    assert_clean_error(&o, "--force");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let o = snoop(&["info", "/nonexistent/trace.snp"]);
+    assert_clean_error(&o, "/nonexistent/trace.snp");
+}
+
+#[test]
+fn non_trace_and_damaged_files_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.snp");
+    std::fs::write(&junk, b"this is not a trace file, just text\n").expect("write");
+    assert_clean_error(&snoop(&["info", junk.to_str().expect("p")]), "not a snoop trace");
+
+    let empty = dir.path().join("empty.snp");
+    std::fs::write(&empty, b"").expect("write");
+    assert_clean_error(&snoop(&["info", empty.to_str().expect("p")]), "too short");
+
+    assert_clean_error(&snoop(&["info", dir.path().to_str().expect("p")]), "directory");
+
+    // Every prefix of a real trace: opens (recovered) or errors, no panic.
+    let bytes = std::fs::read(fixtures().join("v1-synthetic.snp")).expect("fixture");
+    let cut = dir.path().join("cut.snp");
+    for len in (0..bytes.len()).step_by(997) {
+        std::fs::write(&cut, &bytes[..len]).expect("write");
+        let o = snoop(&["info", "--json", cut.to_str().expect("p")]);
+        assert!(!stderr(&o).contains("panicked"), "cut at {len}: {}", stderr(&o));
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            assert_eq!(v["complete"], false, "cut at {len}");
+        } else {
+            assert!(stderr(&o).starts_with("snoop: "), "cut at {len}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn wrong_flags_exit_2_with_usage() {
+    let o = snoop(&["info", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Usage"), "{}", stderr(&o));
+    let o = snoop(&["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn help_teaches() {
+    let o = snoop(&["--help"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["info"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help: {text}");
+    }
+}
