@@ -6,7 +6,8 @@
 #   crates/format/fuzz/run.sh [SECONDS] [extra libFuzzer flags]
 set -eu
 cd "$(dirname "$0")"
-secs=${1:-3600}; shift || true
+secs=${1:-3600}
+if [ $# -gt 0 ]; then shift; fi
 target=x86_64-unknown-linux-gnu
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-fuzz}
 export RUSTC_BOOTSTRAP=1

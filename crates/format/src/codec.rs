@@ -219,6 +219,28 @@ pub fn decode(
     }
     let raw_len = m.raw_len as usize;
     let body = if m.codec == codec::ZSTD {
+        // A frame that states its size must state raw_len: checked before
+        // the raw_len buffer is allocated.
+        match zstd::zstd_safe::get_frame_content_size(stored) {
+            Ok(Some(n)) if n != m.raw_len => {
+                return Err(FormatError::corrupt(
+                    what,
+                    offset,
+                    format!(
+                        "column {}: zstd frame declares {n} bytes, meta {raw_len}",
+                        m.id
+                    ),
+                ))
+            }
+            Err(_) => {
+                return Err(FormatError::corrupt(
+                    what,
+                    offset,
+                    format!("column {}: not a zstd frame", m.id),
+                ))
+            }
+            _ => {}
+        }
         let out = zstd::bulk::decompress(stored, raw_len).map_err(|e| {
             FormatError::corrupt(what, offset, format!("column {}: zstd: {e}", m.id))
         })?;

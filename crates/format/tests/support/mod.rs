@@ -11,8 +11,7 @@
 use rkyv::{Archive, Deserialize, Serialize};
 use snoop_format::synth::{write_synthetic, SynthConfig};
 use snoop_format::{
-    source, ColumnSet, FileInfo, ProcessKind, ProcessRow, Table, Trace, TraceWriter,
-    WriterOptions,
+    source, ColumnSet, FileInfo, ProcessKind, ProcessRow, Table, Trace, TraceWriter, WriterOptions,
 };
 
 /// A small trace with rows in every table (messages, packets, connections,
@@ -67,11 +66,7 @@ pub fn sample_trace(events: u64, chunk_rows: usize, finish: bool) -> Vec<u8> {
         // would write it, so rebuild from a finished file minus the tail.
         let full = w.finish(totals.end_ns + 10).expect("finish");
         let t = blocks(&full);
-        let footer = t
-            .iter()
-            .find(|b| b.kind == 3)
-            .expect("footer block")
-            .offset;
+        let footer = t.iter().find(|b| b.kind == 3).expect("footer block").offset;
         full[..footer].to_vec()
     }
 }
@@ -201,7 +196,15 @@ pub fn fix_crcs(file: &mut [u8]) {
         let c = crc32fast::hash(&file[0..28]);
         file[28..32].copy_from_slice(&c.to_le_bytes());
     }
-    for b in blocks(file) {
+    let bl = blocks(file);
+    // The block where the walk stopped (e.g. a length past the end): its
+    // header CRC too, so the reader sees the bad length, not a bad CRC.
+    let next = bl.last().map_or(32, |b| b.offset + b.total);
+    if next + 32 <= file.len() && &file[next..next + 4] == b"SNPB" {
+        let hc = crc32fast::hash(&file[next..next + 24]);
+        file[next + 24..next + 28].copy_from_slice(&hc.to_le_bytes());
+    }
+    for b in bl {
         if b.kind == 2 {
             fix_column_crcs(file, &b);
         }
@@ -247,7 +250,7 @@ fn fix_column_crcs(file: &mut [u8], b: &Block) {
 
 /// Replace the meta of chunk block `b` with `m` re-encoded (same length
 /// required; the body is untouched), then fix every CRC.
-pub fn set_chunk_meta(file: &mut Vec<u8>, b: &Block, m: &ChunkMeta) {
+pub fn set_chunk_meta(file: &mut [u8], b: &Block, m: &ChunkMeta) {
     let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(m).expect("serialize");
     assert_eq!(bytes.len(), b.meta_len, "re-encoded meta changed length");
     file[b.meta..b.meta + b.meta_len].copy_from_slice(&bytes);
