@@ -240,17 +240,20 @@ static __always_inline void snoop_map_v4(__u8 out[16], __u32 be_addr)
 static __always_inline __u16 snoop_sk_addrs(const struct sock_common *skc, __u8 laddr[16],
 					    __u8 raddr[16], __u16 *lport, __u16 *rport)
 {
-	__u16 family = BPF_CORE_READ(skc, skc_family);
+	/* Every caller holds a BTF pointer (tp_btf / iterator context), so
+	 * these are direct loads (no helper call per field, CO-RE relocated
+	 * all the same); the hot paths run this for every message. */
+	__u16 family = skc->skc_family;
 
 	if (family == SNOOP_AF_INET) {
-		snoop_map_v4(laddr, BPF_CORE_READ(skc, skc_rcv_saddr));
-		snoop_map_v4(raddr, BPF_CORE_READ(skc, skc_daddr));
+		snoop_map_v4(laddr, skc->skc_rcv_saddr);
+		snoop_map_v4(raddr, skc->skc_daddr);
 	} else if (family == SNOOP_AF_INET6) {
-		BPF_CORE_READ_INTO(laddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(raddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(laddr, skc->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(raddr, skc->skc_v6_daddr.in6_u.u6_addr8, 16);
 	}
-	*lport = BPF_CORE_READ(skc, skc_num);
-	*rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	*lport = skc->skc_num;
+	*rport = bpf_ntohs(skc->skc_dport);
 	return family;
 }
 

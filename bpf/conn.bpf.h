@@ -16,6 +16,10 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 
 	if (family != SNOOP_AF_INET && family != SNOOP_AF_INET6)
 		return;
+	/* At TCP_CLOSE the port was already released (inet_put_port zeroes
+	 * skc_num before the state is stored); inet_sport keeps it. */
+	if (!lport)
+		lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 
 	if (learn_flow)

@@ -19,46 +19,50 @@ struct snoop_l34 {
 };
 
 /* Parse an IPv4/IPv6 header at kernel address l3 (+ TCP/UDP ports).
- * Returns 0 when the packet is not IP. Fragments keep ports 0. */
+ * Returns 0 when the packet is not IP. Fragments keep ports 0. One read
+ * covers the usual header and the ports (a second only for IPv4 options):
+ * helper calls are most of the cost per packet. Bytes past a short packet
+ * are read harmlessly from the skb buffer and ignored unless TCP/UDP. */
 static __always_inline int snoop_parse_l3(const void *l3, __u16 eth_proto, struct snoop_l34 *out)
 {
 	if (eth_proto == SNOOP_ETH_P_IP) {
-		struct iphdr ip;
+		struct {
+			struct iphdr ip;
+			__u16 ports[2];
+		} h;
 
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), l3))
+		if (bpf_probe_read_kernel(&h, sizeof(h), l3))
 			return 0;
 		out->family = SNOOP_AF_INET;
-		out->proto = ip.protocol;
-		snoop_map_v4(out->saddr, ip.saddr);
-		snoop_map_v4(out->daddr, ip.daddr);
-		if (ip.frag_off & bpf_htons(0x1fff))
+		out->proto = h.ip.protocol;
+		snoop_map_v4(out->saddr, h.ip.saddr);
+		snoop_map_v4(out->daddr, h.ip.daddr);
+		if (h.ip.frag_off & bpf_htons(0x1fff))
 			return 1;
-		if (ip.protocol == SNOOP_IPPROTO_TCP || ip.protocol == SNOOP_IPPROTO_UDP) {
-			__u16 ports[2];
-
-			if (!bpf_probe_read_kernel(ports, sizeof(ports), l3 + ip.ihl * 4)) {
-				out->sport = bpf_ntohs(ports[0]);
-				out->dport = bpf_ntohs(ports[1]);
-			}
-		}
+		if (h.ip.protocol != SNOOP_IPPROTO_TCP && h.ip.protocol != SNOOP_IPPROTO_UDP)
+			return 1;
+		if (h.ip.ihl != 5 &&
+		    bpf_probe_read_kernel(h.ports, sizeof(h.ports), l3 + h.ip.ihl * 4))
+			return 1;
+		out->sport = bpf_ntohs(h.ports[0]);
+		out->dport = bpf_ntohs(h.ports[1]);
 		return 1;
 	}
 	if (eth_proto == SNOOP_ETH_P_IPV6) {
-		struct ipv6hdr ip6;
+		struct {
+			struct ipv6hdr ip6;
+			__u16 ports[2];
+		} h;
 
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), l3))
+		if (bpf_probe_read_kernel(&h, sizeof(h), l3))
 			return 0;
 		out->family = SNOOP_AF_INET6;
-		out->proto = ip6.nexthdr;
-		__builtin_memcpy(out->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(out->daddr, &ip6.daddr, 16);
-		if (ip6.nexthdr == SNOOP_IPPROTO_TCP || ip6.nexthdr == SNOOP_IPPROTO_UDP) {
-			__u16 ports[2];
-
-			if (!bpf_probe_read_kernel(ports, sizeof(ports), l3 + sizeof(ip6))) {
-				out->sport = bpf_ntohs(ports[0]);
-				out->dport = bpf_ntohs(ports[1]);
-			}
+		out->proto = h.ip6.nexthdr;
+		__builtin_memcpy(out->saddr, &h.ip6.saddr, 16);
+		__builtin_memcpy(out->daddr, &h.ip6.daddr, 16);
+		if (h.ip6.nexthdr == SNOOP_IPPROTO_TCP || h.ip6.nexthdr == SNOOP_IPPROTO_UDP) {
+			out->sport = bpf_ntohs(h.ports[0]);
+			out->dport = bpf_ntohs(h.ports[1]);
 		}
 		return 1;
 	}
@@ -67,9 +71,7 @@ static __always_inline int snoop_parse_l3(const void *l3, __u16 eth_proto, struc
 
 static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u32 end = BPF_CORE_READ(skb, end);
-	struct skb_shared_info *shinfo = (struct skb_shared_info *)(head + end);
+	struct skb_shared_info *shinfo = (struct skb_shared_info *)(skb->head + skb->end);
 	__u16 segs = 0;
 
 	bpf_probe_read_kernel(&segs, sizeof(segs), &shinfo->gso_segs);
@@ -79,7 +81,7 @@ static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, __u8 dir)
 {
 	struct snoop_l34 h = {};
-	__u16 eth_proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	__u16 eth_proto = bpf_ntohs(skb->protocol);
 
 	if (!snoop_parse_l3(l3, eth_proto, &h))
 		return;
@@ -104,7 +106,7 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 		struct sock *sk = skb->sk;
 
 		if (sk)
-			cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			cookie = sk->__sk_common.skc_cookie.counter;
 	} else {
 		struct snoop_flow_key k = {};
 		__u64 *c;
@@ -134,11 +136,11 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 	p->dir = dir;
 	p->family = h.family;
 	p->proto = h.proto;
-	p->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	p->ifindex = skb->dev ? skb->dev->ifindex : 0;
 	p->ts_ns = bpf_ktime_get_boot_ns();
 	p->cookie = cookie;
 	/* L3 length: at net_dev_queue skb->data is the MAC header. */
-	p->len = BPF_CORE_READ(skb, len) - (__u32)((const unsigned char *)l3 - BPF_CORE_READ(skb, data));
+	p->len = skb->len - (__u32)((const unsigned char *)l3 - skb->data);
 	p->segs = snoop_gso_segs(skb);
 	p->source = SNOOP_PKT_DEV;
 	p->_pad0 = 0;
@@ -164,10 +166,7 @@ int BPF_PROG(snoop_dev_queue, struct sk_buff *skb)
 {
 	if (!snoop_cfg.capture_pkts)
 		return 0;
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-
-	snoop_emit_pkt(skb, head + nh, SNOOP_DIR_TX);
+	snoop_emit_pkt(skb, skb->head + skb->network_header, SNOOP_DIR_TX);
 	return 0;
 }
 
@@ -178,6 +177,6 @@ int BPF_PROG(snoop_netif_receive, struct sk_buff *skb)
 {
 	if (!snoop_cfg.capture_pkts)
 		return 0;
-	snoop_emit_pkt(skb, BPF_CORE_READ(skb, data), SNOOP_DIR_RX);
+	snoop_emit_pkt(skb, skb->data, SNOOP_DIR_RX);
 	return 0;
 }

@@ -147,6 +147,7 @@ pub fn with_kernel<R>(
     opts: &KernelOptions,
     body: impl FnOnce(&mut dyn EventSource) -> Result<R>,
 ) -> Result<R> {
+    perm::capture_libbpf_log();
     let mut storage = MaybeUninit::uninit();
     let mut open = SnoopSkelBuilder::default()
         .open(&mut storage)
@@ -178,6 +179,7 @@ pub fn with_kernel<R>(
         .load()
         .map_err(perm::map_bpf_error)
         .context("load BPF programs (verifier)")?;
+    perm::discard_libbpf_log();
 
     for pid in &opts.pids {
         skel.maps
@@ -218,7 +220,9 @@ pub fn with_kernel<R>(
     }
 
     let cg_path = cgroup2_root();
-    let cg = File::open(&cg_path).with_context(|| format!("open cgroup v2 root {cg_path}"))?;
+    let cg = File::open(&cg_path)
+        .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
+        .with_context(|| format!("open cgroup v2 root {cg_path}"))?;
     for (prog, name) in [
         (&p.snoop_sock_create, "cgroup/sock_create"),
         (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
@@ -334,8 +338,13 @@ fn iface_socket(name: &str, prog_fd: i32) -> Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        return Err(perm::map_io_error(std::io::Error::last_os_error()))
-            .with_context(|| format!("AF_PACKET socket for {name}"));
+        let what = format!("open a raw packet socket for --iface {name}");
+        return Err(perm::map_io_error(
+            std::io::Error::last_os_error(),
+            &what,
+            true,
+        ))
+        .with_context(|| format!("AF_PACKET socket for {name}"));
     }
     // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };

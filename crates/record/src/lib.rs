@@ -17,6 +17,7 @@ mod record;
 pub mod skel;
 pub mod source;
 pub mod top;
+pub mod top_from;
 
 pub use args::RecordArgs;
 pub use record::{human_bytes, kernel_options, record_session, run_record};

@@ -133,11 +133,19 @@ fn record_into(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let summary = summary?;
+    // Name the file on write errors: "No space left on device" alone does
+    // not say where. Kernel set-up errors say what they are already.
+    let summary = summary.map_err(|e| {
+        if e.chain().any(|c| c.to_string().starts_with("kernel:")) {
+            e
+        } else {
+            e.context(format!("writing {}", path.display()))
+        }
+    })?;
     let bytes = writer.bytes_written();
     writer
         .finish(snoop_format::boottime_ns())
-        .context("write trace footer")?;
+        .with_context(|| format!("write trace footer to {}", path.display()))?;
     print_summary(path, &summary, bytes, started.elapsed());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `snoop top`: the flow seed's live table — per process, KB received and
 //! sent in the last interval and since start, TCP and UDP, IPv4 and IPv6 —
 //! computed from the same message programs as `snoop record`, aggregated in
-//! memory instead of written to a file.
+//! memory instead of written to a file. `--from FILE` shows a recorded trace
+//! through the same table instead (see `top_from`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -149,11 +150,11 @@ impl EventSink for TopSink {
 
 /// Run `snoop top` until COUNT tables were printed or Ctrl-C.
 pub fn run_top(args: &TopArgs) -> Result<()> {
-    if args.from.is_some() {
-        bail!("snoop top --from is served by the trace reader, not the live recorder");
-    }
     if args.interval == 0 {
         bail!("INTERVAL must be at least 1 second");
+    }
+    if let Some(path) = &args.from {
+        return crate::top_from::run_top_from(path, args);
     }
     let kopts = KernelOptions {
         pids: args.pid.clone(),

@@ -11,10 +11,15 @@
 //!   snoop-peer udp-client NAME PEER_ADDR:PORT DATAGRAMS SIZE connected|unconnected
 //!   snoop-peer tcp-hold NAME PEER_ADDR:PORT SEND_BYTES      (connect, print
 //!             `connected`, wait for a line on stdin, send, read the echo, exit)
+//!   snoop-peer udp-blast NAME RATE MILLIS SIZE   (loopback datagrams to its
+//!             own reader thread at RATE/s, 0 = flat out; for benches)
 
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
+
+/// No wait in a test may hang: a peer that hears nothing for this long fails.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn set_name(name: &str) {
     if let Ok(c) = std::ffi::CString::new(name) {
@@ -68,6 +73,76 @@ fn write_count(s: &mut TcpStream, n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Send SIZE-byte datagrams to a receiving thread of this process over
+/// loopback at RATE per second (0: as fast as possible) for MILLIS ms, then
+/// print `sent N received M seconds S`. Pacing is by catching up with the
+/// schedule every 50 µs, so the rate is exact over the run when the
+/// sender can reach it.
+fn udp_blast(rate: u64, millis: u64, size: usize) -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let rx = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let to = rx.local_addr().map_err(|e| e.to_string())?;
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (r2, d2) = (Arc::clone(&received), Arc::clone(&done));
+    // The thread inherits the comm set above (clone copies it).
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(_) => {
+                    r2.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) if d2.load(Ordering::Relaxed) => return,
+                Err(_) => {}
+            }
+        }
+    });
+    let tx = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    tx.connect(to).map_err(|e| e.to_string())?;
+    let out = vec![0x42u8; size];
+    let start = Instant::now();
+    let end = Duration::from_millis(millis);
+    let mut sent = 0u64;
+    loop {
+        let el = start.elapsed();
+        if el >= end {
+            break;
+        }
+        let due = if rate == 0 {
+            sent + 256
+        } else {
+            (el.as_nanos() as u64).saturating_mul(rate) / 1_000_000_000
+        };
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        // At most 256 at once, so a sender that fell behind still stops on
+        // time (it then reports the rate it reached).
+        for _ in 0..(due - sent).min(256) {
+            // A full receive buffer is the receiver's loss, not an error:
+            // count what the kernel accepted.
+            if tx.send(&out).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    reader.join().map_err(|_| "reader thread panicked")?;
+    println!(
+        "sent {sent} received {} seconds {secs:.3}",
+        received.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
 fn run(a: &[String]) -> Result<(), String> {
     let mode = a.get(1).ok_or("missing mode")?.as_str();
     let name = a.get(2).ok_or("missing NAME")?;
@@ -108,11 +183,15 @@ fn run(a: &[String]) -> Result<(), String> {
         }
         "udp-server" => {
             let s = UdpSocket::bind(addr(a.get(3), "BIND_ADDR")?).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(TIMEOUT))
+                .map_err(|e| e.to_string())?;
             ready(s.local_addr().map_err(|e| e.to_string())?.port())?;
             let count = num(a.get(4), "DATAGRAMS")?;
             let mut buf = vec![0u8; 65536];
             for _ in 0..count {
-                let (n, from) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;
+                let (n, from) = s
+                    .recv_from(&mut buf)
+                    .map_err(|e| format!("receive (nothing for {TIMEOUT:?}?): {e}"))?;
                 s.send_to(&buf[..n], from).map_err(|e| e.to_string())?;
             }
             Ok(())
@@ -122,12 +201,19 @@ fn run(a: &[String]) -> Result<(), String> {
             let count = num(a.get(4), "DATAGRAMS")?;
             let size = num(a.get(5), "SIZE")?;
             let connected = a.get(6).map(String::as_str) == Some("connected");
-            let bind: SocketAddr = if peer.is_ipv4() {
-                "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?
-            } else {
-                "[::1]:0".parse().map_err(|e| format!("{e}"))?
-            };
+            // Loopback peers get a loopback source; others (a veth in a
+            // test's network namespace) let the route pick it.
+            let bind: SocketAddr = match (peer.is_ipv4(), peer.ip().is_loopback()) {
+                (true, true) => "127.0.0.1:0",
+                (false, true) => "[::1]:0",
+                (true, false) => "0.0.0.0:0",
+                (false, false) => "[::]:0",
+            }
+            .parse()
+            .map_err(|e| format!("{e}"))?;
             let s = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(TIMEOUT))
+                .map_err(|e| e.to_string())?;
             let out = vec![0xa5u8; size];
             let mut buf = vec![0u8; 65536];
             if connected {
@@ -136,14 +222,21 @@ fn run(a: &[String]) -> Result<(), String> {
             for _ in 0..count {
                 if connected {
                     s.send(&out).map_err(|e| e.to_string())?;
-                    s.recv(&mut buf).map_err(|e| e.to_string())?;
+                    s.recv(&mut buf)
+                        .map_err(|e| format!("receive (no echo for {TIMEOUT:?}?): {e}"))?;
                 } else {
                     s.send_to(&out, peer).map_err(|e| e.to_string())?;
-                    s.recv_from(&mut buf).map_err(|e| e.to_string())?;
+                    s.recv_from(&mut buf)
+                        .map_err(|e| format!("receive (no echo for {TIMEOUT:?}?): {e}"))?;
                 }
             }
             Ok(())
         }
+        "udp-blast" => udp_blast(
+            num(a.get(3), "RATE")? as u64,
+            num(a.get(4), "MILLIS")? as u64,
+            num(a.get(5), "SIZE")?,
+        ),
         other => Err(format!("unknown mode {other}")),
     }
 }

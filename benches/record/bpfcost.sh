@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Kernel-side cost of each of snoop's BPF programs under a workload: runs,
+# total and mean run time (kernel.bpf_stats_enabled, set for the run and
+# restored), read from the recorder's own program fds (/proc/PID/fdinfo),
+# so other BPF users on the host do not count. Default workload: iperf3
+# loopback TCP for SECS seconds; WORKLOAD=udp uses 64-byte datagrams.
+#
+#   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|udp
+
+source "$(dirname "$0")/common.sh"
+need iperf3 "apt-get install iperf3"
+need bpftool "apt-get install bpftool (or linux-tools)"
+build
+SECS=${SECS:-3}
+PORT=${PORT:-5396}
+WORKLOAD=${WORKLOAD:-tcp}
+
+iperf3 -s -p "$PORT" >/dev/null 2>&1 &
+SRV=$!
+trap 'kill "$SRV" 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
+bpf_stats_on
+for _ in $(seq 200); do
+	ss -Hltn "sport = :$PORT" | grep -q . && break
+	sleep 0.02
+done
+
+f=$BENCH_DIR/cost.snp
+rec_start "$f"
+per_prog() {
+	local fd id
+	for fd in /proc/"$REC_PID"/fdinfo/*; do
+		id=$(awk '/^prog_id:/ {print $2}' "$fd")
+		[[ -n $id ]] || continue
+		# Link fds name a prog_id too, without counters: skip them.
+		awk -v id="$id" '/^run_time_ns:/ {t = $2} /^run_cnt:/ {c = $2}
+			END {if (c != "") print id, t, c}' "$fd"
+	done | sort -u
+}
+before=$(per_prog)
+if [[ $WORKLOAD == udp ]]; then
+	"$SNOOP_PEER" udp-blast sbcost 0 "$((SECS * 1000))" 64 >/dev/null
+else
+	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" >/dev/null
+fi
+after=$(per_prog)
+names=$(for id in $(echo "$after" | cut -d' ' -f1); do
+	echo "$id $(bpftool prog show id "$id" --json | jq -r .name)"
+done)
+rec_stop
+printf '%-24s %10s %12s %8s\n' PROGRAM RUNS TOTAL_MS NS/RUN
+join <(echo "$before") <(echo "$after") | while read -r id t0 c0 t1 c1; do
+	runs=$((c1 - c0))
+	((runs > 0)) || continue
+	name=$(echo "$names" | awk -v id="$id" '$1 == id {print $2}')
+	printf '%-24s %10d %12.1f %8d\n' "$name" "$runs" "$(((t1 - t0) / 1000))e-3" "$(((t1 - t0) / runs))"
+done | sort -k3 -g -r
+echo "events: $(info "$f" .events)"

@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Shared helpers of the recorder benches (sourced, not run): build the
+# release binaries without polars, start `snoop record` and wait for its
+# "recording to" line on a pipe (no sleeps), stop it with SIGINT, read the
+# trace's figures with `snoop info --json`, and read a process's CPU time.
+#
+# Environment: SNOOP / SNOOP_PEER to use prebuilt binaries; CARGO_TARGET_DIR
+# as usual; BENCH_DIR for the traces (default: a temp dir, removed at exit).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+need() {
+	command -v "$1" >/dev/null || { echo "bench: $1 not found ($2)" >&2; exit 2; }
+}
+
+build() {
+	if [[ -z ${SNOOP:-} || -z ${SNOOP_PEER:-} ]]; then
+		local target=${CARGO_TARGET_DIR:-$ROOT/target}
+		echo "bench: building release binaries (no analyzer) in $target" >&2
+		(cd "$ROOT" && cargo build -q --release --no-default-features --features record &&
+			cargo build -q --release -p snoop-record --bin snoop-peer) >&2
+		SNOOP=${SNOOP:-$target/release/snoop}
+		SNOOP_PEER=${SNOOP_PEER:-$target/release/snoop-peer}
+	fi
+	[[ $(id -u) == 0 ]] || { echo "bench: run as root (eBPF)" >&2; exit 2; }
+	need jq "apt-get install jq"
+	BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/snoop-bench.XXXXXX)}
+	trap 'rec_kill; rm -rf "$BENCH_DIR"' EXIT
+}
+
+REC_PID=
+REC_FD=
+
+# rec_start FILE ARGS...: start `snoop record -o FILE ARGS`, return once it
+# printed "snoop: recording to FILE" (every probe attached).
+rec_start() {
+	local out=$1 line
+	shift
+	exec {REC_FD}< <(exec "$SNOOP" record -o "$out" --force "$@" 2>&1 >/dev/null)
+	REC_PID=$!
+	while IFS= read -r -u "$REC_FD" line; do
+		[[ $line == *"recording to"* ]] && return 0
+		echo "$line" >&2
+	done
+	echo "bench: snoop record did not start" >&2
+	return 1
+}
+
+# rec_stop: SIGINT, then wait for the summary (EOF on the pipe = exited).
+rec_stop() {
+	kill -INT "$REC_PID"
+	REC_LOG=$(cat <&"$REC_FD")
+	exec {REC_FD}<&-
+	while kill -0 "$REC_PID" 2>/dev/null; do sleep 0.01; done
+	REC_PID=
+}
+
+rec_kill() {
+	if [[ -n ${REC_PID:-} ]]; then kill -INT "$REC_PID" 2>/dev/null || true; fi
+}
+
+# cpu_ticks PID: user + system clock ticks of the whole process (all threads).
+cpu_ticks() {
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+HZ=$(getconf CLK_TCK)
+
+# info FILE FIELD: a figure from `snoop info --json` (dropped = all sources).
+info() {
+	"$SNOOP" info --json "$1" | jq -r "$2"
+}
+
+median() {
+	sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
+
+# bpf_ns PID: "run_time_ns run_cnt" summed over the BPF programs the process
+# holds (from /proc/PID/fdinfo; counted only while kernel.bpf_stats_enabled=1).
+bpf_ns() {
+	awk '/^prog_id:/ {id = $2} /^run_time_ns:/ {t[id] = $2} /^run_cnt:/ {c[id] = $2}
+		END {for (i in t) {T += t[i]; C += c[i]}; printf "%d %d\n", T, C}' \
+		/proc/"$1"/fdinfo/* 2>/dev/null
+}
+
+# bpf_stats_on: count BPF run time (host-wide knob; restored by bpf_stats_restore).
+BPF_STATS_WAS=
+bpf_stats_on() {
+	BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+	sysctl -q -w kernel.bpf_stats_enabled=1
+}
+bpf_stats_restore() {
+	[[ -z $BPF_STATS_WAS ]] || sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_WAS"
+}

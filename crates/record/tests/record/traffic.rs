@@ -1,0 +1,301 @@
+//! Exact bytes per process over loopback: TCP and UDP, IPv4 and IPv6,
+//! connected and unconnected, receive attribution of packets, many
+//! short-lived processes, a late process tracked by `--comm`, and a
+//! connection opened before recording started.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Command;
+
+use snoop_format::{col, comm_str, ColumnSet, Table};
+
+use crate::util::{bpf_ok, name, opts, peer_bin, read_line, server, spawn, start, totals, wait_ok};
+
+fn tcp_case(test: &str, bind: &str, connect_host: &str) {
+    if !bpf_ok(test) {
+        return;
+    }
+    let (sn, cn) = (name("ts"), name("tc"));
+    let rec = start(opts(&[&sn, &cn]));
+    let (up, down) = (300_000usize, 70_001usize);
+    let (srv, port) = server("tcp-server", &sn, bind, up, down);
+    let (cli, _) = spawn(&[
+        "tcp-client",
+        &cn,
+        &format!("{connect_host}:{port}"),
+        &up.to_string(),
+        &down.to_string(),
+    ]);
+    wait_ok(cli);
+    wait_ok(srv);
+    let (t, sum, _d) = rec.stop();
+    let m = totals(&t, Table::Messages);
+    let s = m
+        .get(&sn)
+        .unwrap_or_else(|| panic!("server {sn} missing in {m:?}"))
+        .0;
+    let c = m
+        .get(&cn)
+        .unwrap_or_else(|| panic!("client {cn} missing in {m:?}"))
+        .0;
+    assert_eq!((s.rx, s.tx), (up as u64, down as u64), "server bytes");
+    assert_eq!((c.tx, c.rx), (up as u64, down as u64), "client bytes");
+    assert_eq!(m.len(), 2, "only the test's processes: {m:?}");
+    assert_eq!(sum.kernel.iter().map(|k| k.drops).sum::<u64>(), 0);
+
+    // Receive attribution: every packet kept is owned by one of the peers
+    // (never by whatever task softirq interrupted), and the server's
+    // received packets go to the server.
+    let p = totals(&t, Table::Packets);
+    let spid = m[&sn].1;
+    let sp = p
+        .get(&sn)
+        .unwrap_or_else(|| panic!("no packets for server in {p:?}"));
+    assert_eq!(sp.1, spid);
+    assert!(
+        sp.0.rx >= up as u64,
+        "server received wire bytes {} < payload {up}",
+        sp.0.rx
+    );
+    for k in p.keys() {
+        assert!(k == &sn || k == &cn, "packet attributed to {k:?}");
+    }
+}
+
+#[test]
+fn tcp_ipv4_exact_bytes_per_process() {
+    tcp_case("tcp_ipv4", "127.0.0.1:0", "127.0.0.1");
+}
+
+#[test]
+fn tcp_ipv6_exact_bytes_per_process() {
+    tcp_case("tcp_ipv6", "[::1]:0", "[::1]");
+}
+
+fn udp_case(test: &str, bind: &str, host: &str, connected: bool) {
+    if !bpf_ok(test) {
+        return;
+    }
+    let (sn, cn) = (name("us"), name("uc"));
+    let rec = start(opts(&[&sn, &cn]));
+    let (count, size) = (50usize, 1200usize);
+    let (srv, port) = server("udp-server", &sn, bind, count, 0);
+    let mode = if connected {
+        "connected"
+    } else {
+        "unconnected"
+    };
+    let (cli, _) = spawn(&[
+        "udp-client",
+        &cn,
+        &format!("{host}:{port}"),
+        &count.to_string(),
+        &size.to_string(),
+        mode,
+    ]);
+    wait_ok(cli);
+    wait_ok(srv);
+    let (t, _sum, _d) = rec.stop();
+    let m = totals(&t, Table::Messages);
+    let total = (count * size) as u64;
+    let s = m
+        .get(&sn)
+        .unwrap_or_else(|| panic!("server missing in {m:?}"))
+        .0;
+    let c = m
+        .get(&cn)
+        .unwrap_or_else(|| panic!("client missing in {m:?}"))
+        .0;
+    assert_eq!(
+        (s.rx, s.tx, s.n),
+        (total, total, 2 * count as u64),
+        "server"
+    );
+    assert_eq!(
+        (c.rx, c.tx, c.n),
+        (total, total, 2 * count as u64),
+        "client"
+    );
+    // Unconnected UDP: the peer address comes from the cgroup hooks.
+    let want = ColumnSet::of(&[col::FLOW, col::F_COMM, col::F_RPORT]);
+    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
+        let b = t
+            .read_chunk(i, want)
+            .expect("chunk")
+            .into_events()
+            .expect("events");
+        for f in 0..b.flows.rport.len() {
+            if comm_str(&b.flows.comm[f]) == cn {
+                assert_eq!(b.flows.rport[f], port, "client's remote port");
+            }
+            if comm_str(&b.flows.comm[f]) == sn {
+                assert_ne!(
+                    b.flows.rport[f], 0,
+                    "server's remote port (from recvmsg hook)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn udp_ipv4_unconnected() {
+    udp_case("udp_ipv4_unconnected", "127.0.0.1:0", "127.0.0.1", false);
+}
+
+#[test]
+fn udp_ipv4_connected() {
+    udp_case("udp_ipv4_connected", "127.0.0.1:0", "127.0.0.1", true);
+}
+
+#[test]
+fn udp_ipv6_unconnected() {
+    udp_case("udp_ipv6_unconnected", "[::1]:0", "[::1]", false);
+}
+
+#[test]
+fn udp_ipv6_connected() {
+    udp_case("udp_ipv6_connected", "[::1]:0", "[::1]", true);
+}
+
+#[test]
+fn many_short_lived_processes() {
+    if !bpf_ok("many_short_lived") {
+        return;
+    }
+    let sn = name("ms");
+    let cn = name("mc");
+    let n = 200usize;
+    let rec = start(opts(&[&sn, &cn]));
+    let (srv, port) = server("udp-server", &sn, "127.0.0.1:0", n, 0);
+    let mut pids = Vec::new();
+    for _ in 0..n {
+        let (c, _) = spawn(&[
+            "udp-client",
+            &cn,
+            &format!("127.0.0.1:{port}"),
+            "1",
+            "333",
+            "unconnected",
+        ]);
+        pids.push(c.id());
+        wait_ok(c);
+    }
+    wait_ok(srv);
+    let (t, _s, _d) = rec.stop();
+    let want = ColumnSet::of(&[col::FLOW, col::BYTES, col::DIR, col::F_PID, col::F_COMM]);
+    let mut per_pid: HashMap<u32, u64> = HashMap::new();
+    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
+        let b = t
+            .read_chunk(i, want)
+            .expect("chunk")
+            .into_events()
+            .expect("events");
+        for r in 0..b.rows {
+            let f = b.flow[r] as usize;
+            if comm_str(&b.flows.comm[f]) == cn && b.dir[r] == 0 {
+                *per_pid.entry(b.flows.pid[f]).or_default() += u64::from(b.bytes[r]);
+            }
+        }
+    }
+    for p in &pids {
+        assert_eq!(per_pid.get(p), Some(&333), "pid {p} sent 333 bytes");
+    }
+}
+
+/// A process started after recording began, tracked by --comm from its
+/// exec (its executable's name is the comm the kernel gives it).
+#[test]
+fn late_process_tracked_by_comm() {
+    if !bpf_ok("late_process") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let late = name("lt");
+    let exe = dir.path().join(&late);
+    std::fs::copy(peer_bin(), &exe).expect("copy peer");
+    let sn = name("ls");
+    let rec = start(opts(&[&late, &sn]));
+    let (srv, port) = server("tcp-server", &sn, "127.0.0.1:0", 5000, 10);
+    // The client keeps its exec'd name (NAME = the same comm).
+    let st = Command::new(&exe)
+        .args([
+            "tcp-client",
+            &late,
+            &format!("127.0.0.1:{port}"),
+            "5000",
+            "10",
+        ])
+        .status()
+        .expect("late client");
+    assert!(st.success());
+    wait_ok(srv);
+    let (t, _s, _d) = rec.stop();
+    let m = totals(&t, Table::Messages);
+    assert_eq!(
+        m.get(&late).map(|b| (b.0.tx, b.0.rx)),
+        Some((5000, 10)),
+        "{m:?}"
+    );
+    // The exec was recorded too.
+    let mut execs = 0;
+    for i in t.chunks_of(Table::Processes).collect::<Vec<_>>() {
+        let b = t
+            .read_chunk(i, ColumnSet::ALL)
+            .expect("chunk")
+            .into_processes()
+            .expect("procs");
+        for r in 0..b.rows {
+            if b.kind[r] == 0 && comm_str(&b.comm[r]) == late {
+                execs += 1;
+                assert!(b.filename[r].ends_with(&late), "{}", b.filename[r]);
+            }
+        }
+    }
+    assert_eq!(execs, 1);
+}
+
+/// A TCP connection opened before recording started is attributed (its
+/// later bytes, and the synthetic "already open" connection record).
+#[test]
+fn connection_opened_before_recording() {
+    if !bpf_ok("preexisting") {
+        return;
+    }
+    let (sn, cn) = (name("ps"), name("pc"));
+    let n = 12_345usize;
+    let (srv, port) = server("tcp-server", &sn, "127.0.0.1:0", n, n);
+    let (mut cli, mut out) = spawn(&[
+        "tcp-hold",
+        &cn,
+        &format!("127.0.0.1:{port}"),
+        &n.to_string(),
+    ]);
+    assert_eq!(read_line(&mut out), "connected");
+    let cpid = cli.id();
+    let rec = start(opts(&[&sn, &cn]));
+    cli.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    wait_ok(cli);
+    wait_ok(srv);
+    let (t, _s, _d) = rec.stop();
+    let m = totals(&t, Table::Messages);
+    assert_eq!(
+        m.get(&cn).map(|b| (b.0.tx, b.0.rx, b.1)),
+        Some((n as u64, n as u64, cpid)),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get(&sn).map(|b| (b.0.rx, b.0.tx)),
+        Some((n as u64, n as u64)),
+        "{m:?}"
+    );
+    let c = totals(&t, Table::Connections);
+    assert!(
+        c.contains_key(&cn),
+        "connection records of the client: {c:?}"
+    );
+}
