@@ -29,6 +29,15 @@ enum Command {
     /// Live per-process table of TCP/UDP traffic (needs root), or a recorded trace's.
     #[cfg(feature = "record")]
     Top(snoop_record::TopArgs),
+    /// Per-process reports from a trace: throughput, connections, sizes, remotes, timeline...
+    #[cfg(feature = "analyze")]
+    Analyze(snoop_analyze::AnalyzeArgs),
+    /// Print every event of a trace in time order, like tcpdump with process names.
+    #[cfg(feature = "analyze")]
+    Replay(snoop_analyze::ReplayArgs),
+    /// Write a trace's raw rows of one table as Parquet or CSV.
+    #[cfg(feature = "analyze")]
+    Export(snoop_analyze::ExportArgs),
     /// Describe a trace file: time range, events per table, size, drops, recovery.
     Info(info::InfoArgs),
     /// Write a deterministic synthetic trace (for tests, fixtures and benches).
@@ -42,6 +51,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record(args) => snoop_record::run_record(&args),
         #[cfg(feature = "record")]
         Command::Top(args) => snoop_record::run_top(&args),
+        #[cfg(feature = "analyze")]
+        Command::Analyze(args) => snoop_analyze::run_analyze(&args),
+        #[cfg(feature = "analyze")]
+        Command::Replay(args) => snoop_analyze::run_replay(&args),
+        #[cfg(feature = "analyze")]
+        Command::Export(args) => snoop_analyze::run_export(&args),
         Command::Info(args) => info::run(&args),
         Command::Synth(args) => synth::run(&args),
     }
@@ -55,6 +70,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether the error is a mistake in how snoop was called (exit status 2).
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    #[cfg(feature = "analyze")]
+    if err.chain().any(|e| e.is::<snoop_analyze::UsageError>()) {
+        return true;
+    }
+    let _ = err;
+    false
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -62,7 +87,11 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("snoop: {err:#}");
-            ExitCode::FAILURE
+            if is_usage_error(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

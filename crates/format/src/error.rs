@@ -9,13 +9,13 @@ use std::io;
 #[non_exhaustive]
 pub enum FormatError {
     /// An I/O error, with what was being done.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (part of the message, so it is not also
+        /// reported as a source: `{:#}` would print it twice).
+        cause: io::Error,
     },
     /// The file does not start with the snoop magic.
     #[error("not a snoop trace (bad magic at offset 0; a snoop trace starts with \"SNOOPTRC\")")]
@@ -71,7 +71,7 @@ impl FormatError {
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> FormatError {
         FormatError::Io {
             what: what.into(),
-            source,
+            cause: source,
         }
     }
 
