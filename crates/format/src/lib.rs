@@ -15,7 +15,7 @@ mod codec;
 mod error;
 mod host;
 pub mod layout;
-mod meta;
+pub mod meta;
 mod reader;
 mod schema;
 pub mod synth;

@@ -8,7 +8,6 @@
 
 #![allow(dead_code)]
 
-use rkyv::{Archive, Deserialize, Serialize};
 use snoop_format::synth::{write_synthetic, SynthConfig};
 use snoop_format::{
     source, ColumnSet, FileInfo, ProcessKind, ProcessRow, Table, Trace, TraceWriter, WriterOptions,
@@ -132,54 +131,7 @@ pub fn blocks(file: &[u8]) -> Vec<Block> {
     out
 }
 
-/// Mirror of the crate's private `ColumnMeta` (same fields, same order, so
-/// the same rkyv archive layout): lets tests read and patch chunk metas.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ColumnMeta {
-    pub id: u16,
-    pub ty: u8,
-    pub codec: u8,
-    pub transform: u8,
-    pub rows: u32,
-    pub offset: u64,
-    pub len: u64,
-    pub raw_len: u64,
-    pub crc: u32,
-}
-
-/// Mirror of the crate's private `ChunkMeta`.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ChunkMeta {
-    pub seq: u32,
-    pub table: u8,
-    pub rows: u32,
-    pub flow_rows: u32,
-    pub t_min: u64,
-    pub t_max: u64,
-    pub pid_min: u32,
-    pub pid_max: u32,
-    pub columns: Vec<ColumnMeta>,
-}
-
-/// Mirror of `ChunkEntry` / `Footer` for building footers by hand.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub offset: u64,
-    pub len: u64,
-    pub table: u8,
-    pub rows: u32,
-    pub t_min: u64,
-    pub t_max: u64,
-    pub pid_min: u32,
-    pub pid_max: u32,
-}
-
-/// Mirror of the footer meta.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Footer {
-    pub chunks: Vec<Entry>,
-    pub end_ns: u64,
-}
+pub use snoop_format::meta::{ArchivedChunkMeta, ChunkMeta, Footer};
 
 /// Decode a chunk meta (validated) from a block of `file`.
 pub fn chunk_meta(file: &[u8], b: &Block) -> Option<ChunkMeta> {
