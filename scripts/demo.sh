@@ -17,6 +17,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 $sudo "$snoop" record -o "$out" --force --duration "${secs}s" 2>"$log" &
 rec=$!
+trap 'kill -INT $rec 2>/dev/null || true' EXIT
 until grep -q 'snoop: recording to' "$log"; do
     kill -0 $rec 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.1
@@ -25,11 +26,11 @@ done
 coproc SRV { "$peer" tcp-server demo-server 127.0.0.1:0 4000000 100000; }
 read -r _ port <&"${SRV[0]}"
 "$peer" tcp-client demo-client "127.0.0.1:$port" 4000000 100000 >/dev/null
-wait "$SRV_PID" || true
+[ -z "${SRV_PID:-}" ] || wait "$SRV_PID" || true
 coproc USRV { "$peer" udp-server demo-udp-srv '[::1]:0' 200 1200; }
 read -r _ uport <&"${USRV[0]}"
 "$peer" udp-client demo-udp-cli "[::1]:$uport" 200 1200 unconnected >/dev/null
-wait "$USRV_PID" || true
+[ -z "${USRV_PID:-}" ] || wait "$USRV_PID" || true
 wait $rec
 cat "$log" >&2
 rm -f "$log"
