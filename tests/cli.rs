@@ -25,7 +25,10 @@ fn stderr(o: &Output) -> String {
 fn assert_clean_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert!(!o.status.success(), "expected failure, stderr: {err}");
-    assert!(err.starts_with("snoop: "), "error not in snoop: form: {err}");
+    assert!(
+        err.starts_with("snoop: "),
+        "error not in snoop: form: {err}"
+    );
     assert!(err.contains(needle), "{needle:?} not in: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
 }
@@ -44,7 +47,8 @@ fn info_json_matches_golden_for_every_fixture() {
                 .expect("golden is JSON");
         let o = snoop(&["info", "--json", path.to_str().expect("utf-8 path")]);
         assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
-        let got: serde_json::Value = serde_json::from_slice(&o.stdout).expect("info --json is JSON");
+        let got: serde_json::Value =
+            serde_json::from_slice(&o.stdout).expect("info --json is JSON");
         assert_eq!(got, want, "{}", path.display());
         seen += 1;
     }
@@ -59,7 +63,11 @@ fn info_reports_recovery() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("RECOVERED"), "{text}");
     assert!(text.contains("bytes ignored"), "{text}");
-    assert!(stderr(&o).contains("was not closed cleanly"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was not closed cleanly"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -89,13 +97,19 @@ fn non_trace_and_damaged_files_are_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.snp");
     std::fs::write(&junk, b"this is not a trace file, just text\n").expect("write");
-    assert_clean_error(&snoop(&["info", junk.to_str().expect("p")]), "not a snoop trace");
+    assert_clean_error(
+        &snoop(&["info", junk.to_str().expect("p")]),
+        "not a snoop trace",
+    );
 
     let empty = dir.path().join("empty.snp");
     std::fs::write(&empty, b"").expect("write");
     assert_clean_error(&snoop(&["info", empty.to_str().expect("p")]), "too short");
 
-    assert_clean_error(&snoop(&["info", dir.path().to_str().expect("p")]), "directory");
+    assert_clean_error(
+        &snoop(&["info", dir.path().to_str().expect("p")]),
+        "directory",
+    );
 
     // Every prefix of a real trace: opens (recovered) or errors, no panic.
     let bytes = std::fs::read(fixtures().join("v1-synthetic.snp")).expect("fixture");
@@ -103,12 +117,20 @@ fn non_trace_and_damaged_files_are_clear_errors() {
     for len in (0..bytes.len()).step_by(997) {
         std::fs::write(&cut, &bytes[..len]).expect("write");
         let o = snoop(&["info", "--json", cut.to_str().expect("p")]);
-        assert!(!stderr(&o).contains("panicked"), "cut at {len}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("panicked"),
+            "cut at {len}: {}",
+            stderr(&o)
+        );
         if o.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
             assert_eq!(v["complete"], false, "cut at {len}");
         } else {
-            assert!(stderr(&o).starts_with("snoop: "), "cut at {len}: {}", stderr(&o));
+            assert!(
+                stderr(&o).starts_with("snoop: "),
+                "cut at {len}: {}",
+                stderr(&o)
+            );
         }
     }
 }

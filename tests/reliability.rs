@@ -409,8 +409,7 @@ fn disk_full_stops_with_an_error_naming_the_path() {
     assert!(ok.success(), "mount tmpfs");
     let _m = Mount(dir.path().to_path_buf());
     // Leave 1 MiB free: room for a few chunks, then the disk fills.
-    std::fs::write(dir.path().join("filler"), vec![0u8; 3 * 1024 * 1024])
-    .unwrap();
+    std::fs::write(dir.path().join("filler"), vec![0u8; 3 * 1024 * 1024]).unwrap();
     let path = dir.path().join("full.snp");
     let name = unique("full");
     let rec = start_recorder(&path, &["--comm", &name], &[]);

@@ -1,0 +1,213 @@
+//! Packet attribution, the heart of `tx_wire_bytes`/`rx_wire_bytes` and of
+//! the coverage report. A packet's own pid is never trusted (receive runs in
+//! softirq). A packet belongs to a process when (1) its socket cookie is the
+//! cookie of a message flow, else (2) its 5-tuple matches a message flow's
+//! (exactly, then with the wildcard peer of an unconnected socket, then with
+//! the wildcard local address of a socket bound to any address) at a time
+//! that flow was active, else (3) the kernel recorded an owner together with
+//! the cookie. Everything else is unattributed, with a reason.
+
+use std::collections::{HashMap, HashSet};
+
+use snoop_format::Flow;
+
+use crate::load::{Dataset, Origin};
+
+/// How far outside a flow's first/last message a 5-tuple match still counts
+/// (handshakes before the first send, ACKs after the last receive).
+pub const TUPLE_SLACK_NS: u64 = 5_000_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    lo: u64,
+    hi: u64,
+    gflow: u32,
+}
+
+type TupleKey = (u16, u8, [u8; 16], u16, [u8; 16], u16);
+
+/// Message flows indexed by cookie and by 5-tuple, per file.
+#[derive(Debug, Default)]
+pub struct AttribIndex {
+    by_cookie: HashMap<(u16, u64), Vec<Cand>>,
+    by_tuple: HashMap<TupleKey, Vec<Cand>>,
+    local_addrs: HashSet<(u16, [u8; 16])>,
+    has_local: HashSet<u16>,
+    owners: Vec<Flow>,
+}
+
+fn tuple(file: u16, f: &Flow) -> TupleKey {
+    (file, f.proto, f.laddr, f.lport, f.raddr, f.rport)
+}
+
+impl AttribIndex {
+    /// Index the message flows of `ds` (those with at least one event).
+    pub fn build(ds: &Dataset) -> AttribIndex {
+        let mut ix = AttribIndex::default();
+        for (g, row) in ds.flows.iter().enumerate() {
+            if row.origin != Origin::Message {
+                continue;
+            }
+            let a = &ds.agg[g];
+            if a.events() == 0 {
+                continue;
+            }
+            let c = Cand {
+                lo: a.first,
+                hi: a.last,
+                gflow: g as u32,
+            };
+            if row.flow.cookie != 0 {
+                ix.by_cookie
+                    .entry((row.file, row.flow.cookie))
+                    .or_default()
+                    .push(c);
+            }
+            ix.by_tuple
+                .entry(tuple(row.file, &row.flow))
+                .or_default()
+                .push(c);
+            if row.flow.laddr != [0; 16] {
+                ix.local_addrs.insert((row.file, row.flow.laddr));
+                ix.has_local.insert(row.file);
+            }
+        }
+        ix.owners = ds.flows.iter().map(|r| r.flow).collect();
+        ix
+    }
+
+    fn tuple_cands(&self, file: u16, f: &Flow) -> Option<&Vec<Cand>> {
+        let mut k = tuple(file, f);
+        if let Some(c) = self.by_tuple.get(&k) {
+            return Some(c);
+        }
+        k.4 = [0; 16];
+        k.5 = 0;
+        if let Some(c) = self.by_tuple.get(&k) {
+            return Some(c);
+        }
+        k.2 = [0; 16];
+        self.by_tuple.get(&k)
+    }
+}
+
+/// How the packets of one packet-flow dictionary row are attributed.
+#[derive(Clone, Debug)]
+enum Plan {
+    /// Pick among these message flows by time; `strict` = within the slack.
+    Cands(Vec<Cand>, Origin, bool),
+    /// Fixed result.
+    Fixed(Flow, Origin),
+}
+
+/// Resolves the packets of one chunk (caches per flow dictionary row).
+pub struct PktResolver<'a> {
+    ix: &'a AttribIndex,
+    file: u16,
+    flows: &'a [Flow],
+    plans: Vec<Option<Plan>>,
+}
+
+fn unowned(f: &Flow) -> Flow {
+    Flow {
+        pid: 0,
+        tid: 0,
+        comm: [0; 16],
+        cgroup: 0,
+        ..*f
+    }
+}
+
+impl<'a> PktResolver<'a> {
+    /// A resolver for the packets of a chunk whose dictionary is `flows`.
+    pub fn new(ix: &'a AttribIndex, file: u16, flows: &'a [Flow]) -> PktResolver<'a> {
+        PktResolver {
+            ix,
+            file,
+            flows,
+            plans: vec![None; flows.len()],
+        }
+    }
+
+    fn plan(&self, f: &Flow) -> Plan {
+        if f.proto != 6 && f.proto != 17 {
+            let why = if f.proto == 1 || f.proto == 58 {
+                Origin::PktIcmp
+            } else {
+                Origin::PktOtherProto
+            };
+            return Plan::Fixed(unowned(f), why);
+        }
+        if f.cookie != 0 {
+            if let Some(c) = self.ix.by_cookie.get(&(self.file, f.cookie)) {
+                return Plan::Cands(c.clone(), Origin::PktCookie, false);
+            }
+        }
+        if let Some(c) = self.ix.tuple_cands(self.file, f) {
+            return Plan::Cands(c.clone(), Origin::PktTuple, true);
+        }
+        self.fallback(f)
+    }
+
+    fn fallback(&self, f: &Flow) -> Plan {
+        if f.cookie != 0 && f.pid != 0 {
+            return Plan::Fixed(*f, Origin::PktOwner);
+        }
+        if f.cookie != 0 {
+            return Plan::Fixed(unowned(f), Origin::PktKernel);
+        }
+        let known_local = self.ix.has_local.contains(&self.file);
+        if known_local && !self.ix.local_addrs.contains(&(self.file, f.laddr)) {
+            return Plan::Fixed(unowned(f), Origin::PktForwarded);
+        }
+        Plan::Fixed(unowned(f), Origin::PktNoSocket)
+    }
+
+    /// The effective flow (owner filled in) and origin of a packet of
+    /// dictionary row `i` at time `ts`.
+    pub fn resolve(&mut self, i: usize, ts: u64) -> (Flow, Origin) {
+        let f = self.flows[i];
+        if self.plans[i].is_none() {
+            self.plans[i] = Some(self.plan(&f));
+        }
+        match &self.plans[i] {
+            Some(Plan::Fixed(eff, o)) => (*eff, *o),
+            Some(Plan::Cands(cands, o, strict)) => {
+                let dist = |c: &Cand| {
+                    if ts < c.lo {
+                        c.lo - ts
+                    } else {
+                        ts.saturating_sub(c.hi)
+                    }
+                };
+                let best = cands
+                    .iter()
+                    .min_by_key(|c| dist(c))
+                    .filter(|c| !*strict || dist(c) <= TUPLE_SLACK_NS);
+                match best {
+                    Some(c) => {
+                        let owner = &self.ix.owners[c.gflow as usize];
+                        let eff = Flow {
+                            pid: owner.pid,
+                            tid: owner.tid,
+                            comm: owner.comm,
+                            cgroup: owner.cgroup,
+                            cookie: if f.cookie != 0 {
+                                f.cookie
+                            } else {
+                                owner.cookie
+                            },
+                            ..f
+                        };
+                        (eff, *o)
+                    }
+                    None => match self.fallback(&f) {
+                        Plan::Fixed(eff, o) => (eff, o),
+                        Plan::Cands(..) => (unowned(&f), Origin::PktNoSocket),
+                    },
+                }
+            }
+            None => (unowned(&f), Origin::PktNoSocket),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Per-chunk decoding and aggregation, run in parallel by the loader: a
+//! chunk's columns are decoded (only those asked for), its flow dictionary is
+//! filtered once, and events are summed per small local flow id (totals and
+//! per-interval buckets) without materialising rows. Packets are attributed
+//! here, per event, through the read-only [`AttribIndex`].
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use snoop_format::{ColumnSet, EventBatch, Flow, Table, Trace, FLOW_COLUMNS};
+
+use crate::attrib::{AttribIndex, PktResolver};
+use crate::filter::FileFilter;
+use crate::model::{Agg, Events, LoadPlan, Origin};
+
+/// Every column of an event table plus the flow dictionary.
+pub(crate) fn event_columns(table: Table) -> ColumnSet {
+    let mut ids: Vec<u16> = table.columns().iter().map(|c| c.id).collect();
+    ids.extend(FLOW_COLUMNS.iter().map(|c| c.id));
+    ColumnSet::of(&ids)
+}
+
+/// Per-chunk accumulation on local key ids.
+struct Acc {
+    keys: Vec<(Flow, Origin)>,
+    agg: Vec<Agg>,
+    buckets: Vec<(u64, u32, u64, u64)>,
+    cur_b: u64,
+    /// Time range `[b_lo, b_hi)` of the current bucket (saves a division per event).
+    b_lo: u64,
+    b_hi: u64,
+    cur: Vec<(u64, u64, bool)>,
+    touched: Vec<u32>,
+    interval: u64,
+    events: Option<Events>,
+}
+
+impl Acc {
+    fn new(interval: u64, keep: bool) -> Acc {
+        Acc {
+            keys: Vec::new(),
+            agg: Vec::new(),
+            buckets: Vec::new(),
+            cur_b: u64::MAX,
+            b_lo: u64::MAX,
+            b_hi: 0,
+            cur: Vec::new(),
+            touched: Vec::new(),
+            interval: interval.max(1),
+            events: keep.then(Events::default),
+        }
+    }
+
+    fn key(&mut self, k: (Flow, Origin)) -> u32 {
+        self.keys.push(k);
+        self.agg.push(Agg::default());
+        self.cur.push((0, 0, false));
+        (self.keys.len() - 1) as u32
+    }
+
+    fn flush(&mut self) {
+        for &id in &self.touched {
+            let (tx, rx, _) = std::mem::take(&mut self.cur[id as usize]);
+            self.buckets.push((self.cur_b, id, tx, rx));
+        }
+        self.touched.clear();
+    }
+
+    #[inline]
+    fn add(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
+        let i = id as usize;
+        self.agg[i].add(ts, bytes, dir);
+        if ts < self.b_lo || ts >= self.b_hi {
+            self.flush();
+            self.cur_b = ts / self.interval;
+            self.b_lo = self.cur_b * self.interval;
+            self.b_hi = self.b_lo.saturating_add(self.interval);
+        }
+        let c = &mut self.cur[i];
+        if !c.2 {
+            c.2 = true;
+            self.touched.push(id);
+        }
+        if dir == 0 {
+            c.0 += bytes as u64;
+        } else {
+            c.1 += bytes as u64;
+        }
+        if let Some(e) = &mut self.events {
+            e.ts.push(ts);
+            e.flow.push(id);
+            e.bytes.push(bytes);
+            e.dir.push(dir);
+        }
+    }
+
+    fn finish(mut self, file: u16) -> ChunkOut {
+        self.flush();
+        ChunkOut {
+            file,
+            keys: self.keys,
+            agg: self.agg,
+            buckets: self.buckets,
+            events: self.events,
+        }
+    }
+}
+
+pub(crate) struct ChunkOut {
+    pub file: u16,
+    pub keys: Vec<(Flow, Origin)>,
+    pub agg: Vec<Agg>,
+    pub buckets: Vec<(u64, u32, u64, u64)>,
+    pub events: Option<Events>,
+}
+
+fn flow_at(f: &snoop_format::FlowColumns, i: usize) -> Flow {
+    Flow {
+        pid: f.pid[i],
+        tid: f.tid[i],
+        comm: f.comm[i],
+        cgroup: f.cgroup[i],
+        cookie: f.cookie[i],
+        ifindex: f.ifindex[i],
+        family: f.family[i],
+        proto: f.proto[i],
+        laddr: f.laddr[i],
+        lport: f.lport[i],
+        raddr: f.raddr[i],
+        rport: f.rport[i],
+    }
+}
+
+/// The flow dictionary of a batch as rows (checks the column lengths).
+pub(crate) fn batch_flows(b: &EventBatch, what: &str) -> anyhow::Result<Vec<Flow>> {
+    let f = &b.flows;
+    let n = f.pid.len();
+    let lens = [
+        f.tid.len(),
+        f.comm.len(),
+        f.cgroup.len(),
+        f.cookie.len(),
+        f.ifindex.len(),
+        f.family.len(),
+        f.proto.len(),
+        f.laddr.len(),
+        f.lport.len(),
+        f.raddr.len(),
+        f.rport.len(),
+    ];
+    if lens.iter().any(|&l| l != n) {
+        anyhow::bail!("{what}: flow dictionary columns have different lengths");
+    }
+    if b.ts.len() != b.rows
+        || b.flow.len() != b.rows
+        || (!b.bytes.is_empty() && b.bytes.len() != b.rows)
+        || (!b.dir.is_empty() && b.dir.len() != b.rows)
+    {
+        anyhow::bail!("{what}: event columns have different lengths");
+    }
+    Ok((0..n).map(|i| flow_at(f, i)).collect())
+}
+
+pub(crate) fn decode_messages(
+    tr: &Trace,
+    fi: u16,
+    ci: usize,
+    ff: &FileFilter,
+    plan: &LoadPlan,
+) -> anyhow::Result<ChunkOut> {
+    let t0 = std::time::Instant::now();
+    let b = tr
+        .read_chunk(ci, event_columns(Table::Messages))
+        .and_then(|c| c.into_events())
+        .with_context(|| format!("decoding messages chunk {ci}"))?;
+    DECODE_NS.fetch_add(
+        t0.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let flows = batch_flows(&b, &format!("messages chunk {ci}"))?;
+    let mut acc = Acc::new(plan.interval_ns, plan.events);
+    let map: Vec<u32> = flows
+        .iter()
+        .map(|f| {
+            if ff.flow_ok(f) {
+                acc.key((*f, Origin::Message))
+            } else {
+                u32::MAX
+            }
+        })
+        .collect();
+    let whole =
+        b.ts.first().is_some_and(|&t| ff.time_ok(t)) && b.ts.last().is_some_and(|&t| ff.time_ok(t));
+    for i in 0..b.rows {
+        let id = map[b.flow[i] as usize];
+        let ts = b.ts[i];
+        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            continue;
+        }
+        acc.add(id, ts, b.bytes[i], b.dir[i]);
+    }
+    AGG_NS.fetch_add(
+        t0.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(acc.finish(fi))
+}
+
+/// CPU time spent decoding / decoding + aggregating chunks (SNOOP_TIMING).
+pub static DECODE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// See [`DECODE_NS`].
+pub static AGG_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn decode_packets(
+    tr: &Trace,
+    fi: u16,
+    ci: usize,
+    ff: &FileFilter,
+    plan: &LoadPlan,
+    index: &AttribIndex,
+) -> anyhow::Result<ChunkOut> {
+    let b = tr
+        .read_chunk(ci, event_columns(Table::Packets))
+        .and_then(|c| c.into_events())
+        .with_context(|| format!("decoding packets chunk {ci}"))?;
+    let flows = batch_flows(&b, &format!("packets chunk {ci}"))?;
+    let mut acc = Acc::new(plan.interval_ns, plan.events);
+    let mut resolver = PktResolver::new(index, fi, &flows);
+    let mut local: HashMap<(Flow, Origin), u32> = HashMap::new();
+    for i in 0..b.rows {
+        let ts = b.ts[i];
+        if !ff.time_ok(ts) {
+            continue;
+        }
+        let (eff, origin) = resolver.resolve(b.flow[i] as usize, ts);
+        if !ff.flow_ok(&eff) {
+            continue;
+        }
+        let id = match local.get(&(eff, origin)) {
+            Some(&id) => id,
+            None => {
+                let id = acc.key((eff, origin));
+                local.insert((eff, origin), id);
+                id
+            }
+        };
+        acc.add(id, ts, b.bytes[i], b.dir[i]);
+    }
+    Ok(acc.finish(fi))
+}
+
+/// Column ids of a table (for export/replay users).
+pub fn all_columns(table: Table) -> ColumnSet {
+    if table.has_flows() {
+        event_columns(table)
+    } else {
+        ColumnSet::ALL
+    }
+}

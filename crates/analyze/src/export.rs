@@ -1,0 +1,304 @@
+//! `snoop export`: the raw rows of one table (flow dictionary expanded per
+//! row) as Parquet or CSV, for DuckDB, pandas or Spark users. Chunks are
+//! decoded in parallel into per-chunk DataFrames and stacked. Rows are as
+//! recorded: a packet's pid is the one the kernel knew (0 for most received
+//! packets); `analyze` does the attribution.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use polars::prelude::*;
+use rayon::prelude::*;
+use snoop_format::{comm_str, ProcessKind, Table, Trace};
+
+use crate::cli::{ExportArgs, Format};
+use crate::filter::{addr_str, FileFilter, Filter};
+use crate::frame::{i64c, strc, u32c, u64c, write_df};
+use crate::load::{all_columns, open_all};
+use crate::usage;
+
+fn parse_table(s: &str) -> anyhow::Result<Table> {
+    Table::ALL
+        .into_iter()
+        .find(|t| t.name() == s)
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown table {s:?} (known: messages, packets, connections, processes, stats)"
+            ))
+        })
+}
+
+fn small<T: Copy + Into<u32>>(name: &str, v: &[T], keep: &[usize]) -> Column {
+    u32c(name, keep.iter().map(|&i| v[i].into()).collect())
+}
+
+fn chunk_frame(
+    tr: &Trace,
+    ci: usize,
+    table: Table,
+    ff: &FileFilter,
+    host: Option<&str>,
+) -> anyhow::Result<DataFrame> {
+    let ch = tr.read_chunk(ci, all_columns(table))?;
+    let mut cols: Vec<Column> = Vec::new();
+    match table {
+        Table::Processes => {
+            let b = ch.into_processes()?;
+            let keep: Vec<usize> = (0..b.rows.min(b.ts.len()))
+                .filter(|&i| ff.time_ok(b.ts[i]) && ff.process_ok(b.pid[i], &b.comm[i]))
+                .collect();
+            cols.push(u64c("ts_ns", keep.iter().map(|&i| b.ts[i]).collect()));
+            cols.push(strc(
+                "kind",
+                keep.iter()
+                    .map(|&i| {
+                        ProcessKind::from_u8(b.kind[i])
+                            .map(|k| k.name().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            ));
+            cols.push(u32c("pid", keep.iter().map(|&i| b.pid[i]).collect()));
+            cols.push(u32c("tid", keep.iter().map(|&i| b.tid[i]).collect()));
+            cols.push(u32c("ppid", keep.iter().map(|&i| b.ppid[i]).collect()));
+            cols.push(strc(
+                "comm",
+                keep.iter().map(|&i| comm_str(&b.comm[i])).collect(),
+            ));
+            cols.push(i64c(
+                "exit_code",
+                keep.iter().map(|&i| b.exit_code[i] as i64).collect(),
+            ));
+            cols.push(strc(
+                "filename",
+                keep.iter().map(|&i| b.filename[i].clone()).collect(),
+            ));
+        }
+        Table::Stats => {
+            let b = ch.into_stats()?;
+            let n = b.rows.min(b.ts.len());
+            cols.push(u64c("ts_ns", b.ts[..n].to_vec()));
+            cols.push(strc(
+                "source",
+                b.source[..n]
+                    .iter()
+                    .map(|&s| snoop_format::source::name(s))
+                    .collect(),
+            ));
+            cols.push(u64c("dropped", b.dropped[..n].to_vec()));
+            cols.push(u64c("events", b.events[..n].to_vec()));
+        }
+        _ => {
+            let b = ch.into_events()?;
+            let f = &b.flows;
+            let nf = f.pid.len();
+            if [
+                f.tid.len(),
+                f.comm.len(),
+                f.cgroup.len(),
+                f.cookie.len(),
+                f.ifindex.len(),
+                f.family.len(),
+                f.proto.len(),
+                f.laddr.len(),
+                f.lport.len(),
+                f.raddr.len(),
+                f.rport.len(),
+            ]
+            .iter()
+            .any(|&l| l != nf)
+            {
+                anyhow::bail!("chunk {ci}: flow columns have different lengths");
+            }
+            let flow_ok: Vec<bool> = (0..nf)
+                .map(|j| {
+                    let fl = snoop_format::Flow {
+                        pid: f.pid[j],
+                        tid: f.tid[j],
+                        comm: f.comm[j],
+                        cgroup: f.cgroup[j],
+                        cookie: f.cookie[j],
+                        ifindex: f.ifindex[j],
+                        family: f.family[j],
+                        proto: f.proto[j],
+                        laddr: f.laddr[j],
+                        lport: f.lport[j],
+                        raddr: f.raddr[j],
+                        rport: f.rport[j],
+                    };
+                    if table == Table::Messages {
+                        ff.flow_ok(&fl)
+                    } else {
+                        ff.net_ok(&fl)
+                    }
+                })
+                .collect();
+            let keep: Vec<usize> = (0..b.rows.min(b.ts.len()))
+                .filter(|&i| ff.time_ok(b.ts[i]) && flow_ok[b.flow[i] as usize])
+                .collect();
+            let fi: Vec<usize> = keep.iter().map(|&i| b.flow[i] as usize).collect();
+            cols.push(u64c("ts_ns", keep.iter().map(|&i| b.ts[i]).collect()));
+            cols.push(small("pid", &f.pid, &fi));
+            cols.push(small("tid", &f.tid, &fi));
+            cols.push(strc(
+                "comm",
+                fi.iter().map(|&j| comm_str(&f.comm[j])).collect(),
+            ));
+            cols.push(u64c("cgroup", fi.iter().map(|&j| f.cgroup[j]).collect()));
+            cols.push(u64c("cookie", fi.iter().map(|&j| f.cookie[j]).collect()));
+            cols.push(small("ifindex", &f.ifindex, &fi));
+            cols.push(small("family", &f.family, &fi));
+            cols.push(small("proto", &f.proto, &fi));
+            cols.push(strc(
+                "laddr",
+                fi.iter().map(|&j| addr_str(&f.laddr[j])).collect(),
+            ));
+            cols.push(small("lport", &f.lport, &fi));
+            cols.push(strc(
+                "raddr",
+                fi.iter().map(|&j| addr_str(&f.raddr[j])).collect(),
+            ));
+            cols.push(small("rport", &f.rport, &fi));
+            if table == Table::Connections {
+                if b.old_state.len() != b.rows
+                    || b.new_state.len() != b.rows
+                    || b.bytes_acked.len() != b.rows
+                    || b.bytes_received.len() != b.rows
+                {
+                    anyhow::bail!("chunk {ci}: state columns have different lengths");
+                }
+                cols.push(small("old_state", &b.old_state, &keep));
+                cols.push(small("new_state", &b.new_state, &keep));
+                cols.push(u64c(
+                    "bytes_acked",
+                    keep.iter().map(|&i| b.bytes_acked[i]).collect(),
+                ));
+                cols.push(u64c(
+                    "bytes_received",
+                    keep.iter().map(|&i| b.bytes_received[i]).collect(),
+                ));
+            } else {
+                if b.bytes.len() != b.rows || b.dir.len() != b.rows {
+                    anyhow::bail!("chunk {ci}: event columns have different lengths");
+                }
+                let name = if table == Table::Packets {
+                    "len"
+                } else {
+                    "bytes"
+                };
+                cols.push(small(name, &b.bytes, &keep));
+                cols.push(strc(
+                    "dir",
+                    keep.iter()
+                        .map(|&i| if b.dir[i] == 0 { "tx" } else { "rx" }.to_string())
+                        .collect(),
+                ));
+                if table == Table::Packets {
+                    if b.segs.len() != b.rows {
+                        anyhow::bail!("chunk {ci}: segs column has a different length");
+                    }
+                    cols.push(small("segs", &b.segs, &keep));
+                }
+            }
+        }
+    }
+    if let Some(h) = host {
+        let n = cols.first().map(|c| c.len()).unwrap_or(0);
+        cols.insert(0, strc("host", vec![h.to_string(); n]));
+    }
+    Ok(DataFrame::new_infer_height(cols)?)
+}
+
+/// Run `snoop export`.
+pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let table = parse_table(&args.table)?;
+    let format = Format::resolve(args.format.as_deref(), Some(&args.output))?;
+    if !matches!(format, Format::Csv | Format::Parquet) {
+        return Err(usage(format!(
+            "export writes parquet or csv; name the output .parquet or .csv (got {})",
+            args.output.display()
+        )));
+    }
+    let filter = Filter::parse(&args.filter)?;
+    let (traces, files) = open_all(&args.files, &filter)?;
+    let multi = files.len() > 1;
+    let jobs: Vec<(usize, usize)> = traces
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, tr)| {
+            let ff = &files[fi].filter;
+            tr.chunks_of(table)
+                .filter(move |&c| ff.chunk_ok(&tr.chunks()[c]))
+                .map(move |c| (fi, c))
+        })
+        .collect();
+    let pb = crate::load::progress(jobs.len(), "exporting");
+    let frames: Vec<DataFrame> = jobs
+        .par_iter()
+        .map(|&(fi, ci)| {
+            let r = chunk_frame(
+                &traces[fi],
+                ci,
+                table,
+                &files[fi].filter,
+                multi.then_some(files[fi].host.as_str()),
+            )
+            .with_context(|| format!("{}: chunk {ci}", files[fi].path.display()));
+            pb.inc(1);
+            r
+        })
+        .collect::<anyhow::Result<_>>()?;
+    pb.finish_and_clear();
+    let mut it = frames.into_iter();
+    let mut df = match it.next() {
+        Some(first) => it.try_fold(first, |mut a, b| -> anyhow::Result<DataFrame> {
+            a.vstack_mut_owned(b)
+                .map_err(|e| anyhow::anyhow!("stacking chunks: {e}"))?;
+            Ok(a)
+        })?,
+        None => ExportEmpty(table).frame(multi)?,
+    };
+    df.rechunk_mut_par();
+    let out: PathBuf = args.output.clone();
+    write_df(&mut df, format, Some(&out))
+}
+
+/// The column layout of an export with no rows.
+struct ExportEmpty(Table);
+
+impl ExportEmpty {
+    fn frame(&self, multi: bool) -> anyhow::Result<DataFrame> {
+        let names: Vec<&str> = match self.0 {
+            Table::Processes => vec![
+                "ts_ns",
+                "kind",
+                "pid",
+                "tid",
+                "ppid",
+                "comm",
+                "exit_code",
+                "filename",
+            ],
+            Table::Stats => vec!["ts_ns", "source", "dropped", "events"],
+            t => {
+                let mut v = vec![
+                    "ts_ns", "pid", "tid", "comm", "cgroup", "cookie", "ifindex", "family",
+                    "proto", "laddr", "lport", "raddr", "rport",
+                ];
+                v.extend(match t {
+                    Table::Connections => {
+                        vec!["old_state", "new_state", "bytes_acked", "bytes_received"]
+                    }
+                    Table::Packets => vec!["len", "dir", "segs"],
+                    _ => vec!["bytes", "dir"],
+                });
+                v
+            }
+        };
+        let mut cols: Vec<Column> = names.iter().map(|n| strc(n, Vec::new())).collect();
+        if multi {
+            cols.insert(0, strc("host", Vec::new()));
+        }
+        Ok(DataFrame::new_infer_height(cols)?)
+    }
+}

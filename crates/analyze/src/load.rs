@@ -1,0 +1,423 @@
+//! The loader: trace files -> a [`Dataset`] of global flows, per-flow
+//! aggregates, per-interval buckets and (only when a report needs them)
+//! per-event columns. Chunks are decoded in parallel (rayon), only the
+//! columns asked for, and skipped unread when their time/pid ranges fall
+//! outside the filters. Aggregation happens inside each chunk on its small
+//! integer flow ids; only the flow dictionaries are merged globally, so a
+//! 100-million-event trace never materialises per-event rows for `--by pid`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use polars::prelude::PlHashMap;
+use rayon::prelude::*;
+use snoop_format::{ColumnSet, EventBatch, ProcessKind, ProcessRow, Table, Trace};
+
+use crate::attrib::AttribIndex;
+pub use crate::decode::{all_columns, AGG_NS, DECODE_NS};
+use crate::decode::{batch_flows, decode_messages, decode_packets, event_columns, ChunkOut};
+use crate::filter::Filter;
+pub use crate::model::*;
+
+/// Open every file (with a warning for recovered ones) and resolve filters.
+pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace>, Vec<FileMeta>)> {
+    let mut traces = Vec::new();
+    let mut metas = Vec::new();
+    for p in paths {
+        let t = Trace::open(p).with_context(|| format!("cannot read trace {}", p.display()))?;
+        if let Some(r) = t.recovery() {
+            eprintln!(
+                "snoop: warning: {} was not closed cleanly: recovered {} chunks / {} events, {} bytes ignored{}",
+                p.display(),
+                r.chunks,
+                r.events,
+                r.ignored_bytes,
+                if r.stopped_because.is_empty() { String::new() } else { format!(" ({})", r.stopped_because) }
+            );
+        }
+        metas.push(FileMeta {
+            path: p.clone(),
+            host: String::new(),
+            info: t.info().clone(),
+            recovery: t.recovery().cloned(),
+            filter: filter.for_file(t.info()),
+            end_ns: t.end_ns(),
+        });
+        traces.push(t);
+    }
+    label_hosts(&mut metas);
+    Ok((traces, metas))
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn label_hosts(metas: &mut [FileMeta]) {
+    let names: Vec<String> = metas
+        .iter()
+        .map(|m| {
+            if m.info.host.is_empty() {
+                stem(&m.path)
+            } else {
+                m.info.host.clone()
+            }
+        })
+        .collect();
+    for (i, m) in metas.iter_mut().enumerate() {
+        let dup = names.iter().filter(|n| **n == names[i]).count() > 1;
+        m.host = if dup {
+            format!("{} ({})", names[i], stem(&m.path))
+        } else {
+            names[i].clone()
+        };
+    }
+}
+
+/// A progress bar on a terminal, hidden otherwise or for small jobs.
+pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
+    if total < 16 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks {elapsed}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+impl Dataset {
+    /// Load `paths` per `plan` and `filter`.
+    pub fn load(paths: &[PathBuf], filter: &Filter, plan: LoadPlan) -> anyhow::Result<Dataset> {
+        let (traces, files) = open_all(paths, filter)?;
+        let mut ds = Dataset {
+            files,
+            interval_ns: plan.interval_ns.max(1),
+            ..Dataset::default()
+        };
+        let want = |t: Table| -> Vec<(u16, usize)> {
+            traces
+                .iter()
+                .enumerate()
+                .flat_map(|(fi, tr)| {
+                    let ff = &ds.files[fi].filter;
+                    tr.chunks_of(t)
+                        .filter(move |&c| ff.chunk_ok(&tr.chunks()[c]))
+                        .map(move |c| (fi as u16, c))
+                })
+                .collect()
+        };
+        let msg_chunks = if plan.messages || plan.packets {
+            want(Table::Messages)
+        } else {
+            Vec::new()
+        };
+        let pkt_chunks = if plan.packets {
+            want(Table::Packets)
+        } else {
+            Vec::new()
+        };
+        let pb = progress(msg_chunks.len() + pkt_chunks.len(), "decoding");
+
+        // Messages: pid authoritative, the flow is its own key.
+        let t0 = std::time::Instant::now();
+        let outs: Vec<ChunkOut> = msg_chunks
+            .par_iter()
+            .map(|&(fi, ci)| {
+                let r = decode_messages(
+                    &traces[fi as usize],
+                    fi,
+                    ci,
+                    &ds.files[fi as usize].filter,
+                    &plan,
+                );
+                pb.inc(1);
+                r
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let t1 = std::time::Instant::now();
+        let msg_events = ds.merge(outs);
+        if std::env::var_os("SNOOP_TIMING").is_some() {
+            eprintln!(
+                "timing: decode+aggregate {:?} (cpu: decode {} ms, total {} ms), merge {:?} ({} chunks, {} flows, {} buckets)",
+                t1 - t0,
+                DECODE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
+                AGG_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
+                t1.elapsed(),
+                msg_chunks.len(),
+                ds.flows.len(),
+                ds.buckets.len()
+            );
+        }
+        ds.msg_events = msg_events;
+
+        if plan.packets && !pkt_chunks.is_empty() {
+            let index = AttribIndex::build(&ds);
+            let outs: Vec<ChunkOut> = pkt_chunks
+                .par_iter()
+                .map(|&(fi, ci)| {
+                    let r = decode_packets(
+                        &traces[fi as usize],
+                        fi,
+                        ci,
+                        &ds.files[fi as usize].filter,
+                        &plan,
+                        &index,
+                    );
+                    pb.inc(1);
+                    r
+                })
+                .collect::<anyhow::Result<_>>()?;
+            ds.pkt_events = ds.merge(outs);
+        }
+        pb.finish_and_clear();
+        if plan.connections {
+            ds.load_conns(&traces)?;
+        }
+        if plan.processes {
+            ds.load_procs(&traces)?;
+        }
+        if plan.stats {
+            ds.load_stats(&traces)?;
+        }
+        Ok(ds)
+    }
+
+    /// Intern chunk outputs into the global flow table; returns the events.
+    fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
+        let mut index: PlHashMap<FlowRow, u32> = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, i as u32))
+            .collect();
+        let mut remaps = Vec::with_capacity(outs.len());
+        let mut events = Vec::new();
+        for o in outs {
+            let remap: Vec<u32> = o
+                .keys
+                .iter()
+                .map(|&(flow, origin)| {
+                    let row = FlowRow {
+                        file: o.file,
+                        flow,
+                        origin,
+                    };
+                    *index.entry(row).or_insert_with(|| {
+                        self.flows.push(row);
+                        self.agg.push(Agg::default());
+                        (self.flows.len() - 1) as u32
+                    })
+                })
+                .collect();
+            for (l, a) in o.agg.iter().enumerate() {
+                self.agg[remap[l] as usize].merge(a);
+            }
+            self.buckets
+                .extend(o.buckets.iter().map(|&(b, l, tx, rx)| Bucket {
+                    b,
+                    flow: remap[l as usize],
+                    tx,
+                    rx,
+                }));
+            if let Some(e) = o.events {
+                events.push(e);
+                remaps.push(remap);
+            }
+        }
+        events
+            .par_iter_mut()
+            .zip(remaps.par_iter())
+            .for_each(|(e, r)| {
+                for f in e.flow.iter_mut() {
+                    *f = r[*f as usize];
+                }
+            });
+        events
+    }
+
+    fn load_conns(&mut self, traces: &[Trace]) -> anyhow::Result<()> {
+        let mut index: HashMap<FlowRow, u32> = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, i as u32))
+            .collect();
+        for (fi, tr) in traces.iter().enumerate() {
+            let ff = self.files[fi].filter.clone();
+            let chunks: Vec<usize> = tr
+                .chunks_of(Table::Connections)
+                .filter(|&c| ff.chunk_ok(&tr.chunks()[c]))
+                .collect();
+            let batches: Vec<EventBatch> = chunks
+                .par_iter()
+                .map(|&c| -> anyhow::Result<EventBatch> {
+                    let b = tr
+                        .read_chunk(c, event_columns(Table::Connections))
+                        .and_then(|ch| ch.into_events())
+                        .with_context(|| {
+                            format!(
+                                "{}: decoding connections chunk {c}",
+                                self.files[fi].path.display()
+                            )
+                        })?;
+                    Ok(b)
+                })
+                .collect::<anyhow::Result<_>>()?;
+            for b in batches {
+                let what = format!("{}: connections chunk", self.files[fi].path.display());
+                let flows = batch_flows(&b, &what)?;
+                if b.old_state.len() != b.rows
+                    || b.new_state.len() != b.rows
+                    || b.bytes_acked.len() != b.rows
+                {
+                    anyhow::bail!("{what}: state columns have different lengths");
+                }
+                for i in 0..b.rows {
+                    let f = flows[b.flow[i] as usize];
+                    if !ff.time_ok(b.ts[i]) || !ff.net_ok(&f) {
+                        continue;
+                    }
+                    let row = FlowRow {
+                        file: fi as u16,
+                        flow: f,
+                        origin: Origin::Conn,
+                    };
+                    let id = *index.entry(row).or_insert_with(|| {
+                        self.flows.push(row);
+                        self.agg.push(Agg::default());
+                        (self.flows.len() - 1) as u32
+                    });
+                    self.conns.push(ConnEvent {
+                        ts: b.ts[i],
+                        flow: id,
+                        old: b.old_state[i],
+                        new: b.new_state[i],
+                        acked: b.bytes_acked[i],
+                        received: b.bytes_received.get(i).copied().unwrap_or(0),
+                    });
+                }
+            }
+        }
+        self.conns
+            .sort_by_key(|c| (self.flows[c.flow as usize].file, c.ts));
+        Ok(())
+    }
+
+    fn load_procs(&mut self, traces: &[Trace]) -> anyhow::Result<()> {
+        for (fi, tr) in traces.iter().enumerate() {
+            let ff = self.files[fi].filter.clone();
+            for c in tr.chunks_of(Table::Processes) {
+                let b = tr
+                    .read_chunk(c, ColumnSet::ALL)
+                    .and_then(|ch| ch.into_processes())
+                    .with_context(|| {
+                        format!(
+                            "{}: decoding processes chunk {c}",
+                            self.files[fi].path.display()
+                        )
+                    })?;
+                let n = b.rows;
+                let ok = [
+                    b.ts.len(),
+                    b.kind.len(),
+                    b.pid.len(),
+                    b.tid.len(),
+                    b.ppid.len(),
+                    b.comm.len(),
+                    b.exit_code.len(),
+                    b.filename.len(),
+                ]
+                .iter()
+                .all(|&l| l == n);
+                if !ok {
+                    anyhow::bail!(
+                        "{}: processes chunk {c}: columns have different lengths",
+                        self.files[fi].path.display()
+                    );
+                }
+                for i in 0..n {
+                    let Some(kind) = ProcessKind::from_u8(b.kind[i]) else {
+                        continue;
+                    };
+                    if !ff.process_ok(b.pid[i], &b.comm[i]) && !ff.process_ok(b.ppid[i], &b.comm[i])
+                    {
+                        continue;
+                    }
+                    self.procs.push(ProcEvent {
+                        file: fi as u16,
+                        row: ProcessRow {
+                            ts_ns: b.ts[i],
+                            kind,
+                            pid: b.pid[i],
+                            tid: b.tid[i],
+                            ppid: b.ppid[i],
+                            comm: b.comm[i],
+                            exit_code: b.exit_code[i],
+                            filename: b.filename[i].clone(),
+                        },
+                    });
+                }
+            }
+        }
+        self.procs.sort_by_key(|p| (p.file, p.row.ts_ns));
+        Ok(())
+    }
+
+    fn load_stats(&mut self, traces: &[Trace]) -> anyhow::Result<()> {
+        for (fi, tr) in traces.iter().enumerate() {
+            for c in tr.chunks_of(Table::Stats) {
+                let b = tr
+                    .read_chunk(c, ColumnSet::ALL)
+                    .and_then(|ch| ch.into_stats())
+                    .with_context(|| {
+                        format!(
+                            "{}: decoding stats chunk {c}",
+                            self.files[fi].path.display()
+                        )
+                    })?;
+                for i in 0..b
+                    .rows
+                    .min(b.ts.len())
+                    .min(b.source.len())
+                    .min(b.dropped.len())
+                    .min(b.events.len())
+                {
+                    self.stats.push(StatRow {
+                        file: fi as u16,
+                        ts: b.ts[i],
+                        source: b.source[i],
+                        dropped: b.dropped[i],
+                        events: b.events[i],
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the inputs are several files (reports then add a `host` column).
+    pub fn multi_host(&self) -> bool {
+        self.files.len() > 1
+    }
+
+    /// Host label of flow `f`.
+    pub fn host_of(&self, f: u32) -> &str {
+        &self.files[self.flows[f as usize].file as usize].host
+    }
+
+    /// Wall-clock offset of file `file`.
+    pub fn wall_offset(&self, file: u16) -> i64 {
+        self.files
+            .get(file as usize)
+            .map(|f| f.info.boot_to_wall_ns)
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,307 @@
+//! The data model every report reads: the [`Dataset`] the loader fills —
+//! global flows with their origin (messages, connections, or packets and how
+//! they were attributed), per-flow totals, per-interval buckets, optional
+//! per-event columns, TCP state changes, process events and recorder stats.
+
+use std::path::PathBuf;
+
+use snoop_format::{FileInfo, Flow, ProcessRow, Recovery};
+
+use crate::filter::FileFilter;
+
+/// Where a flow row of the dataset comes from, and for packets how (or why
+/// not) it was attributed to a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// Application-level messages (pid authoritative).
+    Message,
+    /// TCP state changes (pid not trustworthy; owner via cookie).
+    Conn,
+    /// Packet attributed by socket cookie.
+    PktCookie,
+    /// Packet attributed by 5-tuple and time.
+    PktTuple,
+    /// Packet attributed by the owner the kernel recorded with its cookie.
+    PktOwner,
+    /// Unattributed: no socket with this 5-tuple was seen.
+    PktNoSocket,
+    /// Unattributed: ICMP / ICMPv6.
+    PktIcmp,
+    /// Unattributed: an IP protocol other than TCP, UDP, ICMP.
+    PktOtherProto,
+    /// Unattributed: not addressed to this host (forwarded, other netns).
+    PktForwarded,
+    /// Unattributed: a kernel socket (cookie without an owner).
+    PktKernel,
+}
+
+impl Origin {
+    /// Every packet origin, attributed first.
+    pub const PACKETS: [Origin; 8] = [
+        Origin::PktCookie,
+        Origin::PktTuple,
+        Origin::PktOwner,
+        Origin::PktNoSocket,
+        Origin::PktIcmp,
+        Origin::PktOtherProto,
+        Origin::PktForwarded,
+        Origin::PktKernel,
+    ];
+
+    /// Whether rows of this origin are packets.
+    pub fn is_packet(self) -> bool {
+        !matches!(self, Origin::Message | Origin::Conn)
+    }
+
+    /// Whether a packet of this origin is attributed to a process.
+    pub fn attributed(self) -> bool {
+        matches!(
+            self,
+            Origin::PktCookie | Origin::PktTuple | Origin::PktOwner
+        )
+    }
+
+    /// Short name used in the coverage report.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Origin::Message => "message",
+            Origin::Conn => "connection",
+            Origin::PktCookie => "socket cookie",
+            Origin::PktTuple => "5-tuple + time",
+            Origin::PktOwner => "kernel-recorded owner",
+            Origin::PktNoSocket => "no socket seen",
+            Origin::PktIcmp => "icmp",
+            Origin::PktOtherProto => "other protocol",
+            Origin::PktForwarded => "forwarded/other netns",
+            Origin::PktKernel => "kernel socket",
+        }
+    }
+}
+
+/// One input file.
+#[derive(Debug)]
+pub struct FileMeta {
+    /// Path given.
+    pub path: PathBuf,
+    /// Host label (unique among the inputs).
+    pub host: String,
+    /// The file's info block.
+    pub info: FileInfo,
+    /// Recovery report when the file was not closed cleanly.
+    pub recovery: Option<Recovery>,
+    /// Filters resolved against this file's clock.
+    pub filter: FileFilter,
+    /// Recording end from the footer, if complete.
+    pub end_ns: Option<u64>,
+}
+
+/// One flow of the dataset: a flow dictionary row of a file, with its origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowRow {
+    /// Index into [`Dataset::files`].
+    pub file: u16,
+    /// The flow (for packets: the packet's addresses with the owner filled in).
+    pub flow: Flow,
+    /// Origin / attribution.
+    pub origin: Origin,
+}
+
+/// Totals of one flow (messages for message flows, packets for packet flows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Agg {
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Events sent.
+    pub tx_n: u64,
+    /// Events received.
+    pub rx_n: u64,
+    /// First event time (u64::MAX when none).
+    pub first: u64,
+    /// Last event time.
+    pub last: u64,
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Agg {
+            tx_bytes: 0,
+            rx_bytes: 0,
+            tx_n: 0,
+            rx_n: 0,
+            first: u64::MAX,
+            last: 0,
+        }
+    }
+}
+
+impl Agg {
+    #[inline]
+    pub(crate) fn add(&mut self, ts: u64, bytes: u32, dir: u8) {
+        if dir == 0 {
+            self.tx_bytes += bytes as u64;
+            self.tx_n += 1;
+        } else {
+            self.rx_bytes += bytes as u64;
+            self.rx_n += 1;
+        }
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+    }
+
+    /// Add another aggregate.
+    pub fn merge(&mut self, o: &Agg) {
+        self.tx_bytes += o.tx_bytes;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_n += o.tx_n;
+        self.rx_n += o.rx_n;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+
+    /// Events in both directions.
+    pub fn events(&self) -> u64 {
+        self.tx_n + self.rx_n
+    }
+}
+
+/// Bytes of one flow in one interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Interval number: `ts / interval_ns`.
+    pub b: u64,
+    /// Global flow id.
+    pub flow: u32,
+    /// Bytes sent.
+    pub tx: u64,
+    /// Bytes received.
+    pub rx: u64,
+}
+
+/// Per-event columns of one decoded chunk, with global flow ids.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    /// Times.
+    pub ts: Vec<u64>,
+    /// Global flow ids.
+    pub flow: Vec<u32>,
+    /// Bytes.
+    pub bytes: Vec<u32>,
+    /// Direction (0 tx, 1 rx).
+    pub dir: Vec<u8>,
+}
+
+/// One TCP state change.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnEvent {
+    /// Time.
+    pub ts: u64,
+    /// Global flow id (origin [`Origin::Conn`]).
+    pub flow: u32,
+    /// Previous state.
+    pub old: u8,
+    /// New state.
+    pub new: u8,
+    /// bytes_acked at the change.
+    pub acked: u64,
+    /// bytes_received at the change.
+    pub received: u64,
+}
+
+/// One process lifecycle event.
+#[derive(Clone, Debug)]
+pub struct ProcEvent {
+    /// File index.
+    pub file: u16,
+    /// The row.
+    pub row: ProcessRow,
+}
+
+/// One recorder statistics row.
+#[derive(Clone, Copy, Debug)]
+pub struct StatRow {
+    /// File index.
+    pub file: u16,
+    /// Time.
+    pub ts: u64,
+    /// Source (see `snoop_format::source`).
+    pub source: u8,
+    /// Records dropped.
+    pub dropped: u64,
+    /// Records kept.
+    pub events: u64,
+}
+
+/// What a report needs loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadPlan {
+    /// Message aggregates.
+    pub messages: bool,
+    /// Packet aggregates (implies messages, for attribution).
+    pub packets: bool,
+    /// Keep per-event columns.
+    pub events: bool,
+    /// TCP state changes.
+    pub connections: bool,
+    /// Process events.
+    pub processes: bool,
+    /// Recorder stats.
+    pub stats: bool,
+    /// Bucket width for rates and the timeline.
+    pub interval_ns: u64,
+}
+
+/// Everything a report reads.
+#[derive(Debug, Default)]
+pub struct Dataset {
+    /// Input files.
+    pub files: Vec<FileMeta>,
+    /// Global flows.
+    pub flows: Vec<FlowRow>,
+    /// Totals per global flow.
+    pub agg: Vec<Agg>,
+    /// Per-interval bytes per flow (unsorted; a (b, flow) pair may repeat).
+    pub buckets: Vec<Bucket>,
+    /// Message events, per chunk (when asked for).
+    pub msg_events: Vec<Events>,
+    /// Packet events, per chunk (when asked for).
+    pub pkt_events: Vec<Events>,
+    /// TCP state changes, in time order per file.
+    pub conns: Vec<ConnEvent>,
+    /// Process events, in time order per file.
+    pub procs: Vec<ProcEvent>,
+    /// Recorder stats.
+    pub stats: Vec<StatRow>,
+    /// Bucket width.
+    pub interval_ns: u64,
+}
+
+/// The TCP_* state numbers the reports use.
+pub mod tcp {
+    /// SYN_SENT.
+    pub const SYN_SENT: u8 = 2;
+    /// CLOSE.
+    pub const CLOSE: u8 = 7;
+    /// LISTEN.
+    pub const LISTEN: u8 = 10;
+
+    /// Name of a TCP state.
+    pub fn name(s: u8) -> &'static str {
+        match s {
+            1 => "ESTABLISHED",
+            2 => "SYN_SENT",
+            3 => "SYN_RECV",
+            4 => "FIN_WAIT1",
+            5 => "FIN_WAIT2",
+            6 => "TIME_WAIT",
+            7 => "CLOSE",
+            8 => "CLOSE_WAIT",
+            9 => "LAST_ACK",
+            10 => "LISTEN",
+            11 => "CLOSING",
+            12 => "NEW_SYN_RECV",
+            _ => "UNKNOWN",
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The conns report: one row per connection. TCP connections come from the
+//! lifecycle (state change) events, grouped per socket cookie and cut at
+//! CLOSE; their owner is the process that sent/received on that cookie (the
+//! state-change pid is only trustworthy at SYN_SENT). UDP "connections" are
+//! message flows by 5-tuple, cut after an idle gap. A second frame gives the
+//! duration distribution per process.
+
+use std::collections::HashMap;
+
+use snoop_format::{comm_str, Flow};
+
+use super::{nearest_rank, Ctx};
+use crate::filter::addr_str;
+use crate::frame::{opt_u64c, strc, u32c, u64c, Frame};
+use crate::load::{tcp, Origin};
+use crate::protos::proto_name;
+
+/// A UDP flow idle longer than this starts a new "connection".
+pub const UDP_IDLE_NS: u64 = 30_000_000_000;
+
+/// One connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// File.
+    pub file: u16,
+    /// Owner pid (0 unknown).
+    pub pid: u32,
+    /// Owner comm.
+    pub comm: [u8; 16],
+    /// The flow (addresses, ports, protocol).
+    pub flow: Flow,
+    /// Start.
+    pub start: u64,
+    /// End (None: open at the end of the trace).
+    pub end: Option<u64>,
+    /// Duration (to the end of the trace when open).
+    pub duration: u64,
+    /// Bytes sent.
+    pub tx: u64,
+    /// Bytes received.
+    pub rx: u64,
+}
+
+/// Last event time per file (footer end or last event seen).
+pub fn trace_ends(ctx: &Ctx) -> Vec<u64> {
+    let ds = ctx.ds;
+    let mut end: Vec<u64> = ds.files.iter().map(|f| f.end_ns.unwrap_or(0)).collect();
+    for (i, r) in ds.flows.iter().enumerate() {
+        let a = &ds.agg[i];
+        if a.events() > 0 {
+            end[r.file as usize] = end[r.file as usize].max(a.last);
+        }
+    }
+    for c in &ds.conns {
+        let f = ds.flows[c.flow as usize].file as usize;
+        end[f] = end[f].max(c.ts);
+    }
+    end
+}
+
+/// Every connection in the dataset, by start time.
+pub fn connections(ctx: &Ctx) -> Vec<Conn> {
+    let ds = ctx.ds;
+    let ends = trace_ends(ctx);
+    // Message flows by cookie and by tuple: owner and bytes.
+    let mut by_cookie: HashMap<(u16, u64), Vec<usize>> = HashMap::new();
+    let mut by_tuple: HashMap<(u16, u8, [u8; 16], u16, [u8; 16], u16), Vec<usize>> = HashMap::new();
+    for (i, r) in ds.flows.iter().enumerate() {
+        if r.origin != Origin::Message || ds.agg[i].events() == 0 {
+            continue;
+        }
+        let f = &r.flow;
+        if f.cookie != 0 {
+            by_cookie.entry((r.file, f.cookie)).or_default().push(i);
+        }
+        by_tuple
+            .entry((r.file, f.proto, f.laddr, f.lport, f.raddr, f.rport))
+            .or_default()
+            .push(i);
+    }
+    let mut out = Vec::new();
+    // TCP: state changes per socket.
+    let mut per_sock: HashMap<(u16, u64, [u8; 16], u16, [u8; 16], u16), Vec<usize>> =
+        HashMap::new();
+    for (i, c) in ds.conns.iter().enumerate() {
+        let r = &ds.flows[c.flow as usize];
+        let f = &r.flow;
+        let k = if f.cookie != 0 {
+            (r.file, f.cookie, [0; 16], 0, [0; 16], 0)
+        } else {
+            (r.file, 0, f.laddr, f.lport, f.raddr, f.rport)
+        };
+        per_sock.entry(k).or_default().push(i);
+    }
+    let mut socks: Vec<_> = per_sock.into_values().collect();
+    socks.sort_by_key(|v| v.first().map(|&i| (ds.conns[i].ts, i)));
+    for evs in socks {
+        let mut cur: Option<(u64, usize, Flow)> = None; // start, first event, flow
+        let mut owner_hint: (u32, [u8; 16]) = (0, [0; 16]);
+        for &i in &evs {
+            let c = &ds.conns[i];
+            let row = &ds.flows[c.flow as usize];
+            if c.new == tcp::LISTEN || c.old == tcp::LISTEN {
+                continue;
+            }
+            if c.new == tcp::SYN_SENT && row.flow.pid != 0 {
+                owner_hint = (row.flow.pid, row.flow.comm);
+            }
+            if cur.is_none() {
+                cur = Some((c.ts, i, row.flow));
+            }
+            if let Some((_, _, fl)) = &mut cur {
+                if fl.raddr == [0; 16] {
+                    *fl = row.flow;
+                }
+            }
+            if c.new == tcp::CLOSE {
+                if let Some((start, _, fl)) = cur.take() {
+                    out.push(tcp_conn(
+                        ctx,
+                        row.file,
+                        fl,
+                        start,
+                        Some(c.ts),
+                        c,
+                        owner_hint,
+                        &by_cookie,
+                        &by_tuple,
+                    ));
+                }
+                owner_hint = (0, [0; 16]);
+            }
+        }
+        if let Some((start, i, fl)) = cur {
+            let file = ds.flows[ds.conns[i].flow as usize].file;
+            let c = &ds.conns[i];
+            let mut conn = tcp_conn(
+                ctx, file, fl, start, None, c, owner_hint, &by_cookie, &by_tuple,
+            );
+            conn.duration = ends[file as usize].saturating_sub(start);
+            out.push(conn);
+        }
+    }
+    // UDP: message flows by tuple, split at idle gaps.
+    out.extend(udp_conns(ctx, &ends));
+    out.retain(|c| {
+        ctx.ds.files[c.file as usize]
+            .filter
+            .process_ok(c.pid, &c.comm)
+    });
+    out.sort_by(|a, b| {
+        (a.file, a.start, a.flow.lport, a.flow.rport).cmp(&(
+            b.file,
+            b.start,
+            b.flow.lport,
+            b.flow.rport,
+        ))
+    });
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp_conn(
+    ctx: &Ctx,
+    file: u16,
+    flow: Flow,
+    start: u64,
+    end: Option<u64>,
+    last: &crate::load::ConnEvent,
+    hint: (u32, [u8; 16]),
+    by_cookie: &HashMap<(u16, u64), Vec<usize>>,
+    by_tuple: &HashMap<(u16, u8, [u8; 16], u16, [u8; 16], u16), Vec<usize>>,
+) -> Conn {
+    let ds = ctx.ds;
+    let msgs = (flow.cookie != 0)
+        .then(|| by_cookie.get(&(file, flow.cookie)))
+        .flatten()
+        .or_else(|| {
+            by_tuple.get(&(
+                file, flow.proto, flow.laddr, flow.lport, flow.raddr, flow.rport,
+            ))
+        });
+    let (mut tx, mut rx, mut best) = (0u64, 0u64, None::<(u64, usize)>);
+    if let Some(ms) = msgs {
+        for &m in ms {
+            let a = &ds.agg[m];
+            if a.last < start || end.is_some_and(|e| a.first > e) {
+                continue;
+            }
+            tx += a.tx_bytes;
+            rx += a.rx_bytes;
+            if best.is_none_or(|(w, _)| a.events() > w) {
+                best = Some((a.events(), m));
+            }
+        }
+    }
+    let (pid, comm) = match best {
+        Some((_, m)) => (ds.flows[m].flow.pid, ds.flows[m].flow.comm),
+        None if hint.0 != 0 => hint,
+        None => (0, [0; 16]),
+    };
+    if best.is_none() && end.is_some() {
+        tx = last.acked;
+        rx = last.received;
+    }
+    Conn {
+        file,
+        pid,
+        comm,
+        flow,
+        start,
+        end,
+        duration: end.map(|e| e.saturating_sub(start)).unwrap_or(0),
+        tx,
+        rx,
+    }
+}
+
+fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
+    let ds = ctx.ds;
+    type K = (u16, u32, [u8; 16], u16, [u8; 16], u16);
+    let key = |g: usize| -> Option<K> {
+        let r = &ds.flows[g];
+        (r.origin == Origin::Message && r.flow.proto == 17).then_some((
+            r.file,
+            r.flow.pid,
+            r.flow.laddr,
+            r.flow.lport,
+            r.flow.raddr,
+            r.flow.rport,
+        ))
+    };
+    let mut out = Vec::new();
+    let mut emit = |k: &K, g: usize, s: u64, e: u64, tx: u64, rx: u64| {
+        let open = ends[k.0 as usize].saturating_sub(e) < UDP_IDLE_NS;
+        let f = ds.flows[g].flow;
+        out.push(Conn {
+            file: k.0,
+            pid: f.pid,
+            comm: f.comm,
+            flow: f,
+            start: s,
+            end: (!open).then_some(e),
+            duration: if open {
+                ends[k.0 as usize].saturating_sub(s)
+            } else {
+                e.saturating_sub(s)
+            },
+            tx,
+            rx,
+        });
+    };
+    if ds.msg_events.is_empty() {
+        // No per-event data loaded: one connection per flow tuple.
+        let mut per: HashMap<K, (usize, u64, u64, u64, u64)> = HashMap::new();
+        for g in 0..ds.flows.len() {
+            let (Some(k), a) = (key(g), &ds.agg[g]) else {
+                continue;
+            };
+            if a.events() == 0 {
+                continue;
+            }
+            let e = per.entry(k).or_insert((g, u64::MAX, 0, 0, 0));
+            e.1 = e.1.min(a.first);
+            e.2 = e.2.max(a.last);
+            e.3 += a.tx_bytes;
+            e.4 += a.rx_bytes;
+        }
+        for (k, (g, s, e, tx, rx)) in per {
+            emit(&k, g, s, e, tx, rx);
+        }
+        return out;
+    }
+    let mut per: HashMap<K, (usize, Vec<(u64, u32, u8)>)> = HashMap::new();
+    for ev in &ds.msg_events {
+        for i in 0..ev.ts.len() {
+            let g = ev.flow[i] as usize;
+            if let Some(k) = key(g) {
+                per.entry(k).or_insert_with(|| (g, Vec::new())).1.push((
+                    ev.ts[i],
+                    ev.bytes[i],
+                    ev.dir[i],
+                ));
+            }
+        }
+    }
+    for (k, (g, mut v)) in per {
+        v.sort_unstable();
+        let (mut s, mut last, mut tx, mut rx) = (v[0].0, v[0].0, 0u64, 0u64);
+        for &(ts, b, d) in &v {
+            if ts - last > UDP_IDLE_NS {
+                emit(&k, g, s, last, tx, rx);
+                (s, tx, rx) = (ts, 0, 0);
+            }
+            last = ts;
+            if d == 0 {
+                tx += b as u64;
+            } else {
+                rx += b as u64;
+            }
+        }
+        emit(&k, g, s, last, tx, rx);
+    }
+    out
+}
+
+/// The conns frames: connections, and durations per process (first when `--by` is given).
+pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
+    let ds = ctx.ds;
+    let conns = connections(ctx);
+    let off = ds
+        .files
+        .first()
+        .map(|f| f.info.boot_to_wall_ns)
+        .unwrap_or(0);
+    let mut cols = Vec::new();
+    if ds.multi_host() {
+        cols.push(strc(
+            "host",
+            conns
+                .iter()
+                .map(|c| ds.files[c.file as usize].host.clone())
+                .collect(),
+        ));
+    }
+    cols.push(u32c("pid", conns.iter().map(|c| c.pid).collect()));
+    cols.push(strc(
+        "comm",
+        conns.iter().map(|c| comm_str(&c.comm)).collect(),
+    ));
+    cols.push(strc(
+        "proto",
+        conns
+            .iter()
+            .map(|c| proto_name(c.flow.proto).to_string())
+            .collect(),
+    ));
+    cols.push(strc(
+        "src",
+        conns.iter().map(|c| addr_str(&c.flow.laddr)).collect(),
+    ));
+    cols.push(u32c(
+        "sport",
+        conns.iter().map(|c| c.flow.lport as u32).collect(),
+    ));
+    cols.push(strc(
+        "dst",
+        conns.iter().map(|c| addr_str(&c.flow.raddr)).collect(),
+    ));
+    cols.push(u32c(
+        "dport",
+        conns.iter().map(|c| c.flow.rport as u32).collect(),
+    ));
+    cols.push(u64c("start_ns", conns.iter().map(|c| c.start).collect()));
+    cols.push(opt_u64c("end_ns", conns.iter().map(|c| c.end).collect()));
+    cols.push(u64c(
+        "duration_ns",
+        conns.iter().map(|c| c.duration).collect(),
+    ));
+    cols.push(u64c("tx_bytes", conns.iter().map(|c| c.tx).collect()));
+    cols.push(u64c("rx_bytes", conns.iter().map(|c| c.rx).collect()));
+    let list = Frame::new(format!("connections ({})", conns.len()), cols, off)?;
+
+    // Duration distribution per process.
+    let mut per: HashMap<(u16, u32), (Vec<u64>, [u8; 16])> = HashMap::new();
+    for c in &conns {
+        per.entry((c.file, c.pid))
+            .or_insert_with(|| (Vec::new(), c.comm))
+            .0
+            .push(c.duration);
+    }
+    let mut rows: Vec<((u16, u32), (Vec<u64>, [u8; 16]))> = per.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.len().cmp(&a.1 .0.len()).then(a.0.cmp(&b.0)));
+    let mut d = Vec::new();
+    if ds.multi_host() {
+        d.push(strc(
+            "host",
+            rows.iter()
+                .map(|r| ds.files[r.0 .0 as usize].host.clone())
+                .collect(),
+        ));
+    }
+    d.push(u32c("pid", rows.iter().map(|r| r.0 .1).collect()));
+    d.push(strc(
+        "comm",
+        rows.iter().map(|r| comm_str(&r.1 .1)).collect(),
+    ));
+    d.push(u64c(
+        "conns",
+        rows.iter().map(|r| r.1 .0.len() as u64).collect(),
+    ));
+    let mut sorted: Vec<Vec<u64>> = rows.into_iter().map(|r| r.1 .0).collect();
+    sorted.iter_mut().for_each(|v| v.sort_unstable());
+    for (name, q) in [
+        ("p50_duration_ns", 0.5),
+        ("p90_duration_ns", 0.9),
+        ("p99_duration_ns", 0.99),
+        ("max_duration_ns", 1.0),
+    ] {
+        d.push(u64c(
+            name,
+            sorted.iter().map(|v| nearest_rank(v, q)).collect(),
+        ));
+    }
+    let dist = Frame::new("connection durations per process", d, off)?;
+    Ok(if ctx.key_given {
+        vec![dist, list]
+    } else {
+        vec![list, dist]
+    })
+}

@@ -1,0 +1,220 @@
+//! Grouping for `--by KEY`: every flow of the dataset maps to a small integer
+//! group id through the key's value (pid, tid, comm, connection 5-tuple,
+//! remote address, service port, protocol, interface, cgroup; plus the host
+//! when several traces are analysed), and each group gets its key columns.
+//! Reports aggregate on the integer ids and join the key columns at the end.
+
+use std::collections::HashMap;
+
+use polars::prelude::Column;
+use snoop_format::comm_str;
+
+use crate::cli::Key;
+use crate::filter::addr_str;
+use crate::frame::{strc, u32c, u64c};
+use crate::load::{Dataset, FlowRow, Origin};
+use crate::protos::proto_name;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum KeyVal {
+    Pid(u32),
+    Tid(u32, u32),
+    Comm([u8; 16]),
+    Conn(u32, u8, [u8; 16], u16, [u8; 16], u16),
+    Remote([u8; 16]),
+    Port(u16),
+    Proto(u8),
+    Iface(u32),
+    Cgroup(u64),
+}
+
+/// The service side of a flow's ports: the lower non-zero one.
+pub fn service_port(lport: u16, rport: u16) -> u16 {
+    match (lport, rport) {
+        (0, r) => r,
+        (l, 0) => l,
+        (l, r) => l.min(r),
+    }
+}
+
+fn key_val(key: Key, r: &FlowRow) -> KeyVal {
+    let f = &r.flow;
+    match key {
+        Key::Pid => KeyVal::Pid(f.pid),
+        Key::Tid => KeyVal::Tid(f.pid, f.tid),
+        Key::Comm => KeyVal::Comm(f.comm),
+        Key::Conn => KeyVal::Conn(f.pid, f.proto, f.laddr, f.lport, f.raddr, f.rport),
+        Key::Remote => KeyVal::Remote(f.raddr),
+        Key::Port => KeyVal::Port(service_port(f.lport, f.rport)),
+        Key::Proto => KeyVal::Proto(f.proto),
+        Key::Iface => KeyVal::Iface(f.ifindex),
+        Key::Cgroup => KeyVal::Cgroup(f.cgroup),
+    }
+}
+
+/// Flows mapped to groups.
+#[derive(Clone, Debug)]
+pub struct Groups {
+    /// Key.
+    pub key: Key,
+    /// Group id per global flow (`u32::MAX`: not in any group).
+    pub of_flow: Vec<u32>,
+    /// A representative flow row per group.
+    pub reps: Vec<FlowRow>,
+    /// Most active comm per group, with its weight.
+    best_comm: Vec<([u8; 16], u64)>,
+    /// Whether every flow of the group is an unattributed packet flow.
+    unattributed: Vec<bool>,
+    multi: bool,
+}
+
+impl Groups {
+    /// Group the flows of `ds` accepted by `include` by `key`.
+    pub fn new(ds: &Dataset, key: Key, include: impl Fn(&FlowRow) -> bool) -> Groups {
+        let multi = ds.multi_host();
+        let mut index: HashMap<(u16, KeyVal), u32> = HashMap::new();
+        let mut g = Groups {
+            key,
+            of_flow: vec![u32::MAX; ds.flows.len()],
+            reps: Vec::new(),
+            best_comm: Vec::new(),
+            unattributed: Vec::new(),
+            multi,
+        };
+        for (i, r) in ds.flows.iter().enumerate() {
+            if !include(r) {
+                continue;
+            }
+            let k = (if multi { r.file } else { 0 }, key_val(key, r));
+            let id = *index.entry(k).or_insert_with(|| {
+                g.reps.push(*r);
+                g.best_comm.push(([0; 16], 0));
+                g.unattributed.push(true);
+                (g.reps.len() - 1) as u32
+            });
+            g.of_flow[i] = id;
+            let w = ds.agg[i].events().max(1);
+            let b = &mut g.best_comm[id as usize];
+            if r.flow.pid != 0 && (w > b.1 || b.1 == 0) {
+                *b = (r.flow.comm, w);
+            }
+            if !(r.origin.is_packet() && !r.origin.attributed()) {
+                g.unattributed[id as usize] = false;
+            }
+        }
+        g
+    }
+
+    /// Number of groups.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.reps.len()
+    }
+
+    /// Display comm of group `g`.
+    pub fn comm(&self, g: usize) -> String {
+        if self.unattributed[g] && self.reps[g].flow.pid == 0 {
+            return "[unattributed]".into();
+        }
+        comm_str(&self.best_comm[g].0)
+    }
+
+    /// The key columns, one row per group in group order.
+    pub fn columns(&self, ds: &Dataset) -> Vec<Column> {
+        let n = self.len();
+        let mut cols = Vec::new();
+        if self.multi {
+            cols.push(strc(
+                "host",
+                self.reps
+                    .iter()
+                    .map(|r| ds.files[r.file as usize].host.clone())
+                    .collect(),
+            ));
+        }
+        let pid = || u32c("pid", self.reps.iter().map(|r| r.flow.pid).collect());
+        let comm = || strc("comm", (0..n).map(|g| self.comm(g)).collect());
+        match self.key {
+            Key::Pid => cols.extend([pid(), comm()]),
+            Key::Tid => cols.extend([
+                pid(),
+                u32c("tid", self.reps.iter().map(|r| r.flow.tid).collect()),
+                comm(),
+            ]),
+            Key::Comm => cols.push(comm()),
+            Key::Conn => {
+                cols.extend([pid(), comm()]);
+                cols.push(strc(
+                    "proto",
+                    self.reps
+                        .iter()
+                        .map(|r| proto_name(r.flow.proto).to_string())
+                        .collect(),
+                ));
+                cols.push(strc(
+                    "src",
+                    self.reps.iter().map(|r| addr_str(&r.flow.laddr)).collect(),
+                ));
+                cols.push(u32c(
+                    "sport",
+                    self.reps.iter().map(|r| r.flow.lport as u32).collect(),
+                ));
+                cols.push(strc(
+                    "dst",
+                    self.reps.iter().map(|r| addr_str(&r.flow.raddr)).collect(),
+                ));
+                cols.push(u32c(
+                    "dport",
+                    self.reps.iter().map(|r| r.flow.rport as u32).collect(),
+                ));
+            }
+            Key::Remote => cols.push(strc(
+                "remote",
+                self.reps.iter().map(|r| addr_str(&r.flow.raddr)).collect(),
+            )),
+            Key::Port => cols.push(u32c(
+                "port",
+                self.reps
+                    .iter()
+                    .map(|r| service_port(r.flow.lport, r.flow.rport) as u32)
+                    .collect(),
+            )),
+            Key::Proto => cols.push(strc(
+                "proto",
+                self.reps
+                    .iter()
+                    .map(|r| proto_name(r.flow.proto).to_string())
+                    .collect(),
+            )),
+            Key::Iface => cols.push(strc(
+                "iface",
+                self.reps
+                    .iter()
+                    .map(|r| iface_name(ds, r.file, r.flow.ifindex))
+                    .collect(),
+            )),
+            Key::Cgroup => cols.push(u64c(
+                "cgroup",
+                self.reps.iter().map(|r| r.flow.cgroup).collect(),
+            )),
+        }
+        cols
+    }
+}
+
+/// Interface name of `ifindex` in file `file` (`-` for none, the number if unknown).
+pub fn iface_name(ds: &Dataset, file: u16, ifindex: u32) -> String {
+    if ifindex == 0 {
+        return "-".into();
+    }
+    ds.files
+        .get(file as usize)
+        .and_then(|f| f.info.iface_name(ifindex))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("if{ifindex}"))
+}
+
+/// Whether a flow row counts as application traffic (messages).
+pub fn is_msg(r: &FlowRow) -> bool {
+    r.origin == Origin::Message
+}

@@ -1,0 +1,218 @@
+//! The summary, the human default when no report is named: what was
+//! recorded, the top processes and connections, drops during recording and
+//! how much wire traffic was attributed. As JSON it is one object with a
+//! member per section.
+
+use std::io::Write;
+use std::path::Path;
+
+use snoop_format::{comm_str, source};
+
+use super::conns::connections;
+use super::{coverage, throughput, Ctx};
+use crate::cli::Key;
+use crate::filter::sock_str;
+use crate::frame::{f64c, json_rows, open_output, strc, u32c, u64c, Frame, Row};
+use crate::load::Origin;
+use crate::protos::proto_name;
+use crate::units;
+
+const TOP: usize = 10;
+
+fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
+    let ds = ctx.ds;
+    let mut kv: Vec<(String, String)> = Vec::new();
+    for f in &ds.files {
+        let end = f
+            .end_ns
+            .map(|e| units::wall(f.info.wall_ns(e)))
+            .unwrap_or_else(|| "(not closed cleanly)".into());
+        kv.push((
+            "trace".into(),
+            format!(
+                "{} (host {}, kernel {})",
+                f.path.display(),
+                f.host,
+                f.info.kernel
+            ),
+        ));
+        kv.push((
+            "recorded".into(),
+            format!(
+                "{} .. {}",
+                units::wall(f.info.wall_ns(f.info.start_ns)),
+                end
+            ),
+        ));
+        if let Some(r) = &f.recovery {
+            kv.push((
+                "recovered".into(),
+                format!(
+                    "{} chunks / {} events, {} bytes ignored",
+                    r.chunks, r.events, r.ignored_bytes
+                ),
+            ));
+        }
+    }
+    let (mut msgs, mut pkts, mut bytes) = (0u64, 0u64, 0u64);
+    for (i, r) in ds.flows.iter().enumerate() {
+        let a = &ds.agg[i];
+        if r.origin == Origin::Message {
+            msgs += a.events();
+            bytes += a.tx_bytes + a.rx_bytes;
+        } else if r.origin.is_packet() {
+            pkts += a.events();
+        }
+    }
+    kv.push((
+        "messages".into(),
+        format!("{msgs} ({} application bytes)", units::bytes(bytes)),
+    ));
+    kv.push(("packets".into(), pkts.to_string()));
+    kv.push(("tcp state changes".into(), ds.conns.len().to_string()));
+    Frame::new(
+        "snoop trace summary",
+        vec![
+            strc("field", kv.iter().map(|k| k.0.clone()).collect()),
+            strc("value", kv.into_iter().map(|k| k.1).collect()),
+        ],
+        0,
+    )
+}
+
+fn drops(ctx: &Ctx) -> anyhow::Result<Frame> {
+    let mut per: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+    for s in &ctx.ds.stats {
+        let e = per.entry(s.source).or_default();
+        e.0 += s.events;
+        e.1 += s.dropped;
+    }
+    let rows: Vec<(u8, (u64, u64))> = per.into_iter().collect();
+    Frame::new(
+        "drops during recording",
+        vec![
+            strc("source", rows.iter().map(|r| source::name(r.0)).collect()),
+            u64c("events", rows.iter().map(|r| r.1 .0).collect()),
+            u64c("dropped", rows.iter().map(|r| r.1 .1).collect()),
+            f64c(
+                "dropped_share",
+                rows.iter()
+                    .map(|r| {
+                        if r.1 .0 + r.1 .1 == 0 {
+                            0.0
+                        } else {
+                            r.1 .1 as f64 / (r.1 .0 + r.1 .1) as f64
+                        }
+                    })
+                    .collect(),
+            ),
+        ],
+        0,
+    )
+}
+
+fn top_conns(ctx: &Ctx) -> anyhow::Result<Frame> {
+    let mut c = connections(ctx);
+    c.sort_by(|a, b| {
+        (b.tx + b.rx)
+            .cmp(&(a.tx + a.rx))
+            .then(a.start.cmp(&b.start))
+    });
+    c.truncate(TOP);
+    let off = ctx
+        .ds
+        .files
+        .first()
+        .map(|f| f.info.boot_to_wall_ns)
+        .unwrap_or(0);
+    Frame::new(
+        "top connections",
+        vec![
+            u32c("pid", c.iter().map(|x| x.pid).collect()),
+            strc("comm", c.iter().map(|x| comm_str(&x.comm)).collect()),
+            strc(
+                "proto",
+                c.iter()
+                    .map(|x| proto_name(x.flow.proto).to_string())
+                    .collect(),
+            ),
+            strc(
+                "src",
+                c.iter()
+                    .map(|x| sock_str(&x.flow.laddr, x.flow.lport))
+                    .collect(),
+            ),
+            strc(
+                "dst",
+                c.iter()
+                    .map(|x| sock_str(&x.flow.raddr, x.flow.rport))
+                    .collect(),
+            ),
+            u64c("duration_ns", c.iter().map(|x| x.duration).collect()),
+            u64c("tx_bytes", c.iter().map(|x| x.tx).collect()),
+            u64c("rx_bytes", c.iter().map(|x| x.rx).collect()),
+        ],
+        off,
+    )
+}
+
+/// The summary's frames: overview, top processes, top connections, drops, coverage.
+pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
+    let by_pid = Ctx {
+        ds: ctx.ds,
+        key: Key::Pid,
+        key_given: true,
+        interval_ns: ctx.interval_ns,
+    };
+    let mut procs = throughput::frame(&by_pid)?;
+    let keep = [
+        "pid",
+        "comm",
+        "tx_bytes",
+        "rx_bytes",
+        "tx_wire_bytes",
+        "rx_wire_bytes",
+        "tx_peak_bps",
+        "rx_peak_bps",
+    ];
+    procs.df = procs.df.select(keep)?.head(Some(TOP));
+    procs.title = "top processes".into();
+    Ok(vec![
+        overview(ctx)?,
+        procs,
+        top_conns(ctx)?,
+        drops(ctx)?,
+        coverage::frame(ctx)?,
+    ])
+}
+
+/// The summary as one JSON object (sections and columns in display order).
+pub fn write_json(frames: &[Frame], output: Option<&Path>) -> anyhow::Result<()> {
+    let names = ["overview", "processes", "connections", "drops", "coverage"];
+    let mut sections: Vec<String> = Vec::new();
+    for (n, f) in names.iter().zip(frames) {
+        let rows = json_rows(&f.df)?;
+        let body = if *n == "overview" {
+            let mut o = Vec::new();
+            for r in rows {
+                if let (Some(k), Some(v)) =
+                    (r.get("field").and_then(|v| v.as_str()), r.get("value"))
+                {
+                    o.push((k.to_string(), v.clone()));
+                }
+            }
+            serde_json::to_string_pretty(&Row(o))?
+        } else {
+            serde_json::to_string_pretty(&rows)?
+        };
+        sections.push(format!(
+            "  {}: {}",
+            serde_json::to_string(n)?,
+            body.replace('\n', "\n  ")
+        ));
+    }
+    let mut w = open_output(output)?;
+    writeln!(w, "{{\n{}\n}}", sections.join(",\n"))?;
+    w.flush()?;
+    Ok(())
+}

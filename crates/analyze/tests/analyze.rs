@@ -1,0 +1,904 @@
+//! Integration tests of snoop-analyze: hand-built traces with exact known
+//! answers for every report (throughput, conns, sizes, remotes, timeline,
+//! lifecycle, coverage, summary, html), filters, several hosts, a recovered
+//! trace, golden JSON for a small synthetic fixture, replay and export, and
+//! bad input (missing, corrupt, empty files; unknown names) giving clear
+//! errors without panics.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde_json::Value;
+use snoop_analyze::{
+    is_usage_error, run_analyze, run_export, run_replay, AnalyzeArgs, ExportArgs, ReplayArgs,
+};
+use snoop_format::synth::{write_synthetic, SynthConfig};
+use snoop_format::{
+    addr_bytes, comm_bytes, Direction, FileInfo, Flow, ProcessKind, ProcessRow, TraceWriter,
+    WriterOptions,
+};
+
+const S: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+const WALL: i64 = 1_700_000_000_000_000_000;
+
+#[derive(Parser)]
+struct AnalyzeCli {
+    #[command(flatten)]
+    a: AnalyzeArgs,
+}
+
+#[derive(Parser)]
+struct ReplayCli {
+    #[command(flatten)]
+    a: ReplayArgs,
+}
+
+#[derive(Parser)]
+struct ExportCli {
+    #[command(flatten)]
+    a: ExportArgs,
+}
+
+fn analyze(args: &[&str]) -> anyhow::Result<()> {
+    let cli = AnalyzeCli::try_parse_from(std::iter::once("analyze").chain(args.iter().copied()))?;
+    run_analyze(&cli.a)
+}
+
+fn info(host: &str) -> FileInfo {
+    FileInfo {
+        host: host.into(),
+        kernel: "6.18.0-test".into(),
+        snoop_version: "0.1.0".into(),
+        command: vec!["snoop".into(), "record".into()],
+        boot_to_wall_ns: WALL,
+        start_ns: S,
+        ifaces: vec![(1, "lo".into()), (2, "eth0".into())],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flow(
+    pid: u32,
+    comm: &str,
+    proto: u8,
+    l: &str,
+    lport: u16,
+    r: &str,
+    rport: u16,
+    cookie: u64,
+) -> Flow {
+    Flow {
+        pid,
+        tid: pid,
+        comm: comm_bytes(comm),
+        cgroup: 1,
+        cookie,
+        ifindex: 0,
+        family: 2,
+        proto,
+        laddr: addr_bytes(l.parse().unwrap()),
+        lport,
+        raddr: addr_bytes(r.parse().unwrap()),
+        rport,
+    }
+}
+
+fn pkt(f: &Flow, pid: u32, cookie: u64, ifindex: u32) -> Flow {
+    Flow {
+        pid,
+        tid: pid,
+        comm: if pid == 0 { [0; 16] } else { f.comm },
+        cgroup: 0,
+        cookie,
+        ifindex,
+        ..*f
+    }
+}
+
+fn proc_row(
+    ts: u64,
+    kind: ProcessKind,
+    pid: u32,
+    ppid: u32,
+    comm: &str,
+    file: &str,
+    code: i32,
+) -> ProcessRow {
+    ProcessRow {
+        ts_ns: ts,
+        kind,
+        pid,
+        tid: pid,
+        ppid,
+        comm: comm_bytes(comm),
+        exit_code: code,
+        filename: file.into(),
+    }
+}
+
+/// The hand-built trace whose answers the tests know exactly (see the
+/// comments for every expected number).
+fn write_known(path: &Path, host: &str) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = TraceWriter::new(file, &info(host), WriterOptions::default()).unwrap();
+    let curl = flow(100, "curl", 6, "10.0.0.1", 40000, "93.184.216.34", 443, 11);
+    let dns = flow(200, "dns", 17, "10.0.0.1", 5353, "8.8.8.8", 53, 22);
+    w.push_process(&proc_row(S / 2, ProcessKind::Fork, 200, 1, "bash", "", 0))
+        .unwrap();
+    w.push_process(&proc_row(
+        6 * S / 10,
+        ProcessKind::Exec,
+        200,
+        1,
+        "dns",
+        "/usr/bin/dns",
+        0,
+    ))
+    .unwrap();
+    w.push_process(&proc_row(
+        9 * S / 10,
+        ProcessKind::Exec,
+        100,
+        1,
+        "curl",
+        "/usr/bin/curl",
+        0,
+    ))
+    .unwrap();
+    w.push_process(&proc_row(
+        2 * S + 600 * MS,
+        ProcessKind::Exit,
+        100,
+        1,
+        "curl",
+        "",
+        0,
+    ))
+    .unwrap();
+    // curl: TCP 1.0 s .. 2.5 s; tx 100 + 50, rx 1000 + 3000.
+    w.push_conn(S, &curl, 7, 2, 0, 0).unwrap();
+    w.push_conn(S + MS, &pkt(&curl, 0, 11, 0), 2, 1, 0, 0)
+        .unwrap();
+    w.push_message(S + 10 * MS, &curl, 100, Direction::Tx)
+        .unwrap();
+    w.push_message(S + 20 * MS, &curl, 1000, Direction::Rx)
+        .unwrap();
+    w.push_message(S + 500 * MS, &curl, 3000, Direction::Rx)
+        .unwrap();
+    w.push_message(2 * S + 200 * MS, &curl, 50, Direction::Tx)
+        .unwrap();
+    w.push_conn(2 * S + 500 * MS, &pkt(&curl, 0, 11, 0), 1, 7, 151, 4001)
+        .unwrap();
+    // dns: UDP, two bursts 38.8 s apart (> 30 s idle: two connections).
+    w.push_message(S + 100 * MS, &dns, 40, Direction::Tx)
+        .unwrap();
+    w.push_message(S + 200 * MS, &dns, 120, Direction::Rx)
+        .unwrap();
+    w.push_message(40 * S, &dns, 40, Direction::Tx).unwrap();
+    w.push_message(40 * S + 100 * MS, &dns, 100, Direction::Rx)
+        .unwrap();
+    // Packets on eth0 (ifindex 2).
+    w.push_packet(S + 10 * MS, &pkt(&curl, 0, 11, 2), 152, Direction::Tx, 1)
+        .unwrap(); // cookie
+    w.push_packet(S + 20 * MS, &pkt(&curl, 0, 0, 2), 1052, Direction::Rx, 1)
+        .unwrap(); // 5-tuple
+    w.push_packet(S + 500 * MS, &pkt(&curl, 0, 0, 2), 3052, Direction::Rx, 1)
+        .unwrap(); // 5-tuple
+    w.push_packet(S + 200 * MS, &pkt(&dns, 0, 0, 2), 148, Direction::Rx, 1)
+        .unwrap(); // 5-tuple
+    let icmp = flow(0, "", 1, "10.0.0.1", 0, "10.0.0.254", 0, 0);
+    w.push_packet(S + 300 * MS, &pkt(&icmp, 0, 0, 2), 84, Direction::Rx, 1)
+        .unwrap(); // icmp
+    let stray = flow(0, "", 6, "10.0.0.1", 9999, "1.2.3.4", 5555, 0);
+    w.push_packet(S + 310 * MS, &pkt(&stray, 0, 0, 2), 60, Direction::Rx, 1)
+        .unwrap(); // no socket
+    let fwd = flow(0, "", 6, "192.168.5.5", 80, "1.2.3.4", 5556, 0);
+    w.push_packet(S + 320 * MS, &pkt(&fwd, 0, 0, 2), 70, Direction::Rx, 1)
+        .unwrap(); // forwarded
+    let kern = flow(0, "", 6, "10.0.0.1", 2049, "10.0.0.9", 700, 0);
+    w.push_packet(S + 330 * MS, &pkt(&kern, 0, 99, 2), 40, Direction::Tx, 1)
+        .unwrap(); // kernel socket
+    let ssh = flow(300, "sshd", 6, "10.0.0.1", 22, "10.0.0.7", 50000, 0);
+    w.push_packet(S + 340 * MS, &pkt(&ssh, 300, 77, 2), 90, Direction::Tx, 1)
+        .unwrap(); // owner
+    w.push_stats(41 * S, 0, 2, 8).unwrap();
+    w.finish(41 * S).unwrap();
+}
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    trace: String,
+}
+
+fn known() -> Fx {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("known.snp");
+    write_known(&p, "host-a");
+    Fx {
+        dir: d.path().to_path_buf(),
+        trace: p.display().to_string(),
+        _dir: d,
+    }
+}
+
+fn json(fx: &Fx, args: &[&str]) -> Vec<Value> {
+    let out = fx.dir.join(format!("out-{}.json", rand_name(args)));
+    let mut a: Vec<&str> = vec![&fx.trace];
+    a.extend_from_slice(args);
+    let o = out.display().to_string();
+    a.extend(["--format", "json", "-o", &o]);
+    analyze(&a).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+fn rand_name(args: &[&str]) -> String {
+    args.join("_").replace(['/', ' ', '.', ':'], "-")
+}
+
+fn row<'a>(rows: &'a [Value], key: &str, val: u64) -> &'a Value {
+    rows.iter()
+        .find(|r| r[key] == val)
+        .unwrap_or_else(|| panic!("no row with {key}={val} in {rows:?}"))
+}
+
+#[test]
+fn throughput_by_pid_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--by", "pid"]);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let curl = row(&rows, "pid", 100);
+    assert_eq!(curl["comm"], "curl");
+    assert_eq!(curl["tx_bytes"], 150);
+    assert_eq!(curl["rx_bytes"], 4000);
+    assert_eq!(curl["tx_msgs"], 2);
+    assert_eq!(curl["rx_msgs"], 2);
+    assert_eq!(curl["tx_wire_bytes"], 152);
+    assert_eq!(curl["rx_wire_bytes"], 4104);
+    assert_eq!(curl["tx_packets"], 1);
+    assert_eq!(curl["rx_packets"], 2);
+    assert_eq!(curl["first_ns"], S + 10 * MS);
+    assert_eq!(curl["last_ns"], 2 * S + 200 * MS);
+    assert_eq!(curl["tx_peak_bps"].as_f64().unwrap(), 800.0);
+    assert_eq!(curl["rx_peak_bps"].as_f64().unwrap(), 32000.0);
+    let avg = curl["tx_avg_bps"].as_f64().unwrap();
+    assert!((avg - 150.0 * 8.0 / 1.19).abs() < 1e-6, "{avg}");
+    let dns = row(&rows, "pid", 200);
+    assert_eq!(
+        (dns["tx_bytes"].as_u64(), dns["rx_bytes"].as_u64()),
+        (Some(80), Some(220))
+    );
+    assert_eq!(dns["rx_wire_bytes"], 148);
+    assert_eq!(dns["tx_wire_bytes"], 0);
+    let sshd = row(&rows, "pid", 300);
+    assert_eq!(sshd["comm"], "sshd");
+    assert_eq!(sshd["tx_wire_bytes"], 90);
+    assert_eq!(sshd["tx_bytes"], 0);
+    let un = row(&rows, "pid", 0);
+    assert_eq!(un["comm"], "[unattributed]");
+    assert_eq!(un["rx_wire_bytes"], 84 + 60 + 70);
+    assert_eq!(un["tx_wire_bytes"], 40);
+    // Ordered by traffic.
+    assert_eq!(rows[0]["pid"], 100);
+    assert_eq!(rows[1]["pid"], 200);
+    let fields: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    for f in [
+        "pid",
+        "comm",
+        "tx_bytes",
+        "rx_bytes",
+        "tx_msgs",
+        "rx_msgs",
+        "tx_wire_bytes",
+        "rx_wire_bytes",
+        "tx_packets",
+        "rx_packets",
+        "first_ns",
+        "last_ns",
+        "tx_avg_bps",
+        "rx_avg_bps",
+        "tx_peak_bps",
+        "rx_peak_bps",
+    ] {
+        assert!(fields.iter().any(|k| *k == f), "missing {f}");
+    }
+}
+
+#[test]
+fn throughput_other_keys() {
+    let fx = known();
+    let rows = json(&fx, &["--by", "port"]);
+    let p443 = row(&rows, "port", 443);
+    assert_eq!(p443["tx_bytes"], 150);
+    let p53 = row(&rows, "port", 53);
+    assert_eq!(p53["rx_bytes"], 220);
+    let rows = json(&fx, &["--by", "proto"]);
+    let tcp = rows.iter().find(|r| r["proto"] == "TCP").unwrap();
+    assert_eq!(tcp["tx_bytes"], 150);
+    assert!(rows
+        .iter()
+        .any(|r| r["proto"] == "ICMP" && r["rx_wire_bytes"] == 84));
+    let rows = json(&fx, &["--by", "remote"]);
+    assert_eq!(
+        rows.iter().find(|r| r["remote"] == "8.8.8.8").unwrap()["tx_bytes"],
+        80
+    );
+    let rows = json(&fx, &["--by", "iface"]);
+    let eth0 = rows.iter().find(|r| r["iface"] == "eth0").unwrap();
+    assert_eq!(eth0["rx_wire_bytes"], 1052 + 3052 + 148 + 84 + 60 + 70);
+    let rows = json(&fx, &["--by", "conn"]);
+    let c = rows.iter().find(|r| r["dport"] == 443).unwrap();
+    assert_eq!(
+        (c["src"].as_str(), c["dst"].as_str(), c["sport"].as_u64()),
+        (Some("10.0.0.1"), Some("93.184.216.34"), Some(40000))
+    );
+    assert_eq!(c["rx_wire_bytes"], 4104);
+    for key in ["tid", "comm", "cgroup"] {
+        assert!(!json(&fx, &["--by", key]).is_empty());
+    }
+}
+
+#[test]
+fn filters() {
+    let fx = known();
+    let rows = json(&fx, &["--by", "pid", "--pid", "100"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["rx_wire_bytes"], 4104);
+    let rows = json(&fx, &["--by", "pid", "--comm", "dns"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["pid"], 200);
+    let rows = json(&fx, &["--by", "pid", "--since", "30s"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["tx_bytes"], 40);
+    assert_eq!(rows[0]["rx_bytes"], 100);
+    let rows = json(&fx, &["--by", "pid", "--until", "2s"]); // before 3.0 s boot time
+    assert_eq!(row(&rows, "pid", 100)["tx_bytes"], 150);
+    let rows = json(&fx, &["--by", "pid", "--until", "1s"]); // before 2.0 s
+    assert_eq!(row(&rows, "pid", 100)["tx_bytes"], 100);
+    let rows = json(&fx, &["--by", "pid", "--proto", "udp"]);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["tx_bytes"].as_u64() > Some(0))
+            .count(),
+        1
+    );
+    let rows = json(&fx, &["--by", "pid", "--port", "443"]);
+    assert_eq!(row(&rows, "pid", 100)["tx_bytes"], 150);
+    assert!(rows.iter().all(|r| r["pid"] != 200));
+    let rows = json(&fx, &["--by", "pid", "--remote", "8.8.8.0/24"]);
+    assert_eq!(row(&rows, "pid", 200)["rx_bytes"], 220);
+    assert!(rows.iter().all(|r| r["pid"] != 100));
+    let wall_since = format!("@{}", (WALL as u64 + 30 * S) / S);
+    let rows = json(&fx, &["--by", "pid", "--since", &wall_since]);
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn conns_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "conns"]);
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let tcp = rows.iter().find(|r| r["proto"] == "TCP").unwrap();
+    assert_eq!(tcp["pid"], 100);
+    assert_eq!(tcp["comm"], "curl");
+    assert_eq!(tcp["start_ns"], S);
+    assert_eq!(tcp["end_ns"], 2 * S + 500 * MS);
+    assert_eq!(tcp["duration_ns"], S + 500 * MS);
+    assert_eq!(
+        (tcp["tx_bytes"].as_u64(), tcp["rx_bytes"].as_u64()),
+        (Some(150), Some(4000))
+    );
+    assert_eq!(
+        (tcp["dst"].as_str(), tcp["dport"].as_u64()),
+        (Some("93.184.216.34"), Some(443))
+    );
+    let udp: Vec<&Value> = rows.iter().filter(|r| r["proto"] == "UDP").collect();
+    assert_eq!(udp.len(), 2);
+    assert_eq!(udp[0]["start_ns"], S + 100 * MS);
+    assert_eq!(udp[0]["end_ns"], S + 200 * MS);
+    assert_eq!(udp[0]["duration_ns"], 100 * MS);
+    assert_eq!(
+        (udp[0]["tx_bytes"].as_u64(), udp[0]["rx_bytes"].as_u64()),
+        (Some(40), Some(120))
+    );
+    assert_eq!(udp[1]["start_ns"], 40 * S);
+    assert!(
+        udp[1]["end_ns"].is_null(),
+        "still open at the end: {:?}",
+        udp[1]
+    );
+    assert_eq!(udp[1]["duration_ns"], S);
+    // Distribution per process.
+    let d = json(&fx, &["--report", "conns", "--by", "pid"]);
+    let dns = row(&d, "pid", 200);
+    assert_eq!(dns["conns"], 2);
+    assert_eq!(dns["p50_duration_ns"], 100 * MS);
+    assert_eq!(dns["max_duration_ns"], S);
+    assert_eq!(row(&d, "pid", 100)["p99_duration_ns"], S + 500 * MS);
+}
+
+#[test]
+fn sizes_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "sizes"]);
+    let r = rows
+        .iter()
+        .find(|r| r["pid"] == 100 && r["kind"] == "message" && r["dir"] == "rx")
+        .unwrap();
+    assert_eq!(r["count"], 2);
+    assert_eq!(r["min_bytes"], 1000);
+    assert_eq!(r["mean_bytes"].as_f64(), Some(2000.0));
+    assert_eq!(r["p50_bytes"], 1000);
+    assert_eq!(r["p90_bytes"], 3000);
+    assert_eq!(r["max_bytes"], 3000);
+    assert_eq!(r["hist"], "512:1 2048:1");
+    let p = rows
+        .iter()
+        .find(|r| r["pid"] == 100 && r["kind"] == "packet" && r["dir"] == "rx")
+        .unwrap();
+    assert_eq!(p["count"], 2);
+    assert_eq!(p["p50_bytes"], 1052);
+}
+
+#[test]
+fn remotes_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "remotes"]);
+    let c = rows.iter().find(|r| r["pid"] == 100).unwrap();
+    assert_eq!(c["remote"], "93.184.216.34");
+    assert_eq!(c["ports"], "443");
+    assert_eq!(c["conns"], 1);
+    assert_eq!(c["share"].as_f64(), Some(1.0));
+    assert_eq!(c["rx_wire_bytes"], 4104);
+    let d = rows.iter().find(|r| r["pid"] == 200).unwrap();
+    assert_eq!(d["remote"], "8.8.8.8");
+    assert_eq!(
+        (d["tx_bytes"].as_u64(), d["rx_bytes"].as_u64()),
+        (Some(80), Some(220))
+    );
+}
+
+#[test]
+fn timeline_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "timeline", "--by", "pid"]);
+    let at = |b: u64, pid: u64| {
+        rows.iter()
+            .find(|r| r["interval_ns"] == b * S && r["pid"] == pid)
+    };
+    assert_eq!(at(1, 100).unwrap()["tx_bytes"], 100);
+    assert_eq!(at(1, 100).unwrap()["rx_bytes"], 4000);
+    assert_eq!(at(1, 100).unwrap()["rx_wire_bytes"], 4104);
+    assert_eq!(at(2, 100).unwrap()["tx_bytes"], 50);
+    assert_eq!(at(40, 200).unwrap()["rx_bytes"], 100);
+    assert_eq!(at(40, 200).unwrap()["rx_bps"].as_f64(), Some(800.0));
+    let rows = json(
+        &fx,
+        &["--report", "timeline", "--by", "pid", "--interval", "100ms"],
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r["interval_ns"] == 2 * S + 200 * MS && r["tx_bytes"] == 50));
+}
+
+#[test]
+fn lifecycle_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "lifecycle"]);
+    let c = row(&rows, "pid", 100);
+    assert_eq!(c["ppid"], 1);
+    assert_eq!(c["filename"], "/usr/bin/curl");
+    assert_eq!(c["start_ns"], 9 * S / 10);
+    assert_eq!(c["exit_ns"], 2 * S + 600 * MS);
+    assert_eq!(c["exit_code"], 0);
+    assert_eq!(c["first_net_ns"], S + 10 * MS);
+    assert_eq!(c["first_net_after_ns"], 110 * MS);
+    assert_eq!(c["first_conn_after_ns"], 100 * MS);
+    assert_eq!(c["conns"], 1);
+    let d = row(&rows, "pid", 200);
+    assert_eq!(d["start_ns"], S / 2);
+    assert_eq!(d["exec_ns"], 6 * S / 10);
+    assert!(d["exit_ns"].is_null());
+    assert_eq!(d["conns"], 2);
+    assert_eq!(
+        d["conn_after_ns"],
+        format!("{},{}", 600 * MS, 39 * S + 500 * MS)
+    );
+}
+
+#[test]
+fn coverage_reasons_exact() {
+    let fx = known();
+    let rows = json(&fx, &["--report", "coverage"]);
+    let r = |reason: &str| {
+        rows.iter()
+            .find(|r| r["reason"] == reason)
+            .unwrap_or_else(|| panic!("{reason}: {rows:#?}"))
+            .clone()
+    };
+    assert_eq!(r("socket cookie")["tx_wire_bytes"], 152);
+    assert_eq!(r("5-tuple + time")["rx_wire_bytes"], 1052 + 3052 + 148);
+    assert_eq!(r("5-tuple + time")["rx_packets"], 3);
+    assert_eq!(r("kernel-recorded owner")["tx_wire_bytes"], 90);
+    assert_eq!(r("no socket seen")["rx_wire_bytes"], 60);
+    assert_eq!(r("icmp")["rx_wire_bytes"], 84);
+    assert_eq!(r("forwarded/other netns")["rx_wire_bytes"], 70);
+    assert_eq!(r("kernel socket")["tx_wire_bytes"], 40);
+    assert_eq!(r("icmp")["attributed"], "no");
+    assert_eq!(r("socket cookie")["attributed"], "yes");
+    let total = 152 + 4252 + 90 + 60 + 84 + 70 + 40;
+    let share = r("icmp")["share"].as_f64().unwrap();
+    assert!((share - 84.0 / total as f64).abs() < 1e-12);
+}
+
+#[test]
+fn summary_and_table_output() {
+    let fx = known();
+    let out = fx.dir.join("summary.txt");
+    analyze(&[&fx.trace, "-o", out.to_str().unwrap()]).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    for needle in [
+        "top processes",
+        "curl",
+        "top connections",
+        "drops during recording",
+        "wire traffic attribution",
+        "2023-11-14",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+    let out = fx.dir.join("summary.json");
+    analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["drops"][0]["dropped"], 2);
+    assert_eq!(v["processes"][0]["pid"], 100);
+    // Table: human units.
+    let out = fx.dir.join("t.txt");
+    analyze(&[&fx.trace, "--by", "pid", "-o", out.to_str().unwrap()]).unwrap();
+    let t = std::fs::read_to_string(&out).unwrap();
+    assert!(t.contains("3.9 KiB"), "{t}");
+    assert!(t.contains("TX_BYTES"), "{t}");
+}
+
+#[test]
+fn csv_and_parquet() {
+    let fx = known();
+    let csv = fx.dir.join("p.csv");
+    analyze(&[&fx.trace, "--by", "pid", "-o", csv.to_str().unwrap()]).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text.starts_with("pid,comm,tx_bytes,rx_bytes,tx_msgs,rx_msgs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("100,curl,150,4000,2,2,152,4104,1,2"),
+        "{text}"
+    );
+    let pq = fx.dir.join("p.parquet");
+    analyze(&[&fx.trace, "--by", "pid", "-o", pq.to_str().unwrap()]).unwrap();
+    let bytes = std::fs::read(&pq).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+}
+
+#[test]
+fn several_hosts_get_a_host_column() {
+    let fx = known();
+    let b = fx.dir.join("b.snp");
+    write_known(&b, "host-b");
+    let out = fx.dir.join("two.json");
+    analyze(&[
+        &fx.trace,
+        b.to_str().unwrap(),
+        "--by",
+        "pid",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(rows.len(), 8);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["host"] == "host-b" && r["pid"] == 100)
+            .count(),
+        1
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["host"] == "host-a" && r["pid"] == 100)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn recovered_trace_still_analyses() {
+    let fx = known();
+    let bytes = std::fs::read(&fx.trace).unwrap();
+    // Cut the footer and trailer off: the chunks remain.
+    let cut = fx.dir.join("cut.snp");
+    std::fs::write(&cut, &bytes[..bytes.len() - 200]).unwrap();
+    let out = fx.dir.join("cut.json");
+    analyze(&[
+        cut.to_str().unwrap(),
+        "--by",
+        "pid",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(rows.iter().any(|r| r["pid"] == 100));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let fx = known();
+    let e = analyze(&["/nonexistent/x.snp"]).unwrap_err();
+    assert!(format!("{e:#}").contains("/nonexistent/x.snp"), "{e:#}");
+    assert!(!is_usage_error(&e));
+    let junk = fx.dir.join("junk.snp");
+    std::fs::write(
+        &junk,
+        "this is not a trace at all, just some words. ".repeat(20),
+    )
+    .unwrap();
+    let e = analyze(&[junk.to_str().unwrap()]).unwrap_err();
+    assert!(format!("{e:#}").contains("not a snoop trace"), "{e:#}");
+    let empty = fx.dir.join("empty.snp");
+    std::fs::write(&empty, b"").unwrap();
+    let e = analyze(&[empty.to_str().unwrap()]).unwrap_err();
+    assert!(!format!("{e:#}").is_empty());
+    for args in [
+        vec![fx.trace.as_str(), "--report", "nope"],
+        vec![fx.trace.as_str(), "--by", "nope"],
+        vec![fx.trace.as_str(), "--by", "pid", "--interval", "fast"],
+        vec![fx.trace.as_str(), "--by", "pid", "--since", "yesterday"],
+        vec![fx.trace.as_str(), "--by", "pid", "--remote", "10.0.0.0/99"],
+        vec![fx.trace.as_str(), "--by", "pid", "--format", "xml"],
+        vec![fx.trace.as_str(), "--by", "pid", "--proto", "sctpx"],
+    ] {
+        let e = analyze(&args).unwrap_err();
+        assert!(is_usage_error(&e), "{args:?}: {e:#}");
+    }
+    // Bit flips in the middle of the file: an error or fewer rows, never a panic.
+    let mut bytes = std::fs::read(&fx.trace).unwrap();
+    for i in (64..bytes.len()).step_by(97) {
+        bytes[i] ^= 0x5a;
+    }
+    let bad = fx.dir.join("flipped.snp");
+    std::fs::write(&bad, &bytes).unwrap();
+    let _ = analyze(&[
+        bad.to_str().unwrap(),
+        "--by",
+        "pid",
+        "-o",
+        fx.dir.join("f.json").to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn empty_trace_gives_empty_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("empty.snp");
+    let w = TraceWriter::new(
+        std::fs::File::create(&p).unwrap(),
+        &info("h"),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    w.finish(S).unwrap();
+    for report in [
+        "summary",
+        "throughput",
+        "conns",
+        "sizes",
+        "remotes",
+        "timeline",
+        "lifecycle",
+        "coverage",
+    ] {
+        let out = d.path().join(format!("{report}.json"));
+        analyze(&[
+            p.to_str().unwrap(),
+            "--report",
+            report,
+            "--format",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .unwrap();
+    }
+    let out = d.path().join("e.json");
+    analyze(&[
+        p.to_str().unwrap(),
+        "--by",
+        "pid",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "[]");
+}
+
+fn synth_fixture(dir: &Path) -> (PathBuf, snoop_format::synth::SynthTotals) {
+    let p = dir.join("synth.snp");
+    let mut info = info("synth");
+    info.boot_to_wall_ns = WALL;
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&p).unwrap(),
+        &info,
+        WriterOptions {
+            chunk_rows: 1000,
+            zstd_level: 3,
+        },
+    )
+    .unwrap();
+    let cfg = SynthConfig {
+        flows: 40,
+        processes: 6,
+        ..SynthConfig::default()
+    };
+    let totals = write_synthetic(&mut w, cfg, 5000).unwrap();
+    w.finish(totals.end_ns + 1).unwrap();
+    (p, totals)
+}
+
+#[test]
+fn synthetic_totals_match() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, totals) = synth_fixture(d.path());
+    let out = d.path().join("s.json");
+    analyze(&[
+        p.to_str().unwrap(),
+        "--by",
+        "pid",
+        "--format",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(rows.len(), totals.per_pid.len());
+    for (pid, (tx, rx, txn, rxn)) in &totals.per_pid {
+        let r = row(&rows, "pid", *pid as u64);
+        assert_eq!(r["tx_bytes"], *tx);
+        assert_eq!(r["rx_bytes"], *rx);
+        assert_eq!(r["tx_msgs"], *txn);
+        assert_eq!(r["rx_msgs"], *rxn);
+    }
+}
+
+/// Golden JSON for the small synthetic fixture: set SNOOP_UPDATE_GOLDEN=1 to
+/// rewrite the files under tests/golden/ after an intended change.
+#[test]
+fn synthetic_golden_json() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, _) = synth_fixture(d.path());
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("SNOOP_UPDATE_GOLDEN").is_some();
+    for (name, args) in [
+        ("synth_by_pid", vec!["--by", "pid"]),
+        ("synth_by_port", vec!["--by", "port"]),
+        ("synth_conns", vec!["--report", "conns"]),
+        ("synth_sizes", vec!["--report", "sizes"]),
+        ("synth_remotes", vec!["--report", "remotes"]),
+        (
+            "synth_timeline",
+            vec!["--report", "timeline", "--by", "comm", "--interval", "1ms"],
+        ),
+        ("synth_lifecycle", vec!["--report", "lifecycle"]),
+        ("synth_coverage", vec!["--report", "coverage"]),
+    ] {
+        let out = d.path().join(format!("{name}.json"));
+        let mut a = vec![p.to_str().unwrap()];
+        a.extend(args);
+        a.extend(["--format", "json", "-o", out.to_str().unwrap()]);
+        analyze(&a).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        let gpath = golden.join(format!("{name}.json"));
+        if update || !gpath.exists() {
+            std::fs::write(&gpath, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&gpath).unwrap();
+        let (g, w): (Value, Value) = (
+            serde_json::from_str(&got).unwrap(),
+            serde_json::from_str(&want).unwrap(),
+        );
+        assert!(
+            g == w,
+            "{name}: output differs from {} (SNOOP_UPDATE_GOLDEN=1 to accept)",
+            gpath.display()
+        );
+    }
+}
+
+#[test]
+fn html_report_is_self_contained() {
+    let fx = known();
+    let out = fx.dir.join("r.html");
+    analyze(&[&fx.trace, "--report", "html", "-o", out.to_str().unwrap()]).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<svg"));
+    assert!(html.contains("curl"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("<script src"),
+        "must not load anything"
+    );
+}
+
+fn replay(args: &[&str]) -> anyhow::Result<()> {
+    let cli = ReplayCli::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))?;
+    run_replay(&cli.a)
+}
+
+#[test]
+fn replay_and_export() {
+    let fx = known();
+    let out = fx.dir.join("replay.jsonl");
+    replay(&[&fx.trace, "--json", "-o", out.to_str().unwrap()]).unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 4 process + 3 conn + 8 message + 9 packet events (stats are not replayed).
+    assert_eq!(lines.len(), 24, "{lines:#?}");
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["ts_ns"].as_u64() <= w[1]["ts_ns"].as_u64()),
+        "time order"
+    );
+    assert!(lines.iter().any(|l| l["proto"] == "ICMP"));
+    let rx = lines
+        .iter()
+        .find(|l| l["event"] == "packet" && l["len"] == 1052)
+        .unwrap();
+    assert_eq!(rx["pid"], 100, "replay attributes packets: {rx}");
+    let txt = fx.dir.join("replay.txt");
+    replay(&[&fx.trace, "--pid", "100", "-o", txt.to_str().unwrap()]).unwrap();
+    let text = std::fs::read_to_string(&txt).unwrap();
+    assert!(
+        text.contains("TCP 10.0.0.1:40000 -> 93.184.216.34:443"),
+        "{text}"
+    );
+    assert!(text.contains("curl"), "{text}");
+    assert!(!text.contains("dns"), "{text}");
+
+    let csv = fx.dir.join("m.csv");
+    let cli = ExportCli::try_parse_from([
+        "export",
+        &fx.trace,
+        "--table",
+        "messages",
+        "-o",
+        csv.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_export(&cli.a).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 9, "{text}");
+    assert!(text.lines().next().unwrap().starts_with("ts_ns,"), "{text}");
+    let pq = fx.dir.join("p.parquet");
+    let cli = ExportCli::try_parse_from([
+        "export",
+        &fx.trace,
+        "--table",
+        "packets",
+        "-o",
+        pq.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_export(&cli.a).unwrap();
+    assert_eq!(&std::fs::read(&pq).unwrap()[..4], b"PAR1");
+    let cli =
+        ExportCli::try_parse_from(["export", &fx.trace, "--table", "nope", "-o", "x.csv"]).unwrap();
+    assert!(is_usage_error(&run_export(&cli.a).unwrap_err()));
+}
