@@ -118,27 +118,39 @@ fn snoop_by_pid(trace: &Path) {
     run_analyze(&cli.a).unwrap();
 }
 
-fn polars_by_pid(parquet: &Path) -> DataFrame {
+/// The idiomatic fast form: per-row tx/rx columns, then plain sums per pid.
+pub fn polars_by_pid(parquet: &Path) -> DataFrame {
     let tx = col("dir").eq(lit(0u8));
+    let b = col("bytes").cast(DataType::UInt64);
     LazyFrame::scan_parquet(
         PlRefPath::new(parquet.to_str().unwrap()),
         ScanArgsParquet::default(),
     )
     .unwrap()
+    .with_columns([
+        when(tx.clone())
+            .then(b.clone())
+            .otherwise(lit(0u64))
+            .alias("tx_bytes"),
+        when(tx.clone())
+            .then(lit(0u64))
+            .otherwise(b)
+            .alias("rx_bytes"),
+        when(tx.clone())
+            .then(lit(1u64))
+            .otherwise(lit(0u64))
+            .alias("tx_msgs"),
+        when(tx)
+            .then(lit(0u64))
+            .otherwise(lit(1u64))
+            .alias("rx_msgs"),
+    ])
     .group_by([col("pid")])
     .agg([
-        col("bytes")
-            .cast(DataType::UInt64)
-            .filter(tx.clone())
-            .sum()
-            .alias("tx_bytes"),
-        col("bytes")
-            .cast(DataType::UInt64)
-            .filter(tx.clone().not())
-            .sum()
-            .alias("rx_bytes"),
-        col("bytes").filter(tx.clone()).count().alias("tx_msgs"),
-        col("bytes").filter(tx.not()).count().alias("rx_msgs"),
+        col("tx_bytes").sum(),
+        col("rx_bytes").sum(),
+        col("tx_msgs").sum(),
+        col("rx_msgs").sum(),
         col("ts").min().alias("first_ns"),
         col("ts").max().alias("last_ns"),
     ])

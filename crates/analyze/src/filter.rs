@@ -109,6 +109,21 @@ impl Filter {
         })
     }
 
+    /// The same filter with its time bounds widened by `ns` on both sides.
+    pub fn widened(mut self, ns: u64) -> Filter {
+        let w = |t: TimeSpec, sign: i64| match t {
+            TimeSpec::Relative(d) => TimeSpec::Relative(if sign < 0 {
+                d.saturating_sub(ns)
+            } else {
+                d.saturating_add(ns)
+            }),
+            TimeSpec::Wall(x) => TimeSpec::Wall(x.saturating_add(sign * ns as i64)),
+        };
+        self.since = self.since.map(|t| w(t, -1));
+        self.until = self.until.map(|t| w(t, 1));
+        self
+    }
+
     /// Whether a filter restricts the owning process.
     pub fn has_process(&self) -> bool {
         !self.pids.is_empty() || !self.comms.is_empty()

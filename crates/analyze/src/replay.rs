@@ -25,7 +25,7 @@ enum Rows {
     Events {
         table: Table,
         flows: Vec<Flow>,
-        b: snoop_format::EventBatch,
+        b: Box<snoop_format::EventBatch>,
     },
     Procs(Vec<ProcessRow>),
 }
@@ -124,7 +124,11 @@ fn decode(tr: &Trace, file: u16, ci: usize, table: Table) -> anyhow::Result<Curs
     let ts = b.ts.clone();
     Ok(Cursor {
         file,
-        rows: Rows::Events { table, flows, b },
+        rows: Rows::Events {
+            table,
+            flows,
+            b: Box::new(b),
+        },
         ts,
         next: 0,
     })
@@ -299,7 +303,17 @@ pub fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         stats: false,
         interval_ns: 1_000_000_000,
     };
-    let ds = Dataset::load(&args.files, &Filter::default(), plan)?;
+    // Only the replayed time window matters (plus slack for 5-tuple matches).
+    let window = crate::cli::FilterArgs {
+        since: args.filter.since.clone(),
+        until: args.filter.until.clone(),
+        ..Default::default()
+    };
+    let ds = Dataset::load(
+        &args.files,
+        &Filter::parse(&window)?.widened(crate::attrib::TUPLE_SLACK_NS),
+        plan,
+    )?;
     let index = AttribIndex::build(&ds);
     let (traces, files) = crate::load::open_all(&args.files, &filter)?;
     let mut pending: Vec<(i64, u16, usize, Table)> = Vec::new();

@@ -15,6 +15,15 @@ use crate::frame::{opt_u64c, strc, u32c, u64c, Frame};
 use crate::load::{tcp, Origin};
 use crate::protos::proto_name;
 
+/// (file, proto, laddr, lport, raddr, rport).
+type TupleKey = (u16, u8, [u8; 16], u16, [u8; 16], u16);
+/// (file, cookie) or (file, 0, laddr, lport, raddr, rport) when there is no cookie.
+type SockKey = (u16, u64, [u8; 16], u16, [u8; 16], u16);
+/// (ts, bytes, dir) of one UDP flow.
+type UdpEvents = Vec<(u64, u32, u8)>;
+/// ((file, pid), (durations, comm)).
+type DistRow = ((u16, u32), (Vec<u64>, [u8; 16]));
+
 /// A UDP flow idle longer than this starts a new "connection".
 pub const UDP_IDLE_NS: u64 = 30_000_000_000;
 
@@ -64,7 +73,7 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
     let ends = trace_ends(ctx);
     // Message flows by cookie and by tuple: owner and bytes.
     let mut by_cookie: HashMap<(u16, u64), Vec<usize>> = HashMap::new();
-    let mut by_tuple: HashMap<(u16, u8, [u8; 16], u16, [u8; 16], u16), Vec<usize>> = HashMap::new();
+    let mut by_tuple: HashMap<TupleKey, Vec<usize>> = HashMap::new();
     for (i, r) in ds.flows.iter().enumerate() {
         if r.origin != Origin::Message || ds.agg[i].events() == 0 {
             continue;
@@ -80,8 +89,7 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
     }
     let mut out = Vec::new();
     // TCP: state changes per socket.
-    let mut per_sock: HashMap<(u16, u64, [u8; 16], u16, [u8; 16], u16), Vec<usize>> =
-        HashMap::new();
+    let mut per_sock: HashMap<SockKey, Vec<usize>> = HashMap::new();
     for (i, c) in ds.conns.iter().enumerate() {
         let r = &ds.flows[c.flow as usize];
         let f = &r.flow;
@@ -169,7 +177,7 @@ fn tcp_conn(
     last: &crate::load::ConnEvent,
     hint: (u32, [u8; 16]),
     by_cookie: &HashMap<(u16, u64), Vec<usize>>,
-    by_tuple: &HashMap<(u16, u8, [u8; 16], u16, [u8; 16], u16), Vec<usize>>,
+    by_tuple: &HashMap<TupleKey, Vec<usize>>,
 ) -> Conn {
     let ds = ctx.ds;
     let msgs = (flow.cookie != 0)
@@ -271,7 +279,7 @@ fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
         }
         return out;
     }
-    let mut per: HashMap<K, (usize, Vec<(u64, u32, u8)>)> = HashMap::new();
+    let mut per: HashMap<K, (usize, UdpEvents)> = HashMap::new();
     for ev in &ds.msg_events {
         for i in 0..ev.ts.len() {
             let g = ev.flow[i] as usize;
@@ -369,7 +377,7 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
             .0
             .push(c.duration);
     }
-    let mut rows: Vec<((u16, u32), (Vec<u64>, [u8; 16]))> = per.into_iter().collect();
+    let mut rows: Vec<DistRow> = per.into_iter().collect();
     rows.sort_by(|a, b| b.1 .0.len().cmp(&a.1 .0.len()).then(a.0.cmp(&b.0)));
     let mut d = Vec::new();
     if ds.multi_host() {

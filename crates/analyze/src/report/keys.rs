@@ -98,7 +98,7 @@ impl Groups {
             if r.flow.pid != 0 && (w > b.1 || b.1 == 0) {
                 *b = (r.flow.comm, w);
             }
-            if !(r.origin.is_packet() && !r.origin.attributed()) {
+            if !r.origin.is_packet() || r.origin.attributed() {
                 g.unattributed[id as usize] = false;
             }
         }
