@@ -281,8 +281,20 @@ pub struct Dataset {
 pub mod tcp {
     /// SYN_SENT.
     pub const SYN_SENT: u8 = 2;
+    /// FIN_WAIT1.
+    pub const FIN_WAIT1: u8 = 4;
+    /// FIN_WAIT2.
+    pub const FIN_WAIT2: u8 = 5;
+    /// TIME_WAIT.
+    pub const TIME_WAIT: u8 = 6;
     /// CLOSE.
     pub const CLOSE: u8 = 7;
+    /// CLOSE_WAIT.
+    pub const CLOSE_WAIT: u8 = 8;
+    /// LAST_ACK.
+    pub const LAST_ACK: u8 = 9;
+    /// CLOSING.
+    pub const CLOSING: u8 = 11;
     /// LISTEN.
     pub const LISTEN: u8 = 10;
 

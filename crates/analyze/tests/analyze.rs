@@ -419,6 +419,66 @@ fn conns_exact() {
     assert_eq!(row(&d, "pid", 100)["p99_duration_ns"], S + 500 * MS);
 }
 
+/// A TCP connection known only from its state changes (no message events):
+/// the active opener's SYN_SENT event carries no source port yet, and the
+/// kernel's bytes_acked / bytes_received count SYN and FIN in sequence
+/// space. The report shows the port the kernel picked later and the payload.
+#[test]
+fn conns_from_lifecycle_only() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("lifecycle.snp");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = TraceWriter::new(file, &info("h"), WriterOptions::default()).unwrap();
+    let c = flow(400, "wget", 6, "10.0.0.1", 41000, "10.0.0.9", 80, 31);
+    let syn = Flow {
+        lport: 0,
+        laddr: [0; 16],
+        ..c
+    };
+    // Client: active open, sends 500, receives 2000, closes first.
+    w.push_conn(S, &syn, 7, 2, 0, 0).unwrap();
+    w.push_conn(S + MS, &pkt(&c, 0, 31, 0), 2, 1, 0, 0).unwrap();
+    w.push_conn(S + 50 * MS, &c, 1, 4, 501, 2000).unwrap();
+    w.push_conn(S + 51 * MS, &pkt(&c, 0, 31, 0), 4, 5, 502, 2000)
+        .unwrap();
+    w.push_conn(S + 52 * MS, &pkt(&c, 0, 31, 0), 5, 7, 502, 2001)
+        .unwrap();
+    // Server end of another connection: passive open, peer closes first.
+    let s = flow(500, "httpd", 6, "10.0.0.1", 80, "10.0.0.8", 50000, 32);
+    w.push_conn(2 * S, &pkt(&s, 0, 32, 0), 10, 3, 0, 0).unwrap();
+    w.push_conn(2 * S + MS, &pkt(&s, 0, 32, 0), 3, 1, 0, 0)
+        .unwrap();
+    w.push_conn(2 * S + 9 * MS, &pkt(&s, 0, 32, 0), 1, 8, 700, 301)
+        .unwrap();
+    w.push_conn(2 * S + 10 * MS, &s, 8, 9, 700, 301).unwrap();
+    w.push_conn(2 * S + 11 * MS, &pkt(&s, 0, 32, 0), 9, 7, 701, 301)
+        .unwrap();
+    w.finish(3 * S).unwrap();
+    let fx = Fx {
+        dir: d.path().to_path_buf(),
+        trace: p.display().to_string(),
+        _dir: d,
+    };
+    let rows = json(&fx, &["--report", "conns"]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let cl = row(&rows, "pid", 400);
+    assert_eq!(
+        (cl["src"].as_str(), cl["sport"].as_u64()),
+        (Some("10.0.0.1"), Some(41000))
+    );
+    assert_eq!(
+        (cl["tx_bytes"].as_u64(), cl["rx_bytes"].as_u64()),
+        (Some(500), Some(2000))
+    );
+    assert_eq!(cl["duration_ns"], 52 * MS);
+    let sv = row(&rows, "pid", 500);
+    assert_eq!(sv["sport"], 80);
+    assert_eq!(
+        (sv["tx_bytes"].as_u64(), sv["rx_bytes"].as_u64()),
+        (Some(700), Some(300))
+    );
+}
+
 #[test]
 fn sizes_exact() {
     let fx = known();
@@ -773,6 +833,61 @@ fn synthetic_totals_match() {
     }
 }
 
+/// The reports every golden test runs, with their file stems.
+fn golden_reports() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("by_pid", vec!["--by", "pid"]),
+        ("by_port", vec!["--by", "port"]),
+        ("conns", vec!["--report", "conns"]),
+        ("sizes", vec!["--report", "sizes"]),
+        ("remotes", vec!["--report", "remotes"]),
+        (
+            "timeline",
+            vec!["--report", "timeline", "--by", "comm", "--interval", "1ms"],
+        ),
+        ("lifecycle", vec!["--report", "lifecycle"]),
+        ("coverage", vec!["--report", "coverage"]),
+    ]
+}
+
+/// Run every golden report on `trace` and compare with `dir/<prefix><stem>.json`.
+/// SNOOP_UPDATE_GOLDEN=1 rewrites the files after an intended change; a
+/// missing file is an error otherwise.
+fn check_goldens(trace: &Path, dir: &Path, prefix: &str, scratch: &Path) {
+    let update = std::env::var_os("SNOOP_UPDATE_GOLDEN").is_some();
+    for (stem, args) in golden_reports() {
+        let name = format!("{prefix}{stem}");
+        let out = scratch.join(format!("{name}.json"));
+        let mut a = vec![trace.to_str().unwrap()];
+        a.extend(args);
+        a.extend(["--format", "json", "-o", out.to_str().unwrap()]);
+        analyze(&a).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        let gpath = dir.join(format!("{name}.json"));
+        if update {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(&gpath, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&gpath).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (SNOOP_UPDATE_GOLDEN=1 creates it)",
+                gpath.display()
+            )
+        });
+        let (g, w): (Value, Value) = (
+            serde_json::from_str(&got).unwrap(),
+            serde_json::from_str(&want).unwrap(),
+        );
+        assert!(
+            g == w,
+            "{}: {name}: output differs from {} (SNOOP_UPDATE_GOLDEN=1 to accept)",
+            trace.display(),
+            gpath.display()
+        );
+    }
+}
+
 /// Golden JSON for the small synthetic fixture: set SNOOP_UPDATE_GOLDEN=1 to
 /// rewrite the files under tests/golden/ after an intended change.
 #[test]
@@ -780,42 +895,27 @@ fn synthetic_golden_json() {
     let d = tempfile::tempdir().unwrap();
     let (p, _) = synth_fixture(d.path());
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let update = std::env::var_os("SNOOP_UPDATE_GOLDEN").is_some();
-    for (name, args) in [
-        ("synth_by_pid", vec!["--by", "pid"]),
-        ("synth_by_port", vec!["--by", "port"]),
-        ("synth_conns", vec!["--report", "conns"]),
-        ("synth_sizes", vec!["--report", "sizes"]),
-        ("synth_remotes", vec!["--report", "remotes"]),
-        (
-            "synth_timeline",
-            vec!["--report", "timeline", "--by", "comm", "--interval", "1ms"],
-        ),
-        ("synth_lifecycle", vec!["--report", "lifecycle"]),
-        ("synth_coverage", vec!["--report", "coverage"]),
-    ] {
-        let out = d.path().join(format!("{name}.json"));
-        let mut a = vec![p.to_str().unwrap()];
-        a.extend(args);
-        a.extend(["--format", "json", "-o", out.to_str().unwrap()]);
-        analyze(&a).unwrap();
-        let got = std::fs::read_to_string(&out).unwrap();
-        let gpath = golden.join(format!("{name}.json"));
-        if update || !gpath.exists() {
-            std::fs::write(&gpath, &got).unwrap();
+    check_goldens(&p, &golden, "synth_", d.path());
+}
+
+/// Every committed trace in fixtures/ (real recordings and the v1
+/// compatibility files) has the expected output of each report beside it,
+/// in fixtures/golden/<trace>/<report>.json.
+#[test]
+fn fixture_golden_json() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let d = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("snp") {
             continue;
         }
-        let want = std::fs::read_to_string(&gpath).unwrap();
-        let (g, w): (Value, Value) = (
-            serde_json::from_str(&got).unwrap(),
-            serde_json::from_str(&want).unwrap(),
-        );
-        assert!(
-            g == w,
-            "{name}: output differs from {} (SNOOP_UPDATE_GOLDEN=1 to accept)",
-            gpath.display()
-        );
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        check_goldens(&p, &root.join("golden").join(&stem), "", d.path());
+        seen += 1;
     }
+    assert!(seen >= 3, "expected the committed fixtures, found {seen}");
 }
 
 #[test]

@@ -105,21 +105,32 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
     for evs in socks {
         let mut cur: Option<(u64, usize, Flow)> = None; // start, first event, flow
         let mut owner_hint: (u32, [u8; 16]) = (0, [0; 16]);
+        let mut seq = SeqFlags::default();
         for &i in &evs {
             let c = &ds.conns[i];
             let row = &ds.flows[c.flow as usize];
             if c.new == tcp::LISTEN || c.old == tcp::LISTEN {
                 continue;
             }
-            if c.new == tcp::SYN_SENT && row.flow.pid != 0 {
+            // The recorder takes a connection event's owner from the
+            // socket's owner map, never from the current task, so any
+            // owner it carries is the socket's (the opener's preferred).
+            if row.flow.pid != 0 && (c.new == tcp::SYN_SENT || owner_hint.0 == 0) {
                 owner_hint = (row.flow.pid, row.flow.comm);
             }
+            seq.see(c.old, c.new);
             if cur.is_none() {
                 cur = Some((c.ts, i, row.flow));
             }
             if let Some((_, _, fl)) = &mut cur {
                 if fl.raddr == [0; 16] {
                     *fl = row.flow;
+                }
+                // An active opener's first event (SYN_SENT) is emitted
+                // before the kernel picks the source port and address.
+                if fl.lport == 0 && row.flow.lport != 0 {
+                    fl.lport = row.flow.lport;
+                    fl.laddr = row.flow.laddr;
                 }
             }
             if c.new == tcp::CLOSE {
@@ -128,22 +139,31 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
                         ctx,
                         row.file,
                         fl,
-                        start,
-                        Some(c.ts),
+                        (start, Some(c.ts)),
                         c,
+                        seq,
                         owner_hint,
                         &by_cookie,
                         &by_tuple,
                     ));
                 }
                 owner_hint = (0, [0; 16]);
+                seq = SeqFlags::default();
             }
         }
         if let Some((start, i, fl)) = cur {
             let file = ds.flows[ds.conns[i].flow as usize].file;
             let c = &ds.conns[i];
             let mut conn = tcp_conn(
-                ctx, file, fl, start, None, c, owner_hint, &by_cookie, &by_tuple,
+                ctx,
+                file,
+                fl,
+                (start, None),
+                c,
+                seq,
+                owner_hint,
+                &by_cookie,
+                &by_tuple,
             );
             conn.duration = ends[file as usize].saturating_sub(start);
             out.push(conn);
@@ -167,14 +187,50 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
     out
 }
 
+/// What a connection's state changes say about the sequence-space bytes
+/// (SYN and FIN count one each) inside the kernel's bytes_acked and
+/// bytes_received, so the payload can be recovered from them.
+#[derive(Clone, Copy, Default)]
+struct SeqFlags {
+    /// This end sent the SYN (active open): bytes_acked counts it.
+    active: bool,
+    /// This end's FIN was acknowledged: bytes_acked counts it.
+    fin_acked: bool,
+    /// The peer's FIN arrived: bytes_received counts it.
+    fin_received: bool,
+}
+
+impl SeqFlags {
+    fn see(&mut self, old: u8, new: u8) {
+        use tcp::*;
+        match (old, new) {
+            (_, SYN_SENT) => self.active = true,
+            (FIN_WAIT1, FIN_WAIT2) | (LAST_ACK, CLOSE) | (CLOSING, _) => self.fin_acked = true,
+            _ => {}
+        }
+        if matches!(new, CLOSE_WAIT | CLOSING | TIME_WAIT) || (old, new) == (FIN_WAIT2, CLOSE) {
+            self.fin_received = true;
+        }
+    }
+
+    /// Payload bytes (acked, received) from the kernel's counters.
+    fn payload(self, acked: u64, received: u64) -> (u64, u64) {
+        let sent_seq = u64::from(self.active) + u64::from(self.fin_acked);
+        (
+            acked.saturating_sub(sent_seq),
+            received.saturating_sub(u64::from(self.fin_received)),
+        )
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn tcp_conn(
     ctx: &Ctx,
     file: u16,
     flow: Flow,
-    start: u64,
-    end: Option<u64>,
+    (start, end): (u64, Option<u64>),
     last: &crate::load::ConnEvent,
+    seq: SeqFlags,
     hint: (u32, [u8; 16]),
     by_cookie: &HashMap<(u16, u64), Vec<usize>>,
     by_tuple: &HashMap<TupleKey, Vec<usize>>,
@@ -208,8 +264,7 @@ fn tcp_conn(
         None => (0, [0; 16]),
     };
     if best.is_none() && end.is_some() {
-        tx = last.acked;
-        rx = last.received;
+        (tx, rx) = seq.payload(last.acked, last.received);
     }
     Conn {
         file,
