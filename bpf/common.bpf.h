@@ -63,6 +63,24 @@ struct {
 	__type(value, struct snoop_counter);
 } snoop_counters SEC(".maps");
 
+/* Per CPU, per enum snoop_pressure_kind: map pressure events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SNOOP_PRESSURE_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} snoop_pressure SEC(".maps");
+
+/* Per socket: 1 once its owner was learned into snoop_owners. A marked
+ * socket whose owner entry is gone lost it to LRU eviction while alive;
+ * that is what SNOOP_PRESSURE_OWNER_EVICTED counts. Freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} snoop_sk_learned SEC(".maps");
+
 /* tgid -> 1: processes selected by --pid / --comm / --follow. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,7 +97,9 @@ struct {
 	__type(value, __u8);
 } snoop_comms SEC(".maps");
 
-/* socket cookie -> owner, learned in process context only. */
+/* socket cookie -> owner, learned in process context only. Entries leave
+ * at TCP_CLOSE / UDP socket release; the LRU only evicts when more sockets
+ * are alive than it holds (size set by userspace, --owner-map-entries). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
@@ -102,6 +122,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct snoop_peer);
 } snoop_peers SEC(".maps");
+
+static __always_inline void snoop_pressure_inc(__u32 what)
+{
+	__u64 *n = bpf_map_lookup_elem(&snoop_pressure, &what);
+
+	if (n)
+		(*n)++;
+}
 
 static __always_inline void snoop_count(__u32 kind, int dropped)
 {
@@ -148,7 +176,8 @@ static __always_inline void snoop_track(__u32 tgid)
 {
 	__u8 one = 1;
 
-	bpf_map_update_elem(&snoop_tracked, &tgid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&snoop_tracked, &tgid, &one, BPF_ANY))
+		snoop_pressure_inc(SNOOP_PRESSURE_TRACKED_FULL);
 }
 
 /* Is the current task one we record? Process context only. A task whose

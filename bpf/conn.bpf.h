@@ -87,6 +87,27 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 	snoop_submit(c);
 }
 
+/* The socket reached TCP_CLOSE: no more messages, state changes or packets
+ * of its own follow, so its owner and flow entries leave the maps (the LRU
+ * then only evicts when more sockets are alive than it holds). */
+static __always_inline void snoop_forget_tcp(const struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	struct snoop_flow_key k = {};
+
+	bpf_map_delete_elem(&snoop_owners, &cookie);
+	bpf_sk_storage_delete(&snoop_sk_learned, (void *)sk);
+	snoop_sk_addrs(&sk->__sk_common, k.laddr, k.raddr, &k.lport, &k.rport);
+	if (!k.lport)
+		k.lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	k.proto = SNOOP_IPPROTO_TCP;
+	/* Only if the tuple still maps to this socket. */
+	__u64 *v = bpf_map_lookup_elem(&snoop_flows, &k);
+
+	if (v && *v == cookie)
+		bpf_map_delete_elem(&snoop_flows, &k);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(snoop_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -96,5 +117,7 @@ int BPF_PROG(snoop_set_state, const struct sock *sk, const int oldstate, const i
 	 * with the full 5-tuple (SYN_SENT precedes the source port choice). */
 	snoop_emit_conn(sk, oldstate, newstate,
 			newstate == SNOOP_TCP_ESTABLISHED || newstate == SNOOP_TCP_LISTEN);
+	if (newstate == SNOOP_TCP_CLOSE)
+		snoop_forget_tcp(sk);
 	return 0;
 }

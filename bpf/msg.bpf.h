@@ -12,7 +12,7 @@
  * zero (the application does not know it either).
  */
 
-static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
+static __always_inline void snoop_learn_owner(struct sock *sk, __u64 cookie, __u64 pid_tgid,
 					      const __u8 laddr[16], const __u8 raddr[16],
 					      __u16 lport, __u16 rport, __u8 proto)
 {
@@ -21,6 +21,15 @@ static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
 
 	if (cur && cur->pid == tgid && cur->lport == lport && cur->rport == rport)
 		return;
+	/* Only on (re)learning, so the common path pays one lookup. */
+	__u8 *learned = bpf_sk_storage_get(&snoop_sk_learned, sk, 0,
+					   BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (learned) {
+		if (!cur && *learned)
+			snoop_pressure_inc(SNOOP_PRESSURE_OWNER_EVICTED);
+		*learned = 1;
+	}
 	struct snoop_owner o = {};
 
 	snoop_fill_owner_cur(&o, pid_tgid);
@@ -68,7 +77,7 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 
 	/* Owner learning happens for every socket, filtered or not, so packet
 	 * attribution does not depend on the filters. */
-	snoop_learn_owner(cookie, pid_tgid, laddr, raddr, lport, rport, proto);
+	snoop_learn_owner(sk, cookie, pid_tgid, laddr, raddr, lport, rport, proto);
 
 	if (!snoop_port_ok(lport, rport) || !snoop_family_ok(family, raddr))
 		return 0;
@@ -174,5 +183,22 @@ int snoop_sock_create(struct bpf_sock *ctx)
 
 	snoop_fill_owner_cur(&o, bpf_get_current_pid_tgid());
 	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	return 1;
+}
+
+/* A UDP (or other non-TCP) socket is gone: forget its owner so the owner
+ * map holds live sockets only. TCP sockets are forgotten at TCP_CLOSE
+ * instead (conn.bpf.h): release runs before tcp_close(), and the state
+ * changes of the close still need their owner. */
+SEC("cgroup/sock_release")
+int snoop_sock_release(struct bpf_sock *ctx)
+{
+	if (ctx->protocol == SNOOP_IPPROTO_TCP)
+		return 1;
+	if (ctx->family != SNOOP_AF_INET && ctx->family != SNOOP_AF_INET6)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	bpf_map_delete_elem(&snoop_owners, &cookie);
 	return 1;
 }

@@ -28,6 +28,18 @@ enum snoop_kind {
 	SNOOP_KIND_MAX = 4,
 };
 
+/* Map pressure counters (index of snoop_pressure): what the kernel side
+ * could not remember, so attribution or tracking may be incomplete. */
+enum snoop_pressure_kind {
+	/* A live socket's owner entry was evicted from snoop_owners (LRU);
+	 * counted when the socket is next used in process context. */
+	SNOOP_PRESSURE_OWNER_EVICTED = 0,
+	/* A process selected by --pid/--comm/--follow could not be added to
+	 * snoop_tracked (map full): its events are not recorded. */
+	SNOOP_PRESSURE_TRACKED_FULL = 1,
+	SNOOP_PRESSURE_MAX = 2,
+};
+
 enum snoop_dir {
 	SNOOP_DIR_TX = 0,
 	SNOOP_DIR_RX = 1,

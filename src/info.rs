@@ -30,6 +30,8 @@ struct Summary {
     stored: u64,
     raw: u64,
     dropped: BTreeMap<String, u64>,
+    /// Map pressure counts (owner evictions, tracked map full).
+    pressure: BTreeMap<String, u64>,
     start_ns: u64,
     end_ns: u64,
 }
@@ -62,17 +64,26 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
     .into_iter()
     .map(|s| (source::name(s), 0))
     .collect();
+    let mut pressure: BTreeMap<String, u64> = [source::OWNER_EVICTIONS, source::TRACKED_FULL]
+        .into_iter()
+        .map(|s| (source::name(s), 0))
+        .collect();
     let stats: Vec<usize> = trace.chunks_of(Table::Stats).collect();
     for i in stats {
         let b = trace
             .read_chunk(i, snoop_format::ColumnSet::ALL)
             .and_then(|c| c.into_stats())
             .with_context(|| format!("reading stats chunk {i}"))?;
-        for (s, d) in b.source.iter().zip(&b.dropped) {
+        for ((s, d), e) in b.source.iter().zip(&b.dropped).zip(&b.events) {
             // Saturating: the counts come from the file (a hostile one
             // could make them overflow).
-            let n = dropped.entry(source::name(*s)).or_default();
-            *n = n.saturating_add(*d);
+            let (map, v) = if source::is_pressure(*s) {
+                (&mut pressure, *e)
+            } else {
+                (&mut dropped, *d)
+            };
+            let n = map.entry(source::name(*s)).or_default();
+            *n = n.saturating_add(v);
         }
     }
     let start_ns = trace.info().start_ns;
@@ -90,6 +101,7 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
         stored,
         raw,
         dropped,
+        pressure,
         start_ns,
         end_ns,
     })
@@ -113,6 +125,7 @@ fn to_json(s: &Summary) -> Value {
         "end_ns": info.wall_ns(s.end_ns),
         "duration_ns": s.end_ns - s.start_ns,
         "dropped": s.dropped,
+        "pressure": s.pressure,
         "ignored_bytes": t.recovery().map_or(0, |r| r.ignored_bytes),
         "recovery": t.recovery().map(|r| json!({
             "chunks": r.chunks, "events": r.events, "ignored_bytes": r.ignored_bytes,
@@ -184,6 +197,10 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     }
     let parts: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     writeln!(o, "dropped:      {dropped} ({})", parts.join(", "))?;
+    if s.pressure.values().any(|&v| v > 0) {
+        let parts: Vec<String> = s.pressure.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(o, "map pressure: {}", parts.join(", "))?;
+    }
     Ok(())
 }
 

@@ -149,7 +149,14 @@ fn help_teaches() {
     let o = snoop(&["--help"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["info"] {
+    let mut cmds = vec!["info"];
+    if cfg!(feature = "record") {
+        cmds.extend(["record", "top"]);
+    }
+    if cfg!(feature = "analyze") {
+        cmds.extend(["analyze", "replay", "export"]);
+    }
+    for cmd in cmds {
         assert!(text.contains(cmd), "{cmd} missing from --help: {text}");
     }
 }

@@ -2,6 +2,8 @@
 //! compression (writer) and decoding into column vectors (reader), per core.
 //! Run: `cargo bench -p snoop-format --bench format`.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented fn
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use snoop_format::synth::{Synth, SynthConfig};
 use snoop_format::{ColumnSet, FileInfo, Table, Trace, TraceWriter, WriterOptions};

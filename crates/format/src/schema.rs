@@ -269,8 +269,19 @@ pub mod source {
     pub const CONNECTIONS: u8 = 2;
     /// Process lifecycle records.
     pub const PROCESSES: u8 = 3;
+    /// Map pressure, not event loss: live sockets whose owner entry the
+    /// recorder's kernel map evicted (count in the `events` column).
+    pub const OWNER_EVICTIONS: u8 = 4;
+    /// Map pressure, not event loss: selected processes that did not fit in
+    /// the recorder's tracked-process map (count in the `events` column).
+    pub const TRACKED_FULL: u8 = 5;
     /// Records lost in user space (decode errors, full channel).
     pub const USERSPACE: u8 = 255;
+
+    /// Whether a source counts map pressure rather than records.
+    pub fn is_pressure(source: u8) -> bool {
+        matches!(source, OWNER_EVICTIONS | TRACKED_FULL)
+    }
 
     /// Human name of a stats source (used as a JSON key).
     pub fn name(source: u8) -> String {
@@ -279,6 +290,8 @@ pub mod source {
             PACKETS => "packets".into(),
             CONNECTIONS => "connections".into(),
             PROCESSES => "processes".into(),
+            OWNER_EVICTIONS => "owner_evictions".into(),
+            TRACKED_FULL => "tracked_full".into(),
             USERSPACE => "userspace".into(),
             other => format!("source{other}"),
         }

@@ -76,6 +76,13 @@ pub struct RecordArgs {
     /// Ring buffer size (power of two, e.g. 16M, 64M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
     pub ring_size: u64,
+    /// How many live sockets the kernel side remembers the owner of (LRU
+    /// map; entries leave when a socket closes). With more live sockets
+    /// than this, owners are evicted: counted, reported, and re-learned at
+    /// the socket's next send or receive.
+    #[arg(long, value_name = "N", default_value_t = crate::kernel::DEFAULT_OWNER_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub owner_map_entries: u32,
 }
 
 /// Parse `10s`, `5m`, `1h`, `250ms`, `1.5s` or a plain number of seconds.

@@ -21,7 +21,7 @@ use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferB
 use crate::perm;
 use crate::skel::types::snoop_counter;
 use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
-use crate::source::{Counters, EventSource, KindCounters, RawBatch};
+use crate::source::{Counters, EventSource, KindCounters, Pressure, RawBatch};
 
 /// What to load and how to filter, decided before load.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +50,13 @@ pub struct KernelOptions {
     pub ifaces: Vec<String>,
     /// Ring buffer size in bytes (rounded up to a power of two, >= 4 KiB).
     pub ring_bytes: u64,
+    /// Entries of the socket-owner and flow maps (0: the default, 262144):
+    /// how many sockets the kernel side remembers at once.
+    pub owner_entries: u32,
 }
+
+/// Default size of the socket-owner and flow maps.
+pub const DEFAULT_OWNER_ENTRIES: u32 = 262_144;
 
 /// The ring-buffer source of a loaded, attached BPF object.
 pub struct BpfSource<'a, 'obj> {
@@ -86,6 +92,29 @@ impl EventSource for BpfSource<'_, '_> {
 
     fn counters(&mut self) -> Result<Counters> {
         read_counters(self.skel)
+    }
+
+    fn pressure(&mut self) -> Result<Pressure> {
+        let mut out = [0u64; 2];
+        for (k, slot) in out.iter_mut().enumerate() {
+            let key = (k as u32).to_ne_bytes();
+            let per_cpu = self
+                .skel
+                .maps
+                .snoop_pressure
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("read snoop_pressure")?
+                .unwrap_or_default();
+            for v in per_cpu {
+                if let Some(b) = v.first_chunk::<8>() {
+                    *slot += u64::from_ne_bytes(*b);
+                }
+            }
+        }
+        Ok(Pressure {
+            owner_evictions: out[0],
+            tracked_full: out[1],
+        })
     }
 }
 
@@ -174,6 +203,18 @@ pub fn with_kernel<R>(
         .snoop_events
         .set_max_entries(ring as u32)
         .context("set ring buffer size")?;
+    let owners = match opts.owner_entries {
+        0 => DEFAULT_OWNER_ENTRIES,
+        n => n.max(64),
+    };
+    open.maps
+        .snoop_owners
+        .set_max_entries(owners)
+        .context("set owner map size")?;
+    open.maps
+        .snoop_flows
+        .set_max_entries(owners)
+        .context("set flow map size")?;
 
     let skel = open
         .load()
@@ -225,6 +266,7 @@ pub fn with_kernel<R>(
         .with_context(|| format!("open cgroup v2 root {cg_path}"))?;
     for (prog, name) in [
         (&p.snoop_sock_create, "cgroup/sock_create"),
+        (&p.snoop_sock_release, "cgroup/sock_release"),
         (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
         (&p.snoop_sendmsg6, "cgroup/sendmsg6"),
         (&p.snoop_recvmsg4, "cgroup/recvmsg4"),

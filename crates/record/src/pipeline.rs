@@ -18,7 +18,7 @@ use snoop_format::source;
 
 use crate::event::{decode, Event};
 use crate::skel::kind;
-use crate::source::{Counters, EventSource, RawBatch};
+use crate::source::{Counters, EventSource, Pressure, RawBatch};
 
 /// Where decoded events go. Implemented by `snoop_format::TraceWriter` and
 /// by the live aggregation of `snoop top`.
@@ -130,13 +130,15 @@ pub struct Summary {
     pub kernel: Counters,
     /// Records lost in userspace.
     pub user_drops: u64,
+    /// Kernel map pressure at the end.
+    pub pressure: Pressure,
     /// First decode error, if any (the rest are only counted).
     pub first_decode_error: Option<String>,
 }
 
 enum Msg {
     Batch(RawBatch),
-    Counters(Counters),
+    Counters(Counters, Pressure),
 }
 
 const POLL: Duration = Duration::from_millis(100);
@@ -157,7 +159,8 @@ fn drain_loop(src: &mut dyn EventSource, ctl: &Control, tx: &Sender<Msg>) -> Res
         if stopping || last_counters.elapsed() >= COUNTER_EVERY {
             last_counters = Instant::now();
             let c = src.counters()?;
-            if tx.send(Msg::Counters(c)).is_err() {
+            let p = src.pressure()?;
+            if tx.send(Msg::Counters(c, p)).is_err() {
                 return Ok(());
             }
         }
@@ -224,7 +227,23 @@ impl<S: EventSink> Writer<'_, S> {
         }
     }
 
-    fn counters(&mut self, c: Counters) -> Result<()> {
+    fn counters(&mut self, c: Counters, p: Pressure) -> Result<()> {
+        let before = self.summary.pressure;
+        for (src, now, was) in [
+            (
+                source::OWNER_EVICTIONS,
+                p.owner_evictions,
+                before.owner_evictions,
+            ),
+            (source::TRACKED_FULL, p.tracked_full, before.tracked_full),
+        ] {
+            if now > was {
+                self.sink
+                    .push_stats(snoop_format::boottime_ns(), src, 0, now - was)
+                    .context("write stats")?;
+            }
+        }
+        self.summary.pressure = p;
         let ts = snoop_format::boottime_ns();
         let mut drops = 0;
         for (k, (now, before)) in c.iter().zip(self.last_counters.iter()).enumerate() {
@@ -248,7 +267,7 @@ impl<S: EventSink> Writer<'_, S> {
         loop {
             match rx.recv_timeout(FLUSH_EVERY) {
                 Ok(Msg::Batch(b)) => self.batch(&b)?,
-                Ok(Msg::Counters(c)) => self.counters(c)?,
+                Ok(Msg::Counters(c, p)) => self.counters(c, p)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

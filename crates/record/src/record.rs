@@ -77,6 +77,7 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
         existing: true,
         ifaces: args.iface.clone(),
         ring_bytes: args.ring_size,
+        owner_entries: args.owner_map_entries,
     })
 }
 
@@ -266,6 +267,19 @@ fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
                 c.drops, names[k]
             );
         }
+    }
+    if s.pressure.owner_evictions > 0 {
+        eprintln!(
+            "snoop: {} live sockets lost their owner entry to map pressure and were re-learned \
+             (their packets in between may show as unattributed; try --owner-map-entries)",
+            s.pressure.owner_evictions
+        );
+    }
+    if s.pressure.tracked_full > 0 {
+        eprintln!(
+            "snoop: {} selected processes did not fit in the tracked-process map: their events are not recorded",
+            s.pressure.tracked_full
+        );
     }
     if let Some(e) = &s.first_decode_error {
         eprintln!("snoop: first undecodable record: {e}");

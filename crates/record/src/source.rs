@@ -92,6 +92,18 @@ pub struct KindCounters {
 /// Counters of every record kind, indexed by [`crate::skel::kind`].
 pub type Counters = [KindCounters; kind::COUNT];
 
+/// Cumulative map-pressure counters of the kernel side, summed over CPUs:
+/// what it could not remember, so attribution or tracking may be incomplete.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// Live sockets whose owner entry the LRU owner map evicted (counted
+    /// when the socket is next used in process context, then re-learned).
+    pub owner_evictions: u64,
+    /// Processes selected by --pid/--comm/--follow that did not fit in the
+    /// tracked-process map (their events are not recorded).
+    pub tracked_full: u64,
+}
+
 /// A producer of raw records.
 pub trait EventSource {
     /// Wait at most `timeout` for records and append everything available
@@ -100,6 +112,11 @@ pub trait EventSource {
 
     /// Cumulative counters since the source started.
     fn counters(&mut self) -> anyhow::Result<Counters>;
+
+    /// Cumulative map-pressure counters since the source started.
+    fn pressure(&mut self) -> anyhow::Result<Pressure> {
+        Ok(Pressure::default())
+    }
 }
 
 /// A source that replays prepared records once, then stays empty; for tests

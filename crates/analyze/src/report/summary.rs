@@ -82,7 +82,12 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
 
 fn drops(ctx: &Ctx) -> anyhow::Result<Frame> {
     let mut per: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
-    for s in &ctx.ds.stats {
+    for s in ctx
+        .ds
+        .stats
+        .iter()
+        .filter(|s| !source::is_pressure(s.source))
+    {
         let e = per.entry(s.source).or_default();
         e.0 += s.events;
         e.1 += s.dropped;

@@ -10,9 +10,11 @@
 //! Modules: `util` (recording, peers, trace totals), `traffic` (exact bytes
 //! per process over loopback), `iface` (`--iface` on the host side of a
 //! veth pair joining two network namespaces), `lifecycle` (TCP connection
-//! open/close times and kernel byte counters).
+//! open/close times and kernel byte counters), `pressure` (owner-map
+//! evictions counted, closed sockets leaving the map).
 
 mod iface;
 mod lifecycle;
+mod pressure;
 mod traffic;
 mod util;
