@@ -178,6 +178,8 @@ fn start_recorder(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Recorder 
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // Only the sudo identity a test asks for (the recorder becomes it).
+    c.env_remove("SUDO_UID").env_remove("SUDO_GID");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -568,6 +570,8 @@ fn shutdown_on_sigint_and_sigterm_detaches_everything() {
     for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         let path = dir.path().join(format!("{name}.snp"));
         let rec = start_recorder(&path, &["--iface", "lo"], &[]);
+        // Without sudo it becomes nobody, and still detaches everything.
+        assert_eq!(creds(rec.child.id()), (vec![65534; 3], 0, true));
         let (progs, links) = bpf_ids_of(rec.child.id());
         let named = snoop_progs();
         let ours: Vec<&String> = progs.iter().filter_map(|p| named.get(p)).collect();
@@ -685,6 +689,26 @@ fn thousand_short_lived_processes_keep_their_bytes() {
 // ---------------------------------------------------------------------------
 // Security of the output.
 
+/// (real, effective, saved uid; effective capabilities; no_new_privs) of a
+/// running process, from /proc.
+fn creds(pid: u32) -> (Vec<u32>, u64, bool) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in /proc/{pid}/status"))
+            .trim()
+            .to_string()
+    };
+    let uids = field("Uid:")
+        .split_whitespace()
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let cap = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
+    (uids, cap, field("NoNewPrivs:") == "1")
+}
+
 #[test]
 fn output_is_0600_owned_by_sudo_user_and_holds_no_payload() {
     let Some(_g) = bpf_or_skip("output_is_0600_owned_by_sudo_user_and_holds_no_payload") else {
@@ -702,6 +726,12 @@ fn output_is_0600_owned_by_sudo_user_and_holds_no_payload() {
         &path,
         &["--comm", &name],
         &[("SUDO_UID", "4242"), ("SUDO_GID", "4243")],
+    );
+    // Once attached, the recorder runs as the sudo user with no capability.
+    assert_eq!(
+        creds(rec.child.id()),
+        (vec![4242, 4242, 4242], 0, true),
+        "privileges after start-up"
     );
     let h = spawn_helper(&format!("udp {name} 60000 512 300"), Some(&marker));
     let sent = helper_result(h);

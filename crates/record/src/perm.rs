@@ -10,6 +10,13 @@
 //! needed. The missing ones are read from the effective set in
 //! /proc/self/status and named in the error.
 //!
+//! Once every program is attached, `snoop record` needs no privilege at all:
+//! the ring buffer is mapped, map reads go through descriptors it holds, the
+//! output file is open, and closing the descriptors at exit detaches
+//! everything. So a recorder started as root becomes the invoking sudo user
+//! (SUDO_UID/SUDO_GID), or nobody, for the rest of the run
+//! ([`drop_privileges`]); that clears every capability of every thread.
+//!
 //! libbpf's own warnings are captured while loading: a refused load then
 //! shows one clear message instead of libbpf's hints about RLIMIT_MEMLOCK,
 //! and any other failure prints them (the verifier log) before the error.
@@ -151,4 +158,42 @@ mod tests {
         assert!(h.contains("setcap cap_bpf,cap_perfmon,cap_net_admin,cap_net_raw+ep"));
         assert!(h.starts_with("insufficient privileges to load eBPF programs: "));
     }
+}
+
+/// Become the invoking sudo user (SUDO_UID/SUDO_GID, when set and not 0),
+/// else nobody (65534), with no supplementary groups and no_new_privs, if
+/// running as root. All threads change (glibc broadcasts set*id), and the
+/// transition away from uid 0 empties every capability set. Returns the
+/// (uid, gid) now in force, or None when not root (a binary given file
+/// capabilities keeps them: capset would change only the calling thread).
+pub fn drop_privileges() -> io::Result<Option<(u32, u32)>> {
+    if !is_root() {
+        return Ok(None);
+    }
+    let id = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&v| v != 0)
+    };
+    let (uid, gid) = match (id("SUDO_UID"), id("SUDO_GID")) {
+        (Some(u), Some(g)) => (u, g),
+        _ => (65534, 65534),
+    };
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain syscalls on our own credentials; setgroups reads no
+    // memory when the count is 0.
+    unsafe {
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+    }
+    Ok(Some((uid, gid)))
 }

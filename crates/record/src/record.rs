@@ -120,7 +120,13 @@ fn record_into(
         kopts,
         limits,
         &ctl,
-        || eprintln!("snoop: recording to {}", path.display()),
+        || {
+            // Everything is attached: the rest of the run needs no privilege.
+            if let Err(e) = crate::perm::drop_privileges() {
+                eprintln!("snoop: warning: could not drop root privileges: {e}");
+            }
+            eprintln!("snoop: recording to {}", path.display());
+        },
         |ctl| {
             if signalled() || duration.is_some_and(|d| started.elapsed() >= d) {
                 ctl.stop();
