@@ -148,18 +148,6 @@ pub fn discard_libbpf_log() {
         .clear();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn help_names_the_fix() {
-        let h = eperm_help("load eBPF programs", true);
-        assert!(h.contains("setcap cap_bpf,cap_perfmon,cap_net_admin,cap_net_raw+ep"));
-        assert!(h.starts_with("insufficient privileges to load eBPF programs: "));
-    }
-}
-
 /// Become the invoking sudo user (SUDO_UID/SUDO_GID, when set and not 0),
 /// else nobody (65534), with no supplementary groups and no_new_privs, if
 /// running as root. All threads change (glibc broadcasts set*id), and the
@@ -196,4 +184,16 @@ pub fn drop_privileges() -> io::Result<Option<(u32, u32)>> {
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
     }
     Ok(Some((uid, gid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_names_the_fix() {
+        let h = eperm_help("load eBPF programs", true);
+        assert!(h.contains("setcap cap_bpf,cap_perfmon,cap_net_admin,cap_net_raw+ep"));
+        assert!(h.starts_with("insufficient privileges to load eBPF programs: "));
+    }
 }
