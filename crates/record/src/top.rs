@@ -175,7 +175,13 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         &ctl,
         &Limits::default(),
         |drain| with_kernel(&kopts, |src| drain(src)).context("kernel: set up eBPF"),
-        || eprintln!("snoop: tracing TCP/UDP traffic... Ctrl-C to end"),
+        || {
+            // Everything is attached: the rest of the run needs no privilege.
+            if let Err(e) = crate::perm::drop_privileges() {
+                eprintln!("snoop: warning: could not drop root privileges: {e}");
+            }
+            eprintln!("snoop: tracing TCP/UDP traffic... Ctrl-C to end");
+        },
         |ctl| {
             if signalled() {
                 ctl.stop();
