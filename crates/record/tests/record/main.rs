@@ -11,10 +11,12 @@
 //! per process over loopback), `iface` (`--iface` on the host side of a
 //! veth pair joining two network namespaces), `lifecycle` (TCP connection
 //! open/close times and kernel byte counters), `pressure` (owner-map
-//! evictions counted, closed sockets leaving the map).
+//! evictions counted, closed sockets leaving the map), `pidreuse` (a pid
+//! given to a new process keeps the two apart).
 
 mod iface;
 mod lifecycle;
+mod pidreuse;
 mod pressure;
 mod traffic;
 mod util;
