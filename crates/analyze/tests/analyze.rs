@@ -203,6 +203,9 @@ fn write_known(path: &Path, host: &str) {
     w.push_packet(S + 340 * MS, &pkt(&ssh, 300, 77, 2), 90, Direction::Tx, 1)
         .unwrap(); // owner
     w.push_stats(41 * S, 0, 2, 8).unwrap();
+    // Map pressure: not a drop, reported on its own.
+    w.push_stats(41 * S, snoop_format::source::OWNER_EVICTIONS, 0, 3)
+        .unwrap();
     w.finish(41 * S).unwrap();
 }
 
@@ -613,6 +616,13 @@ fn summary_and_table_output() {
     analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(v["drops"][0]["dropped"], 2);
+    assert_eq!(v["drops"].as_array().unwrap().len(), 1, "{}", v["drops"]);
+    let mp = v["overview"]["map pressure"].as_str().unwrap_or_default();
+    assert!(
+        mp.starts_with("3 socket owners evicted"),
+        "{}",
+        v["overview"]
+    );
     assert_eq!(v["processes"][0]["pid"], 100);
     // Table: human units.
     let out = fx.dir.join("t.txt");

@@ -70,6 +70,23 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
     ));
     kv.push(("packets".into(), pkts.to_string()));
     kv.push(("tcp state changes".into(), ds.conns.len().to_string()));
+    let count = |src: u8| -> u64 {
+        ds.stats
+            .iter()
+            .filter(|s| s.source == src)
+            .map(|s| s.events)
+            .fold(0, u64::saturating_add)
+    };
+    let (evicted, untracked) = (count(source::OWNER_EVICTIONS), count(source::TRACKED_FULL));
+    if evicted > 0 || untracked > 0 {
+        kv.push((
+            "map pressure".into(),
+            format!(
+                "{evicted} socket owners evicted and re-learned (their packets in between \
+                 unattributed), {untracked} selected processes not tracked (map full)"
+            ),
+        ));
+    }
     Frame::new(
         "snoop trace summary",
         vec![
