@@ -18,6 +18,10 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 cargo build --release --target $target --bin trace --bin seeds
 mkdir -p corpus/trace artifacts/trace
 "$CARGO_TARGET_DIR/$target/release/seeds" corpus/trace
+# The committed fixtures too (real recordings), behind mode byte 0.
+for f in ../../../fixtures/*.snp; do
+    { printf '\000'; cat "$f"; } > "corpus/trace/fixture-$(basename "$f")"
+done
 # rss_limit_mb: the documented per-chunk bound is far below 2 GiB for the
 # inputs the fuzzer can build; an allocation beyond it is a finding.
 exec "$CARGO_TARGET_DIR/$target/release/trace" corpus/trace \
