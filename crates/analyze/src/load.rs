@@ -93,6 +93,13 @@ pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Chunks decoded per merge step: enough to keep every core busy, few
+/// enough that their outputs (per-chunk flow keys, totals and buckets) stay
+/// small next to the merged dataset.
+fn merge_batch() -> usize {
+    rayon::current_num_threads().max(1) * 16
+}
+
 impl Dataset {
     /// Load `paths` per `plan` and `filter`.
     pub fn load(paths: &[PathBuf], filter: &Filter, plan: LoadPlan) -> anyhow::Result<Dataset> {
@@ -126,24 +133,30 @@ impl Dataset {
         };
         let pb = progress(msg_chunks.len() + pkt_chunks.len(), "decoding");
 
-        // Messages: pid authoritative, the flow is its own key.
+        // Messages: pid authoritative, the flow is its own key. Chunks are
+        // decoded in parallel a batch at a time and merged before the next
+        // batch, so memory holds one batch of per-chunk outputs, not all.
         let t0 = std::time::Instant::now();
-        let outs: Vec<ChunkOut> = msg_chunks
-            .par_iter()
-            .map(|&(fi, ci)| {
-                let r = decode_messages(
-                    &traces[fi as usize],
-                    fi,
-                    ci,
-                    &ds.files[fi as usize].filter,
-                    &plan,
-                );
-                pb.inc(1);
-                r
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let mut msg_events = Vec::new();
+        for batch in msg_chunks.chunks(merge_batch()) {
+            let outs: Vec<ChunkOut> = batch
+                .par_iter()
+                .map(|&(fi, ci)| {
+                    let r = decode_messages(
+                        &traces[fi as usize],
+                        fi,
+                        ci,
+                        &ds.files[fi as usize].filter,
+                        &plan,
+                    );
+                    traces[fi as usize].release_chunk(ci);
+                    pb.inc(1);
+                    r
+                })
+                .collect::<anyhow::Result<_>>()?;
+            msg_events.extend(ds.merge(outs));
+        }
         let t1 = std::time::Instant::now();
-        let msg_events = ds.merge(outs);
         if std::env::var_os("SNOOP_TIMING").is_some() {
             eprintln!(
                 "timing: decode+aggregate {:?} (cpu: decode {} ms, total {} ms), merge {:?} ({} chunks, {} flows, {} buckets)",
@@ -160,22 +173,27 @@ impl Dataset {
 
         if plan.packets && !pkt_chunks.is_empty() {
             let index = AttribIndex::build(&ds);
-            let outs: Vec<ChunkOut> = pkt_chunks
-                .par_iter()
-                .map(|&(fi, ci)| {
-                    let r = decode_packets(
-                        &traces[fi as usize],
-                        fi,
-                        ci,
-                        &ds.files[fi as usize].filter,
-                        &plan,
-                        &index,
-                    );
-                    pb.inc(1);
-                    r
-                })
-                .collect::<anyhow::Result<_>>()?;
-            ds.pkt_events = ds.merge(outs);
+            let mut pkt_events = Vec::new();
+            for batch in pkt_chunks.chunks(merge_batch()) {
+                let outs: Vec<ChunkOut> = batch
+                    .par_iter()
+                    .map(|&(fi, ci)| {
+                        let r = decode_packets(
+                            &traces[fi as usize],
+                            fi,
+                            ci,
+                            &ds.files[fi as usize].filter,
+                            &plan,
+                            &index,
+                        );
+                        traces[fi as usize].release_chunk(ci);
+                        pb.inc(1);
+                        r
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                pkt_events.extend(ds.merge(outs));
+            }
+            ds.pkt_events = pkt_events;
         }
         pb.finish_and_clear();
         if plan.connections {
@@ -188,6 +206,26 @@ impl Dataset {
             ds.load_stats(&traces)?;
         }
         Ok(ds)
+    }
+
+    /// Sum duplicate (interval, flow) buckets (chunks split intervals), so
+    /// the bucket list grows with distinct intervals × flows, not chunks.
+    fn compact_buckets(&mut self) {
+        let mut v = std::mem::take(&mut self.buckets);
+        v.par_sort_unstable_by_key(|x| (x.b, x.flow));
+        let mut out: Vec<Bucket> = Vec::with_capacity(v.len() / 2 + 1);
+        for x in v {
+            match out.last_mut() {
+                Some(l) if l.b == x.b && l.flow == x.flow => {
+                    l.tx += x.tx;
+                    l.rx += x.rx;
+                }
+                _ => out.push(x),
+            }
+        }
+        out.shrink_to_fit();
+        self.buckets_compacted = out.len();
+        self.buckets = out;
     }
 
     /// Intern chunk outputs into the global flow table; returns the events.
@@ -227,6 +265,9 @@ impl Dataset {
                     tx,
                     rx,
                 }));
+            if self.buckets.len() > (2 * self.buckets_compacted).max(1 << 22) {
+                self.compact_buckets();
+            }
             if let Some(e) = o.events {
                 events.push(e);
                 remaps.push(remap);
@@ -419,5 +460,30 @@ impl Dataset {
             .get(file as usize)
             .map(|f| f.info.boot_to_wall_ns)
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacting_buckets_sums_duplicates_and_keeps_totals() {
+        let mut ds = Dataset::default();
+        let mut want: HashMap<(u64, u32), (u64, u64)> = HashMap::new();
+        for i in 0..10_000u64 {
+            let (b, flow) = (i % 37, (i % 11) as u32);
+            let (tx, rx) = (i, 2 * i + 1);
+            ds.buckets.push(Bucket { b, flow, tx, rx });
+            let e = want.entry((b, flow)).or_default();
+            e.0 += tx;
+            e.1 += rx;
+        }
+        ds.compact_buckets();
+        assert_eq!(ds.buckets.len(), want.len());
+        assert_eq!(ds.buckets_compacted, want.len());
+        for x in &ds.buckets {
+            assert_eq!(want[&(x.b, x.flow)], (x.tx, x.rx));
+        }
     }
 }

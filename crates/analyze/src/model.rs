@@ -263,6 +263,8 @@ pub struct Dataset {
     pub agg: Vec<Agg>,
     /// Per-interval bytes per flow (unsorted; a (b, flow) pair may repeat).
     pub buckets: Vec<Bucket>,
+    /// Bucket count after the last compaction (load-time bookkeeping).
+    pub buckets_compacted: usize,
     /// Message events, per chunk (when asked for).
     pub msg_events: Vec<Events>,
     /// Packet events, per chunk (when asked for).

@@ -178,6 +178,34 @@ impl Trace {
             .map(|(i, _)| i)
     }
 
+    /// Tell the kernel this process is done with a chunk's mapped pages
+    /// (after decoding it): they leave the resident set, the page cache keeps
+    /// them, and a later read simply faults them back in. Reading a trace
+    /// larger than memory then costs memory for the decoded data only, not
+    /// for the file. Best effort; no-op for in-memory traces.
+    pub fn release_chunk(&self, index: usize) {
+        let (Data::Mmap(m), Some(e)) = (&self.data, self.chunks.get(index)) else {
+            return;
+        };
+        const PAGE: u64 = 4096;
+        // Whole pages inside the chunk only: neighbours may still be in use.
+        let start = e.offset.div_ceil(PAGE) * PAGE;
+        let end = (e.offset.saturating_add(e.len) / PAGE * PAGE).min(m.len() as u64);
+        if end <= start {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops
+        // page-table entries; the next access reads the same file bytes back
+        // from the page cache, so slices into the range stay valid.
+        let _ = unsafe {
+            m.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start as usize,
+                (end - start) as usize,
+            )
+        };
+    }
+
     /// Decode chunk `index`, only the columns in `want`.
     pub fn read_chunk(&self, index: usize, want: ColumnSet) -> Result<Chunk> {
         let e = self.chunks.get(index).ok_or_else(|| {
