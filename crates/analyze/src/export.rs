@@ -1,12 +1,15 @@
 //! `snoop export`: the raw rows of one table (flow dictionary expanded per
 //! row) as Parquet or CSV, for DuckDB, pandas or Spark users. Chunks are
-//! decoded in parallel into per-chunk DataFrames and stacked. Rows are as
+//! decoded in parallel, a batch at a time, into per-chunk DataFrames that
+//! are streamed to the file in order. Rows are as
 //! recorded: a packet's pid is the one the kernel knew (0 for most received
 //! packets); `analyze` does the attribution.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::Path;
 
 use anyhow::Context;
+use polars::io::{csv, parquet};
 use polars::prelude::*;
 use rayon::prelude::*;
 use snoop_format::{comm_str, ProcessKind, Table, Trace};
@@ -232,35 +235,93 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
                 .map(move |c| (fi, c))
         })
         .collect();
+    if jobs.is_empty() {
+        let mut df = ExportEmpty(table).frame(multi)?;
+        return write_df(&mut df, format, Some(&args.output));
+    }
+    // Chunks are decoded in parallel a batch at a time and written in file
+    // order, so memory holds one batch of rows, whatever the trace's size.
     let pb = crate::load::progress(jobs.len(), "exporting");
-    let frames: Vec<DataFrame> = jobs
-        .par_iter()
-        .map(|&(fi, ci)| {
-            let r = chunk_frame(
-                &traces[fi],
-                ci,
-                table,
-                &files[fi].filter,
-                multi.then_some(files[fi].host.as_str()),
-            )
-            .with_context(|| format!("{}: chunk {ci}", files[fi].path.display()));
-            pb.inc(1);
-            r
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let out: &Path = &args.output;
+    let mut sink: Option<Sink> = None;
+    let batch = rayon::current_num_threads().max(1) * 4;
+    for group in jobs.chunks(batch) {
+        let frames: Vec<DataFrame> = group
+            .par_iter()
+            .map(|&(fi, ci)| {
+                let r = chunk_frame(
+                    &traces[fi],
+                    ci,
+                    table,
+                    &files[fi].filter,
+                    multi.then_some(files[fi].host.as_str()),
+                )
+                .with_context(|| format!("{}: chunk {ci}", files[fi].path.display()));
+                traces[fi].release_chunk(ci);
+                pb.inc(1);
+                r
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for df in &frames {
+            if sink.is_none() {
+                sink = Some(Sink::create(format, out, df.schema())?);
+            }
+            if let Some(s) = sink.as_mut() {
+                s.write(df)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            }
+        }
+    }
     pb.finish_and_clear();
-    let mut it = frames.into_iter();
-    let mut df = match it.next() {
-        Some(first) => it.try_fold(first, |mut a, b| -> anyhow::Result<DataFrame> {
-            a.vstack_mut_owned(b)
-                .map_err(|e| anyhow::anyhow!("stacking chunks: {e}"))?;
-            Ok(a)
-        })?,
-        None => ExportEmpty(table).frame(multi)?,
-    };
-    df.rechunk_mut_par();
-    let out: PathBuf = args.output.clone();
-    write_df(&mut df, format, Some(&out))
+    if let Some(s) = sink {
+        s.finish()
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// A Parquet (zstd) or CSV file written a DataFrame at a time.
+enum Sink {
+    Csv(csv::write::BatchedWriter<File>),
+    Parquet(Box<parquet::write::BatchedWriter<File>>),
+}
+
+impl Sink {
+    fn create(format: Format, path: &Path, schema: &Schema) -> anyhow::Result<Sink> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let e = |e: PolarsError| anyhow::anyhow!("writing {}: {e}", path.display());
+        Ok(match format {
+            Format::Csv => Sink::Csv(
+                // polars serializes into its own buffer: no BufWriter, whose
+                // flush-on-drop would swallow a full-disk error.
+                CsvWriter::new(file)
+                    .include_header(true)
+                    .batched(schema)
+                    .map_err(e)?,
+            ),
+            _ => Sink::Parquet(Box::new(
+                ParquetWriter::new(file)
+                    .with_compression(ParquetCompression::Zstd(None))
+                    .batched(schema)
+                    .map_err(e)?,
+            )),
+        })
+    }
+
+    fn write(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        match self {
+            Sink::Csv(w) => w.write_batch(df),
+            Sink::Parquet(w) => w.write_batch(df),
+        }
+    }
+
+    fn finish(self) -> PolarsResult<()> {
+        match self {
+            Sink::Csv(mut w) => w.finish(),
+            Sink::Parquet(w) => w.finish().map(|_| ()),
+        }
+    }
 }
 
 /// The column layout of an export with no rows.
