@@ -350,6 +350,7 @@ pub fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
                 };
                 let c = decode(&traces[fi as usize], fi, ci, t)
                     .with_context(|| format!("{}", files[fi as usize].path.display()))?;
+                traces[fi as usize].release_chunk(ci);
                 if let Some(&ts) = c.ts.first() {
                     heap.push(Reverse((files[fi as usize].info.wall_ns(ts), active.len())));
                     active.push(c);
