@@ -163,6 +163,16 @@ impl<'a> PktResolver<'a> {
         Plan::Fixed(unowned(f), Origin::PktNoSocket)
     }
 
+    /// Whether dictionary row `i` (already resolved once) resolves the same
+    /// way at any time: a fixed answer, or a single cookie candidate.
+    pub fn stable(&self, i: usize) -> bool {
+        match self.plans.get(i) {
+            Some(Some(Plan::Fixed(..))) => true,
+            Some(Some(Plan::Cands(c, _, strict))) => !*strict && c.len() == 1,
+            _ => false,
+        }
+    }
+
     /// The effective flow (owner filled in) and origin of a packet of
     /// dictionary row `i` at time `ts`.
     pub fn resolve(&mut self, i: usize, ts: u64) -> (Flow, Origin) {

@@ -4,7 +4,7 @@
 //! per-interval buckets) without materialising rows. Packets are attributed
 //! here, per event, through the read-only [`AttribIndex`].
 
-use std::collections::HashMap;
+use polars::prelude::PlHashMap;
 
 use anyhow::Context;
 use snoop_format::{ColumnSet, EventBatch, Flow, Table, Trace, FLOW_COLUMNS};
@@ -226,23 +226,39 @@ pub(crate) fn decode_packets(
     let flows = batch_flows(&b, &format!("packets chunk {ci}"))?;
     let mut acc = Acc::new(plan.interval_ns, plan.events);
     let mut resolver = PktResolver::new(index, fi, &flows);
-    let mut local: HashMap<(Flow, Origin), u32> = HashMap::new();
+    let mut local: PlHashMap<(Flow, Origin), u32> =
+        PlHashMap::with_capacity_and_hasher(flows.len(), Default::default());
+    // Per dictionary row whose answer never depends on time: its local id
+    // (or SKIP when filtered out), so most packets cost no hashing at all.
+    const UNKNOWN: u32 = u32::MAX;
+    const SKIP: u32 = u32::MAX - 1;
+    let mut memo: Vec<u32> = vec![UNKNOWN; flows.len()];
     for i in 0..b.rows {
         let ts = b.ts[i];
         if !ff.time_ok(ts) {
             continue;
         }
-        let (eff, origin) = resolver.resolve(b.flow[i] as usize, ts);
-        if !ff.flow_ok(&eff) {
-            continue;
-        }
-        let id = match local.get(&(eff, origin)) {
-            Some(&id) => id,
-            None => {
-                let id = acc.key((eff, origin));
-                local.insert((eff, origin), id);
+        let row = b.flow[i] as usize;
+        let id = match memo.get(row).copied().unwrap_or(UNKNOWN) {
+            SKIP => continue,
+            UNKNOWN => {
+                let (eff, origin) = resolver.resolve(row, ts);
+                let stable = resolver.stable(row);
+                if !ff.flow_ok(&eff) {
+                    if stable {
+                        memo[row] = SKIP;
+                    }
+                    continue;
+                }
+                let id = *local
+                    .entry((eff, origin))
+                    .or_insert_with(|| acc.key((eff, origin)));
+                if stable {
+                    memo[row] = id;
+                }
                 id
             }
+            id => id,
         };
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }

@@ -196,6 +196,7 @@ impl Dataset {
             ds.pkt_events = pkt_events;
         }
         pb.finish_and_clear();
+        let t2 = std::time::Instant::now();
         if plan.connections {
             ds.load_conns(&traces)?;
         }
@@ -204,6 +205,13 @@ impl Dataset {
         }
         if plan.stats {
             ds.load_stats(&traces)?;
+        }
+        if std::env::var_os("SNOOP_TIMING").is_some() {
+            eprintln!(
+                "timing: packets {:?}, connections/processes/stats {:?}",
+                t2 - t1,
+                t2.elapsed()
+            );
         }
         Ok(ds)
     }
