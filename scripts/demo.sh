@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 bash scripts/setup.sh
-cargo build --release --bins
+cargo build --release --workspace --bins
 snoop=target/release/snoop
 peer=target/release/snoop-peer
 out=${SNOOP_DEMO_OUT:-/tmp/snoop-demo.snp}
