@@ -271,3 +271,93 @@ pub fn exercise(bytes: Vec<u8>) -> u64 {
     let _ = end - t.info().start_ns;
     decoded
 }
+
+// ---------------------------------------------------------------------------
+// Deterministic mutations (hostile.rs, and the analyzer's bounded fuzz test).
+
+/// A seeded splitmix64 generator (deterministic mutations).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Values that tend to break length arithmetic.
+pub const INTERESTING: [u64; 12] = [
+    0,
+    1,
+    15,
+    16,
+    255,
+    0xFFFF,
+    (1 << 24) - 1,
+    1 << 24,
+    (1 << 24) + 1,
+    0x7FFF_FFFF,
+    0xFFFF_FFFF,
+    u64::MAX,
+];
+
+/// One structure-aware mutation: most land inside a block header or a meta
+/// (where the checks are), some anywhere.
+pub fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
+    if f.is_empty() {
+        f.push(0);
+    }
+    let bl = blocks(f);
+    let at = match (rng.below(4), bl.is_empty()) {
+        (0 | 1, false) => {
+            let b = bl[rng.below(bl.len())];
+            if rng.below(2) == 0 || b.meta_len == 0 {
+                b.offset + rng.below(32)
+            } else {
+                b.meta + rng.below(b.meta_len)
+            }
+        }
+        _ => rng.below(f.len()),
+    };
+    let at = at.min(f.len() - 1);
+    match rng.below(8) {
+        0 => f[at] ^= 1 << rng.below(8),
+        1 => f[at] = rng.next() as u8,
+        2 | 3 => {
+            let v = INTERESTING[rng.below(INTERESTING.len())];
+            let w = [1, 2, 4, 8][rng.below(4)];
+            let end = (at + w).min(f.len());
+            let bytes = v.to_le_bytes();
+            f[at..end].copy_from_slice(&bytes[..end - at]);
+        }
+        4 => f.truncate(at),
+        5 => {
+            let n = rng.below(64).min(f.len() - at);
+            f.drain(at..at + n);
+        }
+        6 => {
+            // duplicate a block (or a random range) somewhere
+            let (s, n) = match bl.get(rng.below(bl.len() + 1)) {
+                Some(b) => (b.offset, b.total),
+                None => (at, rng.below(256).min(f.len() - at)),
+            };
+            let piece = f[s..s + n].to_vec();
+            let to = rng.below(f.len() + 1);
+            f.splice(to..to, piece);
+        }
+        _ => {
+            let v = rng.next() as u32 as u64 % (f.len() as u64 + 64);
+            let end = (at + 8).min(f.len());
+            f[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
+        }
+    }
+}
