@@ -8,6 +8,7 @@
 //! temp dir. `SNOOP_FUZZ_ITERS=N` for a longer run.
 
 #[path = "../../format/tests/support/mod.rs"]
+#[allow(unused_imports)] // shared with the reader tests, which use more of it
 mod support;
 
 use std::path::Path;
