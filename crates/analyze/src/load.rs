@@ -18,7 +18,7 @@ use snoop_format::{ColumnSet, EventBatch, ProcessKind, ProcessRow, Table, Trace}
 use crate::attrib::AttribIndex;
 pub use crate::decode::{all_columns, AGG_NS, DECODE_NS};
 use crate::decode::{batch_flows, decode_messages, decode_packets, event_columns, ChunkOut};
-use crate::filter::Filter;
+use crate::filter::{FileFilter, Filter};
 pub use crate::model::*;
 
 /// Open every file (with a warning for recovered ones) and resolve filters.
@@ -133,37 +133,18 @@ impl Dataset {
         };
         let pb = progress(msg_chunks.len() + pkt_chunks.len(), "decoding");
 
-        // Messages: pid authoritative, the flow is its own key. Chunks are
-        // decoded in parallel a batch at a time and merged before the next
-        // batch, so memory holds one batch of per-chunk outputs, not all.
+        // Messages: pid authoritative, the flow is its own key.
         let t0 = std::time::Instant::now();
-        let mut msg_events = Vec::new();
-        for batch in msg_chunks.chunks(merge_batch()) {
-            let outs: Vec<ChunkOut> = batch
-                .par_iter()
-                .map(|&(fi, ci)| {
-                    let r = decode_messages(
-                        &traces[fi as usize],
-                        fi,
-                        ci,
-                        &ds.files[fi as usize].filter,
-                        &plan,
-                    );
-                    traces[fi as usize].release_chunk(ci);
-                    pb.inc(1);
-                    r
-                })
-                .collect::<anyhow::Result<_>>()?;
-            msg_events.extend(ds.merge(outs));
-        }
+        let msg_events = ds.decode_merged(&traces, &msg_chunks, &pb, |tr, fi, ci, ff| {
+            decode_messages(tr, fi, ci, ff, &plan)
+        })?;
         let t1 = std::time::Instant::now();
         if std::env::var_os("SNOOP_TIMING").is_some() {
             eprintln!(
-                "timing: decode+aggregate {:?} (cpu: decode {} ms, total {} ms), merge {:?} ({} chunks, {} flows, {} buckets)",
+                "timing: messages decode+aggregate+merge {:?} (cpu: decode {} ms, total {} ms; {} chunks, {} flows, {} buckets)",
                 t1 - t0,
                 DECODE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
                 AGG_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
-                t1.elapsed(),
                 msg_chunks.len(),
                 ds.flows.len(),
                 ds.buckets.len()
@@ -173,27 +154,9 @@ impl Dataset {
 
         if plan.packets && !pkt_chunks.is_empty() {
             let index = AttribIndex::build(&ds);
-            let mut pkt_events = Vec::new();
-            for batch in pkt_chunks.chunks(merge_batch()) {
-                let outs: Vec<ChunkOut> = batch
-                    .par_iter()
-                    .map(|&(fi, ci)| {
-                        let r = decode_packets(
-                            &traces[fi as usize],
-                            fi,
-                            ci,
-                            &ds.files[fi as usize].filter,
-                            &plan,
-                            &index,
-                        );
-                        traces[fi as usize].release_chunk(ci);
-                        pb.inc(1);
-                        r
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                pkt_events.extend(ds.merge(outs));
-            }
-            ds.pkt_events = pkt_events;
+            ds.pkt_events = ds.decode_merged(&traces, &pkt_chunks, &pb, |tr, fi, ci, ff| {
+                decode_packets(tr, fi, ci, ff, &plan, &index)
+            })?;
         }
         pb.finish_and_clear();
         let t2 = std::time::Instant::now();
@@ -214,6 +177,34 @@ impl Dataset {
             );
         }
         Ok(ds)
+    }
+
+    /// Decode `chunks` in parallel a batch at a time, merging each batch
+    /// before the next, so memory holds one batch of per-chunk outputs, not
+    /// all; each chunk's mapped pages are released once it is decoded.
+    fn decode_merged(
+        &mut self,
+        traces: &[Trace],
+        chunks: &[(u16, usize)],
+        pb: &indicatif::ProgressBar,
+        decode: impl Fn(&Trace, u16, usize, &FileFilter) -> anyhow::Result<ChunkOut> + Sync,
+    ) -> anyhow::Result<Vec<Events>> {
+        let filters: Vec<FileFilter> = self.files.iter().map(|f| f.filter.clone()).collect();
+        let mut events = Vec::new();
+        for batch in chunks.chunks(merge_batch()) {
+            let outs: Vec<ChunkOut> = batch
+                .par_iter()
+                .map(|&(fi, ci)| {
+                    let tr = &traces[fi as usize];
+                    let r = decode(tr, fi, ci, &filters[fi as usize]);
+                    tr.release_chunk(ci);
+                    pb.inc(1);
+                    r
+                })
+                .collect::<anyhow::Result<_>>()?;
+            events.extend(self.merge(outs));
+        }
+        Ok(events)
     }
 
     /// Sum duplicate (interval, flow) buckets (chunks split intervals), so

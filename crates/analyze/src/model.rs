@@ -264,7 +264,7 @@ pub struct Dataset {
     /// Per-interval bytes per flow (unsorted; a (b, flow) pair may repeat).
     pub buckets: Vec<Bucket>,
     /// Bucket count after the last compaction (load-time bookkeeping).
-    pub buckets_compacted: usize,
+    pub(crate) buckets_compacted: usize,
     /// Message events, per chunk (when asked for).
     pub msg_events: Vec<Events>,
     /// Packet events, per chunk (when asked for).
