@@ -148,6 +148,15 @@ pub fn discard_libbpf_log() {
         .clear();
 }
 
+/// Called once every program is attached (the rest of the run needs no
+/// privilege): [`drop_privileges`], with a warning on stderr if it fails
+/// (recording goes on; losing the trace would be worse).
+pub fn drop_privileges_or_warn() {
+    if let Err(e) = drop_privileges() {
+        eprintln!("snoop: warning: could not drop root privileges: {e}");
+    }
+}
+
 /// Become the invoking sudo user (SUDO_UID/SUDO_GID, when set and not 0),
 /// else nobody (65534), with no supplementary groups and no_new_privs, if
 /// running as root. All threads change (glibc broadcasts set*id), and the

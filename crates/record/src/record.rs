@@ -121,10 +121,7 @@ fn record_into(
         limits,
         &ctl,
         || {
-            // Everything is attached: the rest of the run needs no privilege.
-            if let Err(e) = crate::perm::drop_privileges() {
-                eprintln!("snoop: warning: could not drop root privileges: {e}");
-            }
+            crate::perm::drop_privileges_or_warn();
             eprintln!("snoop: recording to {}", path.display());
         },
         |ctl| {

@@ -176,10 +176,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         &Limits::default(),
         |drain| with_kernel(&kopts, |src| drain(src)).context("kernel: set up eBPF"),
         || {
-            // Everything is attached: the rest of the run needs no privilege.
-            if let Err(e) = crate::perm::drop_privileges() {
-                eprintln!("snoop: warning: could not drop root privileges: {e}");
-            }
+            crate::perm::drop_privileges_or_warn();
             eprintln!("snoop: tracing TCP/UDP traffic... Ctrl-C to end");
         },
         |ctl| {
