@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SNOOP: &str = env!("CARGO_BIN_EXE_snoop");
 
@@ -57,16 +57,21 @@ fn top_shows_exact_bytes_of_a_process() {
         assert_eq!(b.recv(&mut buf).unwrap(), 1024);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        if let Some(s) = top.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "snoop top 1 3 did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    top.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    // COUNT ends the run: top closes its stdout when it exits.
+    let mut stdout = top.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            let _ = top.kill();
+            panic!("snoop top 1 3 did not end");
+        });
+    let st = top.wait().unwrap();
     assert!(st.success(), "{out}");
     assert_eq!(out.matches("PID").count(), 3, "three tables: {out}");
     // PID COMM RX_KB TX_KB RXSUM_KB TXSUM_KB SUM_KB
