@@ -180,36 +180,47 @@ struct Writer<'a, S: EventSink> {
 
 impl<S: EventSink> Writer<'_, S> {
     fn batch(&mut self, b: &RawBatch) -> Result<()> {
+        // Counted locally and published once per batch: shared atomics
+        // bumped per event cost more than decoding the event.
+        let mut per_kind = [0u64; kind::COUNT];
+        let mut written = 0u64;
+        let mut bad = 0u64;
+        // --max-events is exact: records drained past it are not written.
+        let allowed = self
+            .limits
+            .max_events
+            .map(|m| m.saturating_sub(self.ctl.events.load(Ordering::Relaxed)));
         for rec in b.iter() {
-            // --max-events is exact: records drained past it are not written.
-            if self
-                .limits
-                .max_events
-                .is_some_and(|m| self.ctl.events.load(Ordering::Relaxed) >= m)
-            {
+            if allowed.is_some_and(|a| written >= a) {
                 self.ctl.stop();
                 break;
             }
             match decode(rec) {
                 Ok(ev) => {
                     self.sink.push(&ev).context("write trace")?;
-                    let k = ev.kind() as usize;
-                    if let Some(n) = self.summary.events.get_mut(k) {
+                    if let Some(n) = per_kind.get_mut(ev.kind() as usize) {
                         *n += 1;
                     }
-                    if let Some(n) = self.ctl.per_kind.get(k) {
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.ctl.events.fetch_add(1, Ordering::Relaxed);
+                    written += 1;
                 }
                 Err(e) => {
-                    self.summary.user_drops += 1;
-                    self.ctl.user_drops.fetch_add(1, Ordering::Relaxed);
+                    bad += 1;
                     self.summary
                         .first_decode_error
                         .get_or_insert_with(|| e.to_string());
                 }
             }
+        }
+        for (k, n) in per_kind.iter().enumerate() {
+            if *n > 0 {
+                self.summary.events[k] += n;
+                self.ctl.per_kind[k].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        self.ctl.events.fetch_add(written, Ordering::Relaxed);
+        if bad > 0 {
+            self.summary.user_drops += bad;
+            self.ctl.user_drops.fetch_add(bad, Ordering::Relaxed);
         }
         self.check_limits();
         Ok(())
