@@ -33,6 +33,52 @@ fn write(flows: &[snoop_format::Flow], msgs: &[snoop_format::synth::SynthMessage
     w.finish(0).expect("finish")
 }
 
+/// Many short connections (the shape of a connection storm): each lives
+/// for 32 events spread over its 4 flows (client and server, messages and
+/// packets), three connections overlap, so a chunk holds tens of thousands
+/// of distinct flows and the one-entry "last flow" cache rarely hits.
+fn conn_storm() -> (Vec<snoop_format::Flow>, Vec<(u64, usize)>) {
+    let conns = N / 32;
+    let mut flows = Vec::with_capacity(conns * 4);
+    for c in 0..conns {
+        for f in 0..4u32 {
+            let mut fl = snoop_format::Flow {
+                pid: 1000 + (f & 1) * 7,
+                tid: 1000 + (f & 1) * 7,
+                cookie: 10_000 + (c as u64) * 2 + (f & 1) as u64,
+                ifindex: if f < 2 { 0 } else { 1 },
+                family: 10,
+                proto: 6,
+                lport: if f & 1 == 0 {
+                    40_000 + (c % 20_000) as u16
+                } else {
+                    8080
+                },
+                rport: if f & 1 == 0 {
+                    8080
+                } else {
+                    40_000 + (c % 20_000) as u16
+                },
+                ..Default::default()
+            };
+            fl.comm[..4].copy_from_slice(if f & 1 == 0 { b"clnt" } else { b"srvr" });
+            fl.laddr[10] = 0xff;
+            fl.laddr[11] = 0xff;
+            fl.laddr[12] = 127;
+            fl.laddr[15] = 1;
+            fl.raddr = fl.laddr;
+            flows.push(fl);
+        }
+    }
+    let mut ev = Vec::with_capacity(N);
+    for i in 0..N {
+        // connection i/32, staggered by one of three in-flight ones
+        let c = (i / 32 + i % 3).min(conns - 1);
+        ev.push((i as u64 * 1000, c * 4 + (i * 7) % 4));
+    }
+    (flows, ev)
+}
+
 fn bench(c: &mut Criterion) {
     let (flows, msgs) = messages();
     let file = write(&flows, &msgs);
@@ -45,6 +91,22 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("write_messages", |b| b.iter(|| write(&flows, &msgs)));
+    let (sflows, sev) = conn_storm();
+    g.bench_function("write_conn_storm", |b| {
+        b.iter(|| {
+            let mut w = TraceWriter::new(
+                Vec::with_capacity(16 << 20),
+                &FileInfo::default(),
+                WriterOptions::default(),
+            )
+            .expect("writer");
+            for &(ts, f) in &sev {
+                w.push_message(ts, &sflows[f], 64, snoop_format::Direction::Tx)
+                    .expect("push");
+            }
+            w.finish(0).expect("finish")
+        })
+    });
     let trace = Trace::from_bytes(file).expect("trace");
     g.bench_function("decode_messages_all_columns", |b| {
         b.iter(|| {

@@ -3,7 +3,6 @@
 //! one zstd frame per column) and appended with a single write. The writer
 //! never seeks back, so a killed recorder leaves every sealed chunk readable.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use crate::codec::{self, EncodedColumn, MAX_CHUNK_ROWS};
@@ -30,51 +29,41 @@ impl Default for WriterOptions {
     }
 }
 
-/// FxHash (rustc's hasher): flows are hashed once per event on the write
-/// path, and SipHash's DoS resistance buys nothing for keys we made.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.write_u64(u64::from_le_bytes(std::array::from_fn(|k| c[k])));
-        }
-        for &b in chunks.remainder() {
-            self.write_u64(b as u64);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_u16(&mut self, v: u16) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// One step of FxHash (rustc's hasher): flows are hashed once per event on
+/// the write path, and SipHash's DoS resistance buys nothing for keys we made.
+#[inline]
+fn fx(h: u64, v: u64) -> u64 {
+    (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
 }
 
-/// Per-chunk flow dictionary under construction.
+fn word(b: &[u8; 16], half: usize) -> u64 {
+    u64::from_le_bytes(std::array::from_fn(|k| b[half * 8 + k]))
+}
+
+/// Hash of the fields that tell flows apart in practice (socket, task,
+/// interface, tuple). comm and cgroup follow the task, so leaving them out
+/// only costs an equality check on the rare collision.
+fn flow_hash(f: &Flow) -> u64 {
+    let mut h = fx(0, f.cookie);
+    h = fx(h, (f.pid as u64) << 32 | f.tid as u64);
+    h = fx(
+        h,
+        f.ifindex as u64 | (f.lport as u64) << 32 | (f.rport as u64) << 48,
+    );
+    h = fx(h, (f.family as u64) << 8 | f.proto as u64);
+    h = fx(h, word(&f.laddr, 0));
+    h = fx(h, word(&f.laddr, 1));
+    h = fx(h, word(&f.raddr, 0));
+    fx(h, word(&f.raddr, 1))
+}
+
+/// Per-chunk flow dictionary under construction. The table holds indices
+/// into `flows` only, so each flow is stored once and the table stays
+/// small enough to live in cache with tens of thousands of flows a chunk
+/// (many short connections).
 #[derive(Default)]
 struct FlowDict {
-    index: HashMap<Flow, u32, std::hash::BuildHasherDefault<FxHasher>>,
+    index: hashbrown::HashTable<u32>,
     flows: Vec<Flow>,
     /// The last flow looked up (bursts repeat one flow).
     last: Option<(Flow, u32)>,
@@ -87,13 +76,21 @@ impl FlowDict {
                 return *i;
             }
         }
-        if let Some(&i) = self.index.get(flow) {
-            self.last = Some((*flow, i));
-            return i;
-        }
-        let i = self.flows.len() as u32;
-        self.flows.push(*flow);
-        self.index.insert(*flow, i);
+        let h = flow_hash(flow);
+        let flows = &mut self.flows;
+        let i = match self.index.entry(
+            h,
+            |&i| flows[i as usize] == *flow,
+            |&i| flow_hash(&flows[i as usize]),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let i = flows.len() as u32;
+                flows.push(*flow);
+                e.insert(i);
+                i
+            }
+        };
         self.last = Some((*flow, i));
         i
     }
