@@ -33,6 +33,13 @@ const volatile struct snoop_config snoop_cfg = {};
 /* Wake the reader only when this many bytes wait in the ring (0: never
  * force; the reader polls on a timer anyway). */
 const volatile __u64 snoop_wakeup_bytes = 0;
+/* 1 when the TCP state hook is attached: it learns every TCP 5-tuple at
+ * ESTABLISHED / LISTEN (and iter/tcp those open at start), so message
+ * hooks need not learn it again. */
+const volatile __u8 snoop_tcp_flows_learned = 0;
+/* How often (records per CPU, minus one; a power of two minus one) to
+ * check the ring's fill level against snoop_wakeup_bytes. */
+const volatile __u64 snoop_wakeup_mask = 0;
 
 /* Dummy instances so the skeleton generator emits the contract's types. */
 struct snoop_msg snoop_dummy_msg = {};
@@ -50,10 +57,22 @@ struct snoop_counter {
 };
 struct snoop_counter snoop_dummy_counter = {};
 
-struct {
+/* One ring buffer per CPU: records never contend for a shared ring's lock
+ * and producer position across CPUs (measured: ~9% less time per program
+ * run and ~4% more datagrams/s under load than one shared ring). Userspace
+ * sizes the outer map to the possible CPUs, creates the rings and puts
+ * them in after load; the template below only gives their type. */
+struct snoop_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* resized by userspace before load */
-} snoop_events SEC(".maps");
+	__uint(max_entries, 4096);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* resized by userspace before load */
+	__type(key, __u32);
+	__array(values, struct snoop_ring);
+} snoop_rings SEC(".maps");
 
 /* Per CPU, per record kind: records emitted and reserves that failed. */
 struct {
@@ -62,6 +81,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct snoop_counter);
 } snoop_counters SEC(".maps");
+
+/* Per CPU: records submitted (paces the ring fill-level checks). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} snoop_submits SEC(".maps");
 
 /* Per CPU, per enum snoop_pressure_kind: map pressure events. */
 struct {
@@ -143,21 +170,40 @@ static __always_inline void snoop_count(__u32 kind, int dropped)
 		c->events++;
 }
 
-/* Reserve a ring slot; counts a drop when the ring is full. */
+/* This CPU's ring (NULL only if userspace did not fill the slot). A
+ * program runs start to end on one CPU, so reserve and submit see the same
+ * ring. */
+static __always_inline void *snoop_ring(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	return bpf_map_lookup_elem(&snoop_rings, &cpu);
+}
+
+/* Reserve a slot in this CPU's ring; counts a drop when it is full. */
 static __always_inline void *snoop_reserve(__u64 size, __u32 kind)
 {
-	void *rec = bpf_ringbuf_reserve(&snoop_events, size, 0);
+	void *ring = snoop_ring();
+	void *rec = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
 
 	snoop_count(kind, rec == NULL);
 	return rec;
 }
 
+/* Submit; wake the reader when the ring holds snoop_wakeup_bytes. Asking
+ * the ring how full it is reads the consumer position the reader writes
+ * (a cache miss across CPUs), so it is asked only every
+ * snoop_wakeup_mask + 1 records of this CPU. */
 static __always_inline void snoop_submit(void *rec)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&snoop_submits, &zero);
+	void *ring;
 
-	if (snoop_wakeup_bytes &&
-	    bpf_ringbuf_query(&snoop_events, BPF_RB_AVAIL_DATA) >= snoop_wakeup_bytes)
+	if (snoop_wakeup_bytes && n && ((*n)++ & snoop_wakeup_mask) == 0 &&
+	    (ring = snoop_ring()) &&
+	    bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= snoop_wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(rec, flags);
 }

@@ -36,6 +36,12 @@ static __always_inline void snoop_learn_owner(struct sock *sk, __u64 cookie, __u
 	o.lport = lport;
 	o.rport = rport;
 	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	/* A TCP socket with an owner entry already had its 5-tuple learned by
+	 * the state hook (the flow maps the tuple to the cookie, which a new
+	 * owner does not change): skip the second update of a short
+	 * connection's life. Without an entry (never seen, or evicted) learn. */
+	if (proto == SNOOP_IPPROTO_TCP && cur && snoop_tcp_flows_learned)
+		return;
 	snoop_learn_flow(laddr, raddr, lport, rport, proto, cookie);
 }
 
@@ -62,12 +68,15 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 
 	snoop_sk_addrs(&sk->__sk_common, laddr, raddr, &lport, &rport);
 
-	if (proto == SNOOP_IPPROTO_UDP) {
+	/* Only an unconnected socket needs the parked peer (a connected one
+	 * names its peer); entries left parked are overwritten by the
+	 * thread's next send/recv with an address, or aged out of the LRU. */
+	if (proto == SNOOP_IPPROTO_UDP && rport == 0) {
 		__u32 tid = (__u32)pid_tgid;
 		struct snoop_peer *p = bpf_map_lookup_elem(&snoop_peers, &tid);
 
 		if (p) {
-			if (p->cookie == cookie && rport == 0) {
+			if (p->cookie == cookie) {
 				__builtin_memcpy(raddr, p->addr, 16);
 				rport = p->port;
 			}

@@ -73,7 +73,9 @@ pub struct RecordArgs {
     /// Do not capture wire packets (device hooks); messages only.
     #[arg(long)]
     pub no_packets: bool,
-    /// Ring buffer size (power of two, e.g. 16M, 64M).
+    /// Ring buffer memory, split evenly over one ring per CPU (each a power
+    /// of two, at least 4K; e.g. 16M, 64M). Raise it when the summary
+    /// reports records lost because the ring was full.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
     pub ring_size: u64,
     /// How many live sockets the kernel side remembers the owner of (LRU

@@ -55,6 +55,27 @@ pub struct KernelOptions {
     pub owner_entries: u32,
 }
 
+/// Bytes of each CPU's ring when `total` is shared by `cpus` rings: a power
+/// of two (the kernel's rule), at least one page.
+pub fn per_cpu_ring_bytes(total: u64, cpus: usize) -> u64 {
+    let each = total.clamp(4096, 1 << 30) / (cpus.max(1) as u64);
+    if each <= 4096 {
+        4096
+    } else if each.is_power_of_two() {
+        each
+    } else {
+        each.next_power_of_two() / 2
+    }
+}
+
+/// The records (minus one) between two checks of a ring's fill level: up
+/// to 64, and few enough that the records in between (at most 256 bytes
+/// each) fill at most a sixteenth of the ring.
+pub fn wakeup_check_mask(ring: u64) -> u64 {
+    let every = (ring / 16 / 256).clamp(1, 64);
+    (1u64 << every.ilog2()) - 1
+}
+
 /// Default size of the socket-owner and flow maps.
 pub const DEFAULT_OWNER_ENTRIES: u32 = 262_144;
 
@@ -195,14 +216,40 @@ pub fn with_kernel<R>(
     cfg.proto = opts.proto;
     cfg.port = opts.port;
     cfg.cgroup = opts.cgroup;
-    let ring = opts.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
-    // Wake the reader early when a quarter of the ring is full, so a burst
+    let cpus = libbpf_rs::num_possible_cpus().context("count possible CPUs")?;
+    let ring = per_cpu_ring_bytes(opts.ring_bytes, cpus);
+    // Wake the reader early when a quarter of a ring is full, so a burst
     // between two timed polls cannot overflow it.
     ro.snoop_wakeup_bytes = ring / 4;
+    ro.snoop_wakeup_mask = wakeup_check_mask(ring);
+    ro.snoop_tcp_flows_learned = u8::from(opts.lifecycle);
+    let rings = (0..cpus)
+        .map(|cpu| {
+            libbpf_rs::MapHandle::create(
+                libbpf_rs::MapType::RingBuf,
+                Some(format!("snoop_ring{cpu}")),
+                0,
+                0,
+                ring as u32,
+                &libbpf_rs::libbpf_sys::bpf_map_create_opts {
+                    sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+                    ..Default::default()
+                },
+            )
+            .map_err(perm::map_bpf_error)
+            .with_context(|| format!("create the ring buffer of CPU {cpu} ({ring} bytes)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(first) = rings.first() {
+        open.maps
+            .snoop_rings
+            .set_inner_map_fd(first.as_fd())
+            .context("ring buffer template")?;
+    }
     open.maps
-        .snoop_events
-        .set_max_entries(ring as u32)
-        .context("set ring buffer size")?;
+        .snoop_rings
+        .set_max_entries(cpus as u32)
+        .context("set ring count")?;
     let owners = match opts.owner_entries {
         0 => DEFAULT_OWNER_ENTRIES,
         n => n.max(64),
@@ -221,6 +268,18 @@ pub fn with_kernel<R>(
         .map_err(perm::map_bpf_error)
         .context("load BPF programs (verifier)")?;
     perm::discard_libbpf_log();
+
+    for (cpu, r) in rings.iter().enumerate() {
+        let fd = r.as_fd().as_raw_fd() as u32;
+        skel.maps
+            .snoop_rings
+            .update(
+                &(cpu as u32).to_ne_bytes(),
+                &fd.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .with_context(|| format!("install the ring buffer of CPU {cpu}"))?;
+    }
 
     for pid in &opts.pids {
         skel.maps
@@ -306,14 +365,16 @@ pub fn with_kernel<R>(
     }
 
     let pending = Rc::new(RefCell::new(RawBatch::with_capacity(1 << 20)));
-    let sink = Rc::clone(&pending);
     let mut builder = RingBufferBuilder::new();
-    builder
-        .add(&skel.maps.snoop_events, move |rec: &[u8]| {
-            sink.borrow_mut().push(rec);
-            0
-        })
-        .context("ring buffer")?;
+    for r in &rings {
+        let sink = Rc::clone(&pending);
+        builder
+            .add(r, move |rec: &[u8]| {
+                sink.borrow_mut().push(rec);
+                0
+            })
+            .context("ring buffer")?;
+    }
     let rb = builder.build().context("ring buffer")?;
     let mut src = BpfSource {
         rb,
@@ -430,3 +491,32 @@ pub fn total(c: &Counters, k: u8) -> KindCounters {
 }
 
 const _: () = assert!(kind::COUNT == 4);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_split_the_total_in_powers_of_two() {
+        assert_eq!(per_cpu_ring_bytes(32 << 20, 2), 16 << 20);
+        assert_eq!(per_cpu_ring_bytes(32 << 20, 3), 8 << 20);
+        assert_eq!(per_cpu_ring_bytes(32 << 20, 1), 32 << 20);
+        assert_eq!(per_cpu_ring_bytes(8 << 10, 2), 4096);
+        assert_eq!(per_cpu_ring_bytes(8 << 10, 64), 4096);
+        assert_eq!(per_cpu_ring_bytes(0, 0), 4096);
+        assert_eq!(per_cpu_ring_bytes(u64::MAX, 2), 512 << 20);
+    }
+
+    #[test]
+    fn fill_checks_stay_well_inside_the_ring() {
+        assert_eq!(wakeup_check_mask(16 << 20), 63);
+        assert_eq!(wakeup_check_mask(4096), 0);
+        assert_eq!(wakeup_check_mask(64 << 10), 15);
+        for shift in 12..30 {
+            let ring = 1u64 << shift;
+            let every = wakeup_check_mask(ring) + 1;
+            assert!(every.is_power_of_two() && every <= 64);
+            assert!(every == 1 || every * 256 <= ring / 16, "ring {ring}");
+        }
+    }
+}
