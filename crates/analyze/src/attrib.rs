@@ -7,8 +7,7 @@
 //! that flow was active, else (3) the kernel recorded an owner together with
 //! the cookie. Everything else is unattributed, with a reason.
 
-use std::collections::{HashMap, HashSet};
-
+use polars::prelude::{PlHashMap, PlHashSet};
 use snoop_format::Flow;
 
 use crate::load::{Dataset, Origin};
@@ -29,10 +28,10 @@ type TupleKey = (u16, u8, [u8; 16], u16, [u8; 16], u16);
 /// Message flows indexed by cookie and by 5-tuple, per file.
 #[derive(Debug, Default)]
 pub struct AttribIndex {
-    by_cookie: HashMap<(u16, u64), Vec<Cand>>,
-    by_tuple: HashMap<TupleKey, Vec<Cand>>,
-    local_addrs: HashSet<(u16, [u8; 16])>,
-    has_local: HashSet<u16>,
+    by_cookie: PlHashMap<(u16, u64), Vec<Cand>>,
+    by_tuple: PlHashMap<TupleKey, Vec<Cand>>,
+    local_addrs: PlHashSet<(u16, [u8; 16])>,
+    has_local: PlHashSet<u16>,
     owners: Vec<Flow>,
 }
 
@@ -76,7 +75,7 @@ impl AttribIndex {
         ix
     }
 
-    fn tuple_cands(&self, file: u16, f: &Flow) -> Option<&Vec<Cand>> {
+    fn tuple_cands(&self, file: u16, f: &Flow) -> Option<&[Cand]> {
         let mut k = tuple(file, f);
         if let Some(c) = self.by_tuple.get(&k) {
             return Some(c);
@@ -87,15 +86,15 @@ impl AttribIndex {
             return Some(c);
         }
         k.2 = [0; 16];
-        self.by_tuple.get(&k)
+        self.by_tuple.get(&k).map(Vec::as_slice)
     }
 }
 
 /// How the packets of one packet-flow dictionary row are attributed.
 #[derive(Clone, Debug)]
-enum Plan {
+enum Plan<'a> {
     /// Pick among these message flows by time; `strict` = within the slack.
-    Cands(Vec<Cand>, Origin, bool),
+    Cands(&'a [Cand], Origin, bool),
     /// Fixed result.
     Fixed(Flow, Origin),
 }
@@ -105,7 +104,7 @@ pub struct PktResolver<'a> {
     ix: &'a AttribIndex,
     file: u16,
     flows: &'a [Flow],
-    plans: Vec<Option<Plan>>,
+    plans: Vec<Option<Plan<'a>>>,
 }
 
 fn unowned(f: &Flow) -> Flow {
@@ -129,7 +128,7 @@ impl<'a> PktResolver<'a> {
         }
     }
 
-    fn plan(&self, f: &Flow) -> Plan {
+    fn plan(&self, f: &Flow) -> Plan<'a> {
         if f.proto != 6 && f.proto != 17 {
             let why = if f.proto == 1 || f.proto == 58 {
                 Origin::PktIcmp
@@ -139,17 +138,19 @@ impl<'a> PktResolver<'a> {
             return Plan::Fixed(unowned(f), why);
         }
         if f.cookie != 0 {
-            if let Some(c) = self.ix.by_cookie.get(&(self.file, f.cookie)) {
-                return Plan::Cands(c.clone(), Origin::PktCookie, false);
+            let ix: &'a AttribIndex = self.ix;
+            if let Some(c) = ix.by_cookie.get(&(self.file, f.cookie)) {
+                return Plan::Cands(c, Origin::PktCookie, false);
             }
         }
-        if let Some(c) = self.ix.tuple_cands(self.file, f) {
-            return Plan::Cands(c.clone(), Origin::PktTuple, true);
+        let ix: &'a AttribIndex = self.ix;
+        if let Some(c) = ix.tuple_cands(self.file, f) {
+            return Plan::Cands(c, Origin::PktTuple, true);
         }
         self.fallback(f)
     }
 
-    fn fallback(&self, f: &Flow) -> Plan {
+    fn fallback(&self, f: &Flow) -> Plan<'a> {
         if f.cookie != 0 && f.pid != 0 {
             return Plan::Fixed(*f, Origin::PktOwner);
         }

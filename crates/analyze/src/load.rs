@@ -6,7 +6,6 @@
 //! integer flow ids; only the flow dictionaries are merged globally, so a
 //! 100-million-event trace never materialises per-event rows for `--by pid`.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -227,14 +226,24 @@ impl Dataset {
         self.buckets = out;
     }
 
-    /// Intern chunk outputs into the global flow table; returns the events.
-    fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
-        let mut index: PlHashMap<FlowRow, u32> = self
-            .flows
+    /// The flow -> index map, taken out to be put back when done; rebuilt
+    /// if `flows` grew without it.
+    fn take_flow_index(&mut self) -> PlHashMap<FlowRow, u32> {
+        let index = std::mem::take(&mut self.flow_index);
+        if index.len() == self.flows.len() {
+            return index;
+        }
+        self.flows
             .iter()
             .enumerate()
             .map(|(i, r)| (*r, i as u32))
-            .collect();
+            .collect()
+    }
+
+    /// Intern chunk outputs into the global flow table; returns the events.
+    fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
+        let mut index = self.take_flow_index();
+        index.reserve(outs.iter().map(|o| o.keys.len()).sum());
         let mut remaps = Vec::with_capacity(outs.len());
         let mut events = Vec::new();
         for o in outs {
@@ -280,16 +289,12 @@ impl Dataset {
                     *f = r[*f as usize];
                 }
             });
+        self.flow_index = index;
         events
     }
 
     fn load_conns(&mut self, traces: &[Trace]) -> anyhow::Result<()> {
-        let mut index: HashMap<FlowRow, u32> = self
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (*r, i as u32))
-            .collect();
+        let mut index = self.take_flow_index();
         for (fi, tr) in traces.iter().enumerate() {
             let ff = self.files[fi].filter.clone();
             let chunks: Vec<usize> = tr
@@ -320,21 +325,40 @@ impl Dataset {
                 {
                     anyhow::bail!("{what}: state columns have different lengths");
                 }
+                // Global id per dictionary row (SKIP: filtered out), so
+                // each flow is hashed once per chunk, not once per event.
+                const UNKNOWN: u32 = u32::MAX;
+                const SKIP: u32 = u32::MAX - 1;
+                let mut memo = vec![UNKNOWN; flows.len()];
                 for i in 0..b.rows {
-                    let f = flows[b.flow[i] as usize];
-                    if !ff.time_ok(b.ts[i]) || !ff.net_ok(&f) {
+                    if !ff.time_ok(b.ts[i]) {
                         continue;
                     }
-                    let row = FlowRow {
-                        file: fi as u16,
-                        flow: f,
-                        origin: Origin::Conn,
+                    let r = b.flow[i] as usize;
+                    let id = match memo.get(r).copied() {
+                        Some(SKIP) => continue,
+                        Some(UNKNOWN) => {
+                            let f = flows[r];
+                            if !ff.net_ok(&f) {
+                                memo[r] = SKIP;
+                                continue;
+                            }
+                            let row = FlowRow {
+                                file: fi as u16,
+                                flow: f,
+                                origin: Origin::Conn,
+                            };
+                            let id = *index.entry(row).or_insert_with(|| {
+                                self.flows.push(row);
+                                self.agg.push(Agg::default());
+                                (self.flows.len() - 1) as u32
+                            });
+                            memo[r] = id;
+                            id
+                        }
+                        Some(id) => id,
+                        None => anyhow::bail!("{what}: flow index {r} out of range"),
                     };
-                    let id = *index.entry(row).or_insert_with(|| {
-                        self.flows.push(row);
-                        self.agg.push(Agg::default());
-                        (self.flows.len() - 1) as u32
-                    });
                     self.conns.push(ConnEvent {
                         ts: b.ts[i],
                         flow: id,
@@ -346,6 +370,7 @@ impl Dataset {
                 }
             }
         }
+        self.flow_index = index;
         self.conns
             .sort_by_key(|c| (self.flows[c.flow as usize].file, c.ts));
         Ok(())
@@ -465,6 +490,7 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn compacting_buckets_sums_duplicates_and_keeps_totals() {

@@ -265,6 +265,9 @@ pub struct Dataset {
     pub buckets: Vec<Bucket>,
     /// Bucket count after the last compaction (load-time bookkeeping).
     pub(crate) buckets_compacted: usize,
+    /// `flows` -> index, kept across merges (load-time bookkeeping; rebuilt
+    /// when `flows` grew without it).
+    pub(crate) flow_index: polars::prelude::PlHashMap<FlowRow, u32>,
     /// Message events, per chunk (when asked for).
     pub msg_events: Vec<Events>,
     /// Packet events, per chunk (when asked for).

@@ -305,7 +305,7 @@ pub const AF_INET6: u8 = 10;
 
 /// Everything that is constant for one flow (socket as seen by one thread).
 /// Stored once per chunk in the flow dictionary; events refer to it by index.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Flow {
     /// Process id (tgid); 0 when unknown (e.g. a received packet).
     pub pid: u32,
@@ -331,6 +331,39 @@ pub struct Flow {
     pub raddr: [u8; 16],
     /// Remote port (host order).
     pub rport: u16,
+}
+
+impl Flow {
+    /// The fields that tell flows apart in practice (socket, task,
+    /// interface, tuple) folded into four words. comm and cgroup follow the
+    /// task, so leaving them out only costs an equality check on the rare
+    /// collision.
+    #[inline]
+    pub fn hash_words(&self) -> [u64; 4] {
+        let w = |b: &[u8; 16], half: usize| {
+            u64::from_le_bytes(std::array::from_fn(|k| b[half * 8 + k]))
+        };
+        [
+            self.cookie,
+            (self.pid as u64) << 32 | self.tid as u64,
+            self.ifindex as u64 | (self.lport as u64) << 32 | (self.rport as u64) << 48,
+            w(&self.laddr, 0)
+                ^ w(&self.laddr, 1).rotate_left(29)
+                ^ w(&self.raddr, 0).rotate_left(7)
+                ^ w(&self.raddr, 1).rotate_left(43)
+                ^ ((self.family as u64) << 8 | self.proto as u64),
+        ]
+    }
+}
+
+/// Hashes [`Flow::hash_words`]: four words instead of a dozen fields (flows
+/// are hashed per event when traces are written and per flow when read).
+impl std::hash::Hash for Flow {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for w in self.hash_words() {
+            state.write_u64(w);
+        }
+    }
 }
 
 /// Direction of a message or packet.

@@ -36,25 +36,9 @@ fn fx(h: u64, v: u64) -> u64 {
     (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
 }
 
-fn word(b: &[u8; 16], half: usize) -> u64 {
-    u64::from_le_bytes(std::array::from_fn(|k| b[half * 8 + k]))
-}
-
-/// Hash of the fields that tell flows apart in practice (socket, task,
-/// interface, tuple). comm and cgroup follow the task, so leaving them out
-/// only costs an equality check on the rare collision.
+/// The dictionary's hash of a flow (its words through FxHash).
 fn flow_hash(f: &Flow) -> u64 {
-    let mut h = fx(0, f.cookie);
-    h = fx(h, (f.pid as u64) << 32 | f.tid as u64);
-    h = fx(
-        h,
-        f.ifindex as u64 | (f.lport as u64) << 32 | (f.rport as u64) << 48,
-    );
-    h = fx(h, (f.family as u64) << 8 | f.proto as u64);
-    h = fx(h, word(&f.laddr, 0));
-    h = fx(h, word(&f.laddr, 1));
-    h = fx(h, word(&f.raddr, 0));
-    fx(h, word(&f.raddr, 1))
+    f.hash_words().into_iter().fold(0, fx)
 }
 
 /// Per-chunk flow dictionary under construction. The table holds indices

@@ -105,7 +105,7 @@ impl EventSource for BpfSource<'_, '_> {
                 for r in p.iter() {
                     out.push(r);
                 }
-                *p = RawBatch::with_capacity(p.bytes());
+                p.clear();
             }
         }
         Ok(())

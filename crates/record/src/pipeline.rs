@@ -147,14 +147,27 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const CHANNEL_BATCHES: usize = 64;
 
 /// Drain `src` until `ctl` says stop, sending batches and periodic counters.
-fn drain_loop(src: &mut dyn EventSource, ctl: &Control, tx: &Sender<Msg>) -> Result<()> {
+fn drain_loop(
+    src: &mut dyn EventSource,
+    ctl: &Control,
+    tx: &Sender<Msg>,
+    recycled: &Receiver<RawBatch>,
+) -> Result<()> {
     let mut batch = RawBatch::with_capacity(1 << 20);
     let mut last_counters = Instant::now();
     loop {
         let stopping = ctl.stopping();
         src.poll(if stopping { Duration::ZERO } else { POLL }, &mut batch)?;
-        if !batch.is_empty() && tx.send(Msg::Batch(batch.take())).is_err() {
-            return Ok(()); // writer gone (it failed; its error is reported)
+        if !batch.is_empty() {
+            let next = recycled
+                .try_recv()
+                .unwrap_or_else(|_| RawBatch::with_capacity(batch.bytes()));
+            if tx
+                .send(Msg::Batch(std::mem::replace(&mut batch, next)))
+                .is_err()
+            {
+                return Ok(()); // writer gone (it failed; its error is reported)
+            }
         }
         if stopping || last_counters.elapsed() >= COUNTER_EVERY {
             last_counters = Instant::now();
@@ -273,11 +286,15 @@ impl<S: EventSink> Writer<'_, S> {
         Ok(())
     }
 
-    fn run(mut self, rx: &Receiver<Msg>) -> Result<Summary> {
+    fn run(mut self, rx: &Receiver<Msg>, recycle: &Sender<RawBatch>) -> Result<Summary> {
         let mut last_flush = Instant::now();
         loop {
             match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(Msg::Batch(b)) => self.batch(&b)?,
+                Ok(Msg::Batch(mut b)) => {
+                    self.batch(&b)?;
+                    b.clear();
+                    let _ = recycle.try_send(b); // pool full: let it go
+                }
                 Ok(Msg::Counters(c, p)) => self.counters(c, p)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -319,6 +336,7 @@ where
     K: FnOnce(&mut dyn FnMut(&mut dyn EventSource) -> Result<()>) -> Result<()> + Send,
 {
     let (tx, rx) = bounded::<Msg>(CHANNEL_BATCHES);
+    let (recycle_tx, recycled) = bounded::<RawBatch>(4);
     let (ready_tx, ready_rx) = bounded::<()>(1);
     std::thread::scope(|s| {
         let writer = std::thread::Builder::new()
@@ -331,7 +349,7 @@ where
                     summary: Summary::default(),
                     last_counters: Counters::default(),
                 }
-                .run(&rx);
+                .run(&rx, &recycle_tx);
                 if r.is_err() {
                     ctl.stop();
                 }
@@ -345,7 +363,7 @@ where
                 let tx = tx;
                 let r = kernel(&mut |src: &mut dyn EventSource| {
                     let _ = ready_tx.send(());
-                    drain_loop(src, ctl, &tx)
+                    drain_loop(src, ctl, &tx, &recycled)
                 });
                 ctl.stop();
                 r

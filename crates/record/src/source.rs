@@ -55,6 +55,13 @@ impl RawBatch {
         RawIter { rest: &self.buf }
     }
 
+    /// Forget the records, keep the memory (batches are recycled so the
+    /// drain loop does not fault in fresh pages every poll).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+
     /// Move the contents out, leaving an empty batch with the same capacity
     /// hint.
     pub fn take(&mut self) -> RawBatch {
