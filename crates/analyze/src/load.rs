@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use polars::prelude::PlHashMap;
 use rayon::prelude::*;
 use snoop_format::{ColumnSet, EventBatch, ProcessKind, ProcessRow, Table, Trace};
 
@@ -228,22 +227,44 @@ impl Dataset {
 
     /// The flow -> index map, taken out to be put back when done; rebuilt
     /// if `flows` grew without it.
-    fn take_flow_index(&mut self) -> PlHashMap<FlowRow, u32> {
-        let index = std::mem::take(&mut self.flow_index);
+    fn take_flow_index(&mut self) -> hashbrown::HashTable<u32> {
+        let mut index = std::mem::take(&mut self.flow_index);
         if index.len() == self.flows.len() {
             return index;
         }
-        self.flows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (*r, i as u32))
-            .collect()
+        index.clear();
+        for (i, r) in self.flows.iter().enumerate() {
+            index.insert_unique(r.hash64(), i as u32, |&j| self.flows[j as usize].hash64());
+        }
+        index
+    }
+
+    /// The index of `row` in `flows`, appended (with empty totals) when new.
+    fn intern(&mut self, index: &mut hashbrown::HashTable<u32>, row: FlowRow) -> u32 {
+        let flows = &mut self.flows;
+        match index.entry(
+            row.hash64(),
+            |&j| flows[j as usize] == row,
+            |&j| flows[j as usize].hash64(),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let id = flows.len() as u32;
+                flows.push(row);
+                self.agg.push(Agg::default());
+                e.insert(id);
+                id
+            }
+        }
     }
 
     /// Intern chunk outputs into the global flow table; returns the events.
     fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
         let mut index = self.take_flow_index();
-        index.reserve(outs.iter().map(|o| o.keys.len()).sum());
+        let flows = &self.flows;
+        index.reserve(outs.iter().map(|o| o.keys.len()).sum(), |&j| {
+            flows[j as usize].hash64()
+        });
         let mut remaps = Vec::with_capacity(outs.len());
         let mut events = Vec::new();
         for o in outs {
@@ -256,11 +277,7 @@ impl Dataset {
                         flow,
                         origin,
                     };
-                    *index.entry(row).or_insert_with(|| {
-                        self.flows.push(row);
-                        self.agg.push(Agg::default());
-                        (self.flows.len() - 1) as u32
-                    })
+                    self.intern(&mut index, row)
                 })
                 .collect();
             for (l, a) in o.agg.iter().enumerate() {
@@ -348,11 +365,7 @@ impl Dataset {
                                 flow: f,
                                 origin: Origin::Conn,
                             };
-                            let id = *index.entry(row).or_insert_with(|| {
-                                self.flows.push(row);
-                                self.agg.push(Agg::default());
-                                (self.flows.len() - 1) as u32
-                            });
+                            let id = self.intern(&mut index, row);
                             memo[r] = id;
                             id
                         }

@@ -106,6 +106,16 @@ pub struct FlowRow {
     pub origin: Origin,
 }
 
+impl FlowRow {
+    /// A 64-bit hash of the row (FxHash over [`Flow::hash_words`], the file
+    /// and the origin), for the load-time flow index.
+    pub fn hash64(&self) -> u64 {
+        let fx = |h: u64, v: u64| (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let h = self.flow.hash_words().into_iter().fold(0, fx);
+        fx(h, (self.file as u64) << 8 | self.origin as u64)
+    }
+}
+
 /// Totals of one flow (messages for message flows, packets for packet flows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Agg {
@@ -265,9 +275,11 @@ pub struct Dataset {
     pub buckets: Vec<Bucket>,
     /// Bucket count after the last compaction (load-time bookkeeping).
     pub(crate) buckets_compacted: usize,
-    /// `flows` -> index, kept across merges (load-time bookkeeping; rebuilt
-    /// when `flows` grew without it).
-    pub(crate) flow_index: polars::prelude::PlHashMap<FlowRow, u32>,
+    /// Indices into `flows`, hashed by [`FlowRow::hash64`], kept across
+    /// merges (load-time bookkeeping; rebuilt when `flows` grew without it).
+    /// It stores no keys: with ~10^5 flows a copy of every row would cost
+    /// more in first-touch page faults than the hashing it saves.
+    pub(crate) flow_index: hashbrown::HashTable<u32>,
     /// Message events, per chunk (when asked for).
     pub msg_events: Vec<Events>,
     /// Packet events, per chunk (when asked for).
