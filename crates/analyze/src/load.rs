@@ -225,46 +225,13 @@ impl Dataset {
         self.buckets = out;
     }
 
-    /// The flow -> index map, taken out to be put back when done; rebuilt
-    /// if `flows` grew without it.
-    fn take_flow_index(&mut self) -> hashbrown::HashTable<u32> {
-        let mut index = std::mem::take(&mut self.flow_index);
-        if index.len() == self.flows.len() {
-            return index;
-        }
-        index.clear();
-        for (i, r) in self.flows.iter().enumerate() {
-            index.insert_unique(r.hash64(), i as u32, |&j| self.flows[j as usize].hash64());
-        }
-        index
-    }
-
-    /// The index of `row` in `flows`, appended (with empty totals) when new.
-    fn intern(&mut self, index: &mut hashbrown::HashTable<u32>, row: FlowRow) -> u32 {
-        let flows = &mut self.flows;
-        match index.entry(
-            row.hash64(),
-            |&j| flows[j as usize] == row,
-            |&j| flows[j as usize].hash64(),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                let id = flows.len() as u32;
-                flows.push(row);
-                self.agg.push(Agg::default());
-                e.insert(id);
-                id
-            }
-        }
-    }
-
     /// Intern chunk outputs into the global flow table; returns the events.
     fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
-        let mut index = self.take_flow_index();
         let flows = &self.flows;
-        index.reserve(outs.iter().map(|o| o.keys.len()).sum(), |&j| {
-            flows[j as usize].hash64()
-        });
+        self.flow_index
+            .reserve(outs.iter().map(|o| o.keys.len()).sum(), |&j| {
+                flows[j as usize].hash64()
+            });
         let mut remaps = Vec::with_capacity(outs.len());
         let mut events = Vec::new();
         for o in outs {
@@ -277,7 +244,7 @@ impl Dataset {
                         flow,
                         origin,
                     };
-                    self.intern(&mut index, row)
+                    intern(&mut self.flows, &mut self.agg, &mut self.flow_index, row)
                 })
                 .collect();
             for (l, a) in o.agg.iter().enumerate() {
@@ -306,12 +273,10 @@ impl Dataset {
                     *f = r[*f as usize];
                 }
             });
-        self.flow_index = index;
         events
     }
 
     fn load_conns(&mut self, traces: &[Trace]) -> anyhow::Result<()> {
-        let mut index = self.take_flow_index();
         for (fi, tr) in traces.iter().enumerate() {
             let ff = self.files[fi].filter.clone();
             let chunks: Vec<usize> = tr
@@ -365,7 +330,8 @@ impl Dataset {
                                 flow: f,
                                 origin: Origin::Conn,
                             };
-                            let id = self.intern(&mut index, row);
+                            let id =
+                                intern(&mut self.flows, &mut self.agg, &mut self.flow_index, row);
                             memo[r] = id;
                             id
                         }
@@ -383,7 +349,6 @@ impl Dataset {
                 }
             }
         }
-        self.flow_index = index;
         self.conns
             .sort_by_key(|c| (self.flows[c.flow as usize].file, c.ts));
         Ok(())
@@ -497,6 +462,30 @@ impl Dataset {
             .get(file as usize)
             .map(|f| f.info.boot_to_wall_ns)
             .unwrap_or(0)
+    }
+}
+
+/// The index of `row` in `flows`, appended (with empty totals in `agg`)
+/// when new; `index` holds the indices of `flows` by [`FlowRow::hash64`].
+fn intern(
+    flows: &mut Vec<FlowRow>,
+    agg: &mut Vec<Agg>,
+    index: &mut hashbrown::HashTable<u32>,
+    row: FlowRow,
+) -> u32 {
+    match index.entry(
+        row.hash64(),
+        |&j| flows[j as usize] == row,
+        |&j| flows[j as usize].hash64(),
+    ) {
+        hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+        hashbrown::hash_table::Entry::Vacant(e) => {
+            let id = flows.len() as u32;
+            flows.push(row);
+            agg.push(Agg::default());
+            e.insert(id);
+            id
+        }
     }
 }
 

@@ -107,12 +107,13 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
-    /// A 64-bit hash of the row (FxHash over [`Flow::hash_words`], the file
-    /// and the origin), for the load-time flow index.
+    /// A 64-bit hash of the row ([`Flow::hash64`] with the file and the
+    /// origin folded in), for the load-time flow index.
     pub fn hash64(&self) -> u64 {
-        let fx = |h: u64, v: u64| (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        let h = self.flow.hash_words().into_iter().fold(0, fx);
-        fx(h, (self.file as u64) << 8 | self.origin as u64)
+        snoop_format::fx_step(
+            self.flow.hash64(),
+            (self.file as u64) << 8 | self.origin as u64,
+        )
     }
 }
 
@@ -275,10 +276,10 @@ pub struct Dataset {
     pub buckets: Vec<Bucket>,
     /// Bucket count after the last compaction (load-time bookkeeping).
     pub(crate) buckets_compacted: usize,
-    /// Indices into `flows`, hashed by [`FlowRow::hash64`], kept across
-    /// merges (load-time bookkeeping; rebuilt when `flows` grew without it).
-    /// It stores no keys: with ~10^5 flows a copy of every row would cost
-    /// more in first-touch page faults than the hashing it saves.
+    /// Indices into `flows`, hashed by [`FlowRow::hash64`] (load-time
+    /// bookkeeping; every row enters `flows` through it). It stores no
+    /// keys: with ~10^5 flows a copy of every row would cost more in
+    /// first-touch page faults than the hashing it saves.
     pub(crate) flow_index: hashbrown::HashTable<u32>,
     /// Message events, per chunk (when asked for).
     pub msg_events: Vec<Events>,

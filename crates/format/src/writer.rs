@@ -29,18 +29,6 @@ impl Default for WriterOptions {
     }
 }
 
-/// One step of FxHash (rustc's hasher): flows are hashed once per event on
-/// the write path, and SipHash's DoS resistance buys nothing for keys we made.
-#[inline]
-fn fx(h: u64, v: u64) -> u64 {
-    (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
-}
-
-/// The dictionary's hash of a flow (its words through FxHash).
-fn flow_hash(f: &Flow) -> u64 {
-    f.hash_words().into_iter().fold(0, fx)
-}
-
 /// Per-chunk flow dictionary under construction. The table holds indices
 /// into `flows` only, so each flow is stored once and the table stays
 /// small enough to live in cache with tens of thousands of flows a chunk
@@ -60,12 +48,12 @@ impl FlowDict {
                 return *i;
             }
         }
-        let h = flow_hash(flow);
+        let h = flow.hash64();
         let flows = &mut self.flows;
         let i = match self.index.entry(
             h,
             |&i| flows[i as usize] == *flow,
-            |&i| flow_hash(&flows[i as usize]),
+            |&i| flows[i as usize].hash64(),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
             hashbrown::hash_table::Entry::Vacant(e) => {

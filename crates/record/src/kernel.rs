@@ -58,14 +58,8 @@ pub struct KernelOptions {
 /// Bytes of each CPU's ring when `total` is shared by `cpus` rings: a power
 /// of two (the kernel's rule), at least one page.
 pub fn per_cpu_ring_bytes(total: u64, cpus: usize) -> u64 {
-    let each = total.clamp(4096, 1 << 30) / (cpus.max(1) as u64);
-    if each <= 4096 {
-        4096
-    } else if each.is_power_of_two() {
-        each
-    } else {
-        each.next_power_of_two() / 2
-    }
+    let each = (total.clamp(4096, 1 << 30) / (cpus.max(1) as u64)).max(4096);
+    1 << each.ilog2()
 }
 
 /// The records (minus one) between two checks of a ring's fill level: up

@@ -61,13 +61,6 @@ impl RawBatch {
         self.buf.clear();
         self.count = 0;
     }
-
-    /// Move the contents out, leaving an empty batch with the same capacity
-    /// hint.
-    pub fn take(&mut self) -> RawBatch {
-        let cap = self.buf.capacity();
-        std::mem::replace(self, RawBatch::with_capacity(cap))
-    }
 }
 
 /// Iterator over the records of a [`RawBatch`].
@@ -190,8 +183,10 @@ mod tests {
         let v: Vec<&[u8]> = b.iter().collect();
         assert_eq!(v, vec![&[1u8, 2, 3][..], &[][..], &[4][..]]);
         assert_eq!(b.len(), 3);
-        let t = b.take();
+        b.clear();
         assert!(b.is_empty());
-        assert_eq!(t.len(), 3);
+        assert_eq!(b.iter().count(), 0);
+        b.push(&[5, 6]);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![&[5u8, 6][..]]);
     }
 }
