@@ -19,8 +19,8 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 	/* At TCP_CLOSE the port was already released (inet_put_port zeroes
 	 * skc_num before the state is stored); inet_sport keeps it. */
 	if (!lport)
-		lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+		lport = bpf_ntohs(bpf_core_cast(sk, struct inet_sock)->inet_sport);
+	__u64 cookie = snoop_sk_cookie((struct sock *)sk);
 
 	if (learn_flow)
 		snoop_learn_flow(laddr, raddr, lport, rport, SNOOP_IPPROTO_TCP, cookie);
@@ -66,10 +66,10 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 	c->bytes_acked = 0;
 	c->bytes_received = 0;
 	if (new_state == SNOOP_TCP_CLOSE || old_state == 0) {
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+		const struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
 
-		c->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-		c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		c->bytes_acked = tp->bytes_acked;
+		c->bytes_received = tp->bytes_received;
 	}
 	__builtin_memcpy(c->laddr, laddr, 16);
 	__builtin_memcpy(c->raddr, raddr, 16);
@@ -92,14 +92,14 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
  * then only evicts when more sockets are alive than it holds). */
 static __always_inline void snoop_forget_tcp(const struct sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	__u64 cookie = snoop_sk_cookie((struct sock *)sk);
 	struct snoop_flow_key k = {};
 
 	bpf_map_delete_elem(&snoop_owners, &cookie);
 	bpf_sk_storage_delete(&snoop_sk_learned, (void *)sk);
 	snoop_sk_addrs(&sk->__sk_common, k.laddr, k.raddr, &k.lport, &k.rport);
 	if (!k.lport)
-		k.lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+		k.lport = bpf_ntohs(bpf_core_cast(sk, struct inet_sock)->inet_sport);
 	k.proto = SNOOP_IPPROTO_TCP;
 	/* Only if the tuple still maps to this socket. */
 	__u64 *v = bpf_map_lookup_elem(&snoop_flows, &k);

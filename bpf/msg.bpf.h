@@ -62,7 +62,7 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 cookie = snoop_sk_cookie(sk);
 	__u8 laddr[16] = {}, raddr[16] = {};
 	__u16 lport = 0, rport = 0;
 
@@ -106,13 +106,15 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 	m->bytes = ret;
 	m->ts_ns = bpf_ktime_get_boot_ns();
 	m->cookie = cookie;
-	m->cgroup = bpf_get_current_cgroup_id();
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	m->cgroup = snoop_task_cgroup(task);
 	__builtin_memcpy(m->laddr, laddr, 16);
 	__builtin_memcpy(m->raddr, raddr, 16);
 	m->lport = lport;
 	m->rport = rport;
 	m->_pad0 = 0;
-	bpf_get_current_comm(m->comm, sizeof(m->comm));
+	snoop_task_comm(m->comm, task);
 	snoop_submit(m);
 	return 0;
 }

@@ -19,50 +19,50 @@ struct snoop_l34 {
 };
 
 /* Parse an IPv4/IPv6 header at kernel address l3 (+ TCP/UDP ports).
- * Returns 0 when the packet is not IP. Fragments keep ports 0. One read
- * covers the usual header and the ports (a second only for IPv4 options):
- * helper calls are most of the cost per packet. Bytes past a short packet
- * are read harmlessly from the skb buffer and ignored unless TCP/UDP. */
+ * Returns 0 when the packet is not IP. Fragments keep ports 0. The headers
+ * are read with direct loads through bpf_core_cast (read-only, faulting
+ * loads the JIT guards), not bpf_probe_read_kernel: helper calls were
+ * most of the cost per packet. Bytes past a short packet are read
+ * harmlessly from the skb buffer and ignored unless TCP/UDP. */
 static __always_inline int snoop_parse_l3(const void *l3, __u16 eth_proto, struct snoop_l34 *out)
 {
 	if (eth_proto == SNOOP_ETH_P_IP) {
-		struct {
-			struct iphdr ip;
-			__u16 ports[2];
-		} h;
+		const struct iphdr *ip = bpf_core_cast(l3, struct iphdr);
+		__u8 ihl = ip->ihl;
 
-		if (bpf_probe_read_kernel(&h, sizeof(h), l3))
-			return 0;
 		out->family = SNOOP_AF_INET;
-		out->proto = h.ip.protocol;
-		snoop_map_v4(out->saddr, h.ip.saddr);
-		snoop_map_v4(out->daddr, h.ip.daddr);
-		if (h.ip.frag_off & bpf_htons(0x1fff))
+		out->proto = ip->protocol;
+		snoop_map_v4(out->saddr, ip->saddr);
+		snoop_map_v4(out->daddr, ip->daddr);
+		if (ip->frag_off & bpf_htons(0x1fff))
 			return 1;
-		if (h.ip.protocol != SNOOP_IPPROTO_TCP && h.ip.protocol != SNOOP_IPPROTO_UDP)
+		if (out->proto != SNOOP_IPPROTO_TCP && out->proto != SNOOP_IPPROTO_UDP)
 			return 1;
-		if (h.ip.ihl != 5 &&
-		    bpf_probe_read_kernel(h.ports, sizeof(h.ports), l3 + h.ip.ihl * 4))
-			return 1;
-		out->sport = bpf_ntohs(h.ports[0]);
-		out->dport = bpf_ntohs(h.ports[1]);
+		const struct udphdr *l4 = bpf_core_cast(l3 + ihl * 4, struct udphdr);
+
+		out->sport = bpf_ntohs(l4->source);
+		out->dport = bpf_ntohs(l4->dest);
 		return 1;
 	}
 	if (eth_proto == SNOOP_ETH_P_IPV6) {
-		struct {
-			struct ipv6hdr ip6;
-			__u16 ports[2];
-		} h;
+		const struct ipv6hdr *ip6 = bpf_core_cast(l3, struct ipv6hdr);
+		__u32 *s = (__u32 *)out->saddr, *d = (__u32 *)out->daddr;
 
-		if (bpf_probe_read_kernel(&h, sizeof(h), l3))
-			return 0;
 		out->family = SNOOP_AF_INET6;
-		out->proto = h.ip6.nexthdr;
-		__builtin_memcpy(out->saddr, &h.ip6.saddr, 16);
-		__builtin_memcpy(out->daddr, &h.ip6.daddr, 16);
-		if (h.ip6.nexthdr == SNOOP_IPPROTO_TCP || h.ip6.nexthdr == SNOOP_IPPROTO_UDP) {
-			out->sport = bpf_ntohs(h.ports[0]);
-			out->dport = bpf_ntohs(h.ports[1]);
+		out->proto = ip6->nexthdr;
+		s[0] = ip6->saddr.in6_u.u6_addr32[0];
+		s[1] = ip6->saddr.in6_u.u6_addr32[1];
+		s[2] = ip6->saddr.in6_u.u6_addr32[2];
+		s[3] = ip6->saddr.in6_u.u6_addr32[3];
+		d[0] = ip6->daddr.in6_u.u6_addr32[0];
+		d[1] = ip6->daddr.in6_u.u6_addr32[1];
+		d[2] = ip6->daddr.in6_u.u6_addr32[2];
+		d[3] = ip6->daddr.in6_u.u6_addr32[3];
+		if (out->proto == SNOOP_IPPROTO_TCP || out->proto == SNOOP_IPPROTO_UDP) {
+			const struct udphdr *l4 = bpf_core_cast(l3 + sizeof(struct ipv6hdr), struct udphdr);
+
+			out->sport = bpf_ntohs(l4->source);
+			out->dport = bpf_ntohs(l4->dest);
 		}
 		return 1;
 	}
@@ -71,10 +71,10 @@ static __always_inline int snoop_parse_l3(const void *l3, __u16 eth_proto, struc
 
 static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 {
-	struct skb_shared_info *shinfo = (struct skb_shared_info *)(skb->head + skb->end);
-	__u16 segs = 0;
+	const struct skb_shared_info *shinfo =
+		bpf_core_cast(skb->head + skb->end, struct skb_shared_info);
+	__u16 segs = shinfo->gso_segs;
 
-	bpf_probe_read_kernel(&segs, sizeof(segs), &shinfo->gso_segs);
 	return segs ? segs : 1;
 }
 

@@ -100,8 +100,16 @@ impl Event {
     }
 }
 
+/// A comm as the kernel's helper returns it: bytes up to the first NUL,
+/// zero after it. The BPF side copies `task->comm` with plain loads, so a
+/// name that was never NUL-padded (or changed mid-copy) cannot leave
+/// stray bytes in the dictionary.
 fn comm(raw: &[i8; 16]) -> [u8; 16] {
-    raw.map(|c| c as u8)
+    let mut out = raw.map(|c| c as u8);
+    if let Some(end) = out.iter().position(|&b| b == 0) {
+        out[end..].fill(0);
+    }
+    out
 }
 
 fn direction(k: u8, d: u8) -> Result<Direction, DecodeError> {
@@ -291,6 +299,16 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn comm_is_zeroed_after_the_first_nul() {
+        // "b" over an older, longer name that was not padded.
+        let mut raw = [b'a' as i8; 16];
+        raw[1] = 0;
+        raw[0] = b'b' as i8;
+        assert_eq!(comm(&raw), snoop_format::comm_bytes("b"));
+        assert_eq!(comm(&[b'x' as i8; 16]), [b'x'; 16], "no NUL: kept as is");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::process::Command;
 
 use snoop_format::{col, comm_str, ColumnSet, Table};
 
-use crate::util::{bpf_ok, name, opts, peer_bin, read_line, server, spawn, start, totals, wait_ok};
+use crate::util::{
+    bpf_ok, message_cgroups, name, opts, own_cgroup_id, peer_bin, read_line, server, spawn, start,
+    totals, wait_ok,
+};
 
 fn tcp_case(test: &str, bind: &str, connect_host: &str) {
     if !bpf_ok(test) {
@@ -42,6 +45,12 @@ fn tcp_case(test: &str, bind: &str, connect_host: &str) {
     assert_eq!((c.tx, c.rx), (up as u64, down as u64), "client bytes");
     assert_eq!(m.len(), 2, "only the test's processes: {m:?}");
     assert_eq!(sum.kernel.iter().map(|k| k.drops).sum::<u64>(), 0);
+    // The peers run in the test's cgroup; the BPF side reads the id with
+    // plain loads, which must give what the kernel's helper gives.
+    let own = own_cgroup_id();
+    for (k, ids) in message_cgroups(&t) {
+        assert_eq!(ids, vec![own], "cgroup of {k}'s messages");
+    }
 
     // Receive attribution: every packet kept is owned by one of the peers
     // (never by whatever task softirq interrupted), and the server's

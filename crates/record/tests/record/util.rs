@@ -173,6 +173,41 @@ pub fn totals(t: &Trace, table: Table) -> HashMap<String, (Bytes, u32)> {
     out
 }
 
+/// The cgroup v2 ids of the message flows of each comm in `t`.
+pub fn message_cgroups(t: &Trace) -> HashMap<String, Vec<u64>> {
+    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    let want = ColumnSet::of(&[col::FLOW, col::F_COMM, col::F_CGROUP]);
+    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
+        let b = t
+            .read_chunk(i, want)
+            .expect("chunk")
+            .into_events()
+            .expect("events");
+        for r in 0..b.rows {
+            let f = b.flow[r] as usize;
+            let v = out.entry(comm_str(&b.flows.comm[f])).or_default();
+            if !v.contains(&b.flows.cgroup[f]) {
+                v.push(b.flows.cgroup[f]);
+            }
+        }
+    }
+    out
+}
+
+/// This process's cgroup v2 id: the inode number of its cgroup directory
+/// (what bpf_get_current_cgroup_id returns). Children inherit it.
+pub fn own_cgroup_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let c = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let path = c
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 line");
+    std::fs::metadata(format!("/sys/fs/cgroup{path}"))
+        .expect("cgroup directory")
+        .ino()
+}
+
 pub fn opts(comms: &[&str]) -> KernelOptions {
     KernelOptions {
         comms: comms.iter().map(|s| s.to_string()).collect(),
