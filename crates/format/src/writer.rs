@@ -2,8 +2,15 @@
 //! sealed into one self-contained chunk (rows sorted by time, flow dictionary,
 //! one zstd frame per column) and appended with a single write. The writer
 //! never seeks back, so a killed recorder leaves every sealed chunk readable.
+//!
+//! Sealing (sort, encode, compress) can run on a helper thread
+//! ([`TraceWriter::seal_in_background`]) so the thread that pushes rows — the
+//! recorder's ring-buffer drain — never stops for it; chunks are still
+//! written in order, by the pushing thread.
 
 use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use crate::codec::{self, EncodedColumn, MAX_CHUNK_ROWS};
 use crate::error::{FormatError, Result};
@@ -316,6 +323,78 @@ fn block(kind: u8, table: u8, meta: &[u8], body: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A full builder on its way to the sealing thread.
+struct SealJob {
+    table: Table,
+    seq: u32,
+    level: i32,
+    builder: Builder,
+}
+
+/// A sealed chunk on its way back, with its (cleared) builder for reuse.
+struct Sealed {
+    table: Table,
+    meta: ChunkMeta,
+    cols: Vec<EncodedColumn>,
+    builder: Builder,
+}
+
+/// Chunks sealed at most this many at a time in the background; one more
+/// full builder makes the pushing thread wait (memory stays bounded).
+const SEALS_IN_FLIGHT: usize = 4;
+
+/// The helper thread that seals chunks, and the chunks it has not
+/// returned yet (oldest first: it works in order).
+struct Sealer {
+    jobs: Option<SyncSender<SealJob>>,
+    done: Receiver<Result<Sealed>>,
+    thread: Option<JoinHandle<()>>,
+    in_flight: usize,
+    spare: Vec<Builder>,
+}
+
+impl Sealer {
+    fn start() -> Result<Sealer> {
+        let (jobs, job_rx) = sync_channel::<SealJob>(SEALS_IN_FLIGHT);
+        let (done_tx, done) = sync_channel::<Result<Sealed>>(SEALS_IN_FLIGHT + 1);
+        let thread = std::thread::Builder::new()
+            .name("snoop-seal".into())
+            .spawn(move || {
+                for mut j in job_rx {
+                    let r = j
+                        .builder
+                        .seal(j.table, j.seq, j.level)
+                        .map(|(meta, cols)| Sealed {
+                            table: j.table,
+                            meta,
+                            cols,
+                            builder: j.builder,
+                        });
+                    if done_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| FormatError::io("start the chunk sealing thread", e))?;
+        Ok(Sealer {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            in_flight: 0,
+            spare: Vec::new(),
+        })
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.jobs = None; // the thread's loop ends
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Writes a trace file. Push rows, call [`TraceWriter::flush`] now and then
 /// (so a crash loses little), and [`TraceWriter::finish`] at the end.
 pub struct TraceWriter<W: Write> {
@@ -326,6 +405,7 @@ pub struct TraceWriter<W: Write> {
     events: u64,
     entries: Vec<ChunkEntry>,
     builders: [Builder; 5],
+    sealer: Option<Sealer>,
 }
 
 fn slot(t: Table) -> usize {
@@ -349,6 +429,7 @@ impl<W: Write> TraceWriter<W> {
             events: 0,
             entries: Vec::new(),
             builders: Default::default(),
+            sealer: None,
         };
         let header = FileHeader {
             major: layout::MAJOR,
@@ -360,6 +441,19 @@ impl<W: Write> TraceWriter<W> {
         let meta = meta::to_bytes(info)?;
         w.write(&block(kind::INFO, 0, &meta, &[]))?;
         Ok(w)
+    }
+
+    /// Seal full chunks on a helper thread from now on: pushing never waits
+    /// for sorting and compression (unless four chunks are already being
+    /// sealed). Chunks are written in order when they come back, at the
+    /// next seal or flush; [`TraceWriter::flush`] then makes durable what
+    /// was sealed, a chunk being sealed lands at the next flush, and
+    /// [`TraceWriter::finish`] waits for all of them.
+    pub fn seal_in_background(&mut self) -> Result<()> {
+        if self.sealer.is_none() {
+            self.sealer = Some(Sealer::start()?);
+        }
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -458,14 +552,88 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn seal(&mut self, t: Table) -> Result<()> {
-        let b = &mut self.builders[slot(t)];
-        if b.len() == 0 {
+        if self.builders[slot(t)].len() == 0 {
             return Ok(());
         }
-        let (mut meta, cols) = b.seal(t, self.seq, self.opts.zstd_level)?;
+        let level = self.opts.zstd_level;
+        let seq = self.seq;
+        self.seq += 1;
+        let Some(sealer) = self.sealer.as_mut() else {
+            let (meta, cols) = self.builders[slot(t)].seal(t, seq, level)?;
+            return self.write_chunk(t, meta, &cols);
+        };
+        let fresh = sealer.spare.pop().unwrap_or_default();
+        let builder = std::mem::replace(&mut self.builders[slot(t)], fresh);
+        if sealer.in_flight >= SEALS_IN_FLIGHT {
+            self.collect(1)?;
+        }
+        let sealer = self.sealer.as_mut().expect("sealer present");
+        let sent = sealer.jobs.as_ref().map(|j| {
+            j.send(SealJob {
+                table: t,
+                seq,
+                level,
+                builder,
+            })
+        });
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(FormatError::Invalid(
+                "the chunk sealing thread stopped".into(),
+            ));
+        }
+        sealer.in_flight += 1;
+        self.collect_ready()
+    }
+
+    /// Write the chunks the sealing thread has finished, without waiting.
+    fn collect_ready(&mut self) -> Result<()> {
+        loop {
+            let Some(sealer) = self.sealer.as_mut() else {
+                return Ok(());
+            };
+            match sealer.done.try_recv() {
+                Ok(r) => {
+                    sealer.in_flight -= 1;
+                    self.write_sealed(r)?;
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Wait for and write the oldest `n` chunks being sealed (or all there
+    /// are, if fewer).
+    fn collect(&mut self, n: usize) -> Result<()> {
+        for _ in 0..n {
+            let Some(sealer) = self.sealer.as_mut() else {
+                return Ok(());
+            };
+            if sealer.in_flight == 0 {
+                return Ok(());
+            }
+            let r = sealer
+                .done
+                .recv()
+                .map_err(|_| FormatError::Invalid("the chunk sealing thread stopped".into()))?;
+            sealer.in_flight -= 1;
+            self.write_sealed(r)?;
+        }
+        Ok(())
+    }
+
+    fn write_sealed(&mut self, r: Result<Sealed>) -> Result<()> {
+        let s = r?;
+        if let Some(sealer) = self.sealer.as_mut() {
+            sealer.spare.push(s.builder);
+        }
+        self.write_chunk(s.table, s.meta, &s.cols)
+    }
+
+    /// Lay out and append one sealed chunk, and index it.
+    fn write_chunk(&mut self, t: Table, mut meta: ChunkMeta, cols: &[EncodedColumn]) -> Result<()> {
         let mut off = 0u64;
         let mut metas = Vec::with_capacity(cols.len());
-        for c in &cols {
+        for c in cols {
             let mut m = c.meta.clone();
             m.offset = off;
             off += m.len;
@@ -485,16 +653,17 @@ impl<W: Write> TraceWriter<W> {
             pid_min: meta.pid_min,
             pid_max: meta.pid_max,
         });
-        self.write(&bytes)?;
-        self.seq += 1;
-        Ok(())
+        self.write(&bytes)
     }
 
-    /// Seal every open chunk now and flush the output.
+    /// Seal every open chunk now and flush the output. With
+    /// [`TraceWriter::seal_in_background`], chunks still being sealed are
+    /// written by a later flush (or by [`TraceWriter::finish`]).
     pub fn flush(&mut self) -> Result<()> {
         for t in Table::ALL {
             self.seal(t)?;
         }
+        self.collect_ready()?;
         self.out
             .flush()
             .map_err(|e| FormatError::io(format!("flushing at offset {}", self.offset), e))
@@ -514,6 +683,8 @@ impl<W: Write> TraceWriter<W> {
     /// then complete. Returns the output.
     pub fn finish(mut self, end_ns: u64) -> Result<W> {
         self.flush()?;
+        self.collect(usize::MAX)?;
+        self.sealer = None;
         let footer = Footer {
             chunks: std::mem::take(&mut self.entries),
             end_ns,

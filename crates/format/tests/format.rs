@@ -420,3 +420,40 @@ fn synthetic_workload_is_compact() {
     // The format's design target (FORMAT.md); a regression here is a format bug.
     assert!(per_event <= 5.0, "{per_event:.2} bytes per message event");
 }
+
+/// Sealing on the helper thread writes the very same file as sealing
+/// inline: same chunks, same order, same bytes, through flushes and
+/// more full chunks than can be in flight at once.
+#[test]
+fn background_sealing_writes_the_same_file() {
+    let write = |background: bool| {
+        let mut w = TraceWriter::new(Vec::new(), &info(), opts(64)).unwrap();
+        if background {
+            w.seal_in_background().unwrap();
+        }
+        for round in 0..3 {
+            write_synthetic(
+                &mut w,
+                SynthConfig {
+                    flows: 50,
+                    processes: 5,
+                    seed: round,
+                    ..SynthConfig::default()
+                },
+                2_000,
+            )
+            .unwrap();
+            w.flush().unwrap();
+        }
+        w.finish(10_000_000_000).unwrap()
+    };
+    let inline = write(false);
+    let background = write(true);
+    let t = Trace::from_bytes(background.clone()).unwrap();
+    assert!(t.chunks().len() > 30, "many chunks: {}", t.chunks().len());
+    assert_eq!(
+        read_all(&t).unwrap(),
+        read_all(&Trace::from_bytes(inline.clone()).unwrap()).unwrap()
+    );
+    assert!(inline == background, "files differ");
+}

@@ -81,16 +81,29 @@ pub struct BpfSource<'a, 'obj> {
 }
 
 impl EventSource for BpfSource<'_, '_> {
-    fn poll(&mut self, timeout: Duration, out: &mut RawBatch) -> Result<()> {
-        match self.rb.poll(timeout) {
-            Ok(()) => {}
-            // EINTR (a signal) is not an error: the caller checks its flags.
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("ring buffer poll"),
+    fn poll(&mut self, timeout: Duration, out: &mut RawBatch, max: usize) -> Result<()> {
+        if !timeout.is_zero() {
+            // Wait for a ring to become readable without consuming it
+            // (libbpf's poll would consume every ring to the end).
+            let mut ev = libc::epoll_event { events: 0, u64: 0 };
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: epoll_fd is the ring buffer's live epoll instance and
+            // ev is one writable epoll_event.
+            let rc = unsafe { libc::epoll_wait(self.rb.epoll_fd(), &mut ev, 1, ms) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                // EINTR (a signal) is not an error: the caller checks its flags.
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e).context("ring buffer wait");
+                }
+            }
         }
-        // Producers submit with BPF_RB_NO_WAKEUP, so epoll may time out while
-        // records wait: always consume after the timed wait.
-        self.rb.consume().context("ring buffer consume")?;
+        // Producers submit with BPF_RB_NO_WAKEUP, so the wait may time out
+        // while records wait: always consume after it.
+        let n = self.rb.consume_raw_n(max.max(1));
+        if n < 0 {
+            return Err(std::io::Error::from_raw_os_error(-n)).context("ring buffer consume");
+        }
         let mut p = self.pending.borrow_mut();
         if !p.is_empty() {
             if out.is_empty() {
@@ -358,7 +371,7 @@ pub fn with_kernel<R>(
         }
     }
 
-    let pending = Rc::new(RefCell::new(RawBatch::with_capacity(1 << 20)));
+    let pending = Rc::new(RefCell::new(RawBatch::default()));
     let mut builder = RingBufferBuilder::new();
     for r in &rings {
         let sink = Rc::clone(&pending);

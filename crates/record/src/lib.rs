@@ -1,9 +1,9 @@
 //! snoop-record: the eBPF recorder behind `snoop record` and `snoop top`.
 //!
 //! It loads the one BPF object built from `bpf/` (the contract is
-//! `bpf/snoop.h`), attaches its programs, drains the shared ring buffer on a
-//! dedicated thread and hands raw record batches to a writer thread that
-//! decodes them and pushes rows into a `snoop_format::TraceWriter`. The
+//! `bpf/snoop.h`), attaches its programs, and on one dedicated thread drains the per-CPU
+//! ring buffers in small batches, decodes them and pushes rows into a
+//! `snoop_format::TraceWriter`. The
 //! kernel side is behind the [`source::EventSource`] trait so the whole
 //! pipeline after the kernel is testable without root.
 

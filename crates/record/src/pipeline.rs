@@ -1,19 +1,23 @@
-//! The recording pipeline after the kernel: a drain thread that copies raw
-//! records out of the [`EventSource`] into batches, a bounded channel, and a
-//! writer thread that decodes the batches and pushes rows into an
-//! [`EventSink`] (the trace writer), flushing complete chunks every second
-//! and writing the kernel's per-kind event/drop counters as stats rows.
+//! The recording pipeline after the kernel: one thread takes the raw
+//! records out of the [`EventSource`] a few hundred at a time, decodes them
+//! and pushes rows into an [`EventSink`] (the trace writer), flushing
+//! complete chunks every second and writing the kernel's per-kind
+//! event/drop counters as stats rows.
 //!
-//! Decoding and compression happen on the writer thread so the drain thread
-//! does nothing but empty the ring. When the writer falls behind, the
-//! channel fills, the drain thread blocks and the kernel counts drops —
-//! nothing is lost silently.
+//! Records are decoded right after they leave the ring, while the small
+//! batch they were copied into is still in this core's cache (an earlier
+//! design handed megabyte batches to a writer thread, which read every
+//! record a second time on another core and could queue hundreds of
+//! megabytes). The trace writer sorts and compresses full chunks on its
+//! own thread (`TraceWriter::seal_in_background`), so this loop only stops
+//! draining when four chunks are already being sealed; if the rings fill
+//! meanwhile, the kernel counts the drops — nothing is lost silently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::bounded;
 use snoop_format::source;
 
 use crate::event::{decode, Event};
@@ -121,7 +125,7 @@ impl Control {
     }
 }
 
-/// What the writer thread saw, for the final summary.
+/// What the pipeline saw, for the final summary.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     /// Events written, per record kind.
@@ -136,49 +140,47 @@ pub struct Summary {
     pub first_decode_error: Option<String>,
 }
 
-enum Msg {
-    Batch(RawBatch),
-    Counters(Counters, Pressure),
-}
-
 const POLL: Duration = Duration::from_millis(100);
 const COUNTER_EVERY: Duration = Duration::from_secs(1);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-const CHANNEL_BATCHES: usize = 64;
+/// Records taken from the rings at a time: ~25 KiB of typical records, so
+/// the batch stays in L1 between the copy and the decode.
+const BATCH_RECORDS: usize = 256;
 
-/// Drain `src` until `ctl` says stop, sending batches and periodic counters.
-fn drain_loop(
-    src: &mut dyn EventSource,
-    ctl: &Control,
-    tx: &Sender<Msg>,
-    recycled: &Receiver<RawBatch>,
-) -> Result<()> {
-    let mut batch = RawBatch::with_capacity(1 << 20);
+/// Drain `src` into the writer until `ctl` says stop (then once more, to
+/// the end of what the rings hold).
+fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) -> Result<()> {
+    let mut batch = RawBatch::with_capacity(BATCH_RECORDS * 256);
     let mut last_counters = Instant::now();
+    let mut last_flush = Instant::now();
     loop {
-        let stopping = ctl.stopping();
-        src.poll(if stopping { Duration::ZERO } else { POLL }, &mut batch)?;
-        if !batch.is_empty() {
-            let next = recycled
-                .try_recv()
-                .unwrap_or_else(|_| RawBatch::with_capacity(batch.bytes()));
-            if tx
-                .send(Msg::Batch(std::mem::replace(&mut batch, next)))
-                .is_err()
-            {
-                return Ok(()); // writer gone (it failed; its error is reported)
+        let stopping = w.ctl.stopping();
+        let mut wait = if stopping { Duration::ZERO } else { POLL };
+        loop {
+            src.poll(wait, &mut batch, BATCH_RECORDS)?;
+            wait = Duration::ZERO;
+            let n = batch.len();
+            if n > 0 {
+                w.batch(&batch)?;
+                batch.clear();
+            }
+            if n < BATCH_RECORDS || last_flush.elapsed() >= FLUSH_EVERY {
+                break;
             }
         }
         if stopping || last_counters.elapsed() >= COUNTER_EVERY {
             last_counters = Instant::now();
             let c = src.counters()?;
             let p = src.pressure()?;
-            if tx.send(Msg::Counters(c, p)).is_err() {
-                return Ok(());
-            }
+            w.counters(c, p)?;
         }
         if stopping {
-            return Ok(());
+            return w.finish();
+        }
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            last_flush = Instant::now();
+            w.sink.flush().context("flush trace")?;
+            w.check_limits();
         }
     }
 }
@@ -286,25 +288,9 @@ impl<S: EventSink> Writer<'_, S> {
         Ok(())
     }
 
-    fn run(mut self, rx: &Receiver<Msg>, recycle: &Sender<RawBatch>) -> Result<Summary> {
-        let mut last_flush = Instant::now();
-        loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(Msg::Batch(mut b)) => {
-                    self.batch(&b)?;
-                    b.clear();
-                    let _ = recycle.try_send(b); // pool full: let it go
-                }
-                Ok(Msg::Counters(c, p)) => self.counters(c, p)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if last_flush.elapsed() >= FLUSH_EVERY {
-                last_flush = Instant::now();
-                self.sink.flush().context("flush trace")?;
-                self.check_limits();
-            }
-        }
+    /// The end of the recording: userspace losses as a stats row, then
+    /// everything sealed.
+    fn finish(&mut self) -> Result<()> {
         if self.summary.user_drops > 0 {
             let ts = snoop_format::boottime_ns();
             self.sink
@@ -313,7 +299,7 @@ impl<S: EventSink> Writer<'_, S> {
         }
         self.sink.flush().context("flush trace")?;
         self.check_limits();
-        Ok(self.summary)
+        Ok(())
     }
 }
 
@@ -335,38 +321,24 @@ where
     S: EventSink + Send,
     K: FnOnce(&mut dyn FnMut(&mut dyn EventSource) -> Result<()>) -> Result<()> + Send,
 {
-    let (tx, rx) = bounded::<Msg>(CHANNEL_BATCHES);
-    let (recycle_tx, recycled) = bounded::<RawBatch>(4);
     let (ready_tx, ready_rx) = bounded::<()>(1);
     std::thread::scope(|s| {
-        let writer = std::thread::Builder::new()
-            .name("snoop-writer".into())
-            .spawn_scoped(s, || {
-                let r = Writer {
+        let drain = std::thread::Builder::new()
+            .name("snoop-drain".into())
+            .spawn_scoped(s, move || {
+                let mut w = Writer {
                     sink,
                     ctl,
                     limits,
                     summary: Summary::default(),
                     last_counters: Counters::default(),
-                }
-                .run(&rx, &recycle_tx);
-                if r.is_err() {
-                    ctl.stop();
-                }
-                drop(rx);
-                r
-            })
-            .context("spawn writer thread")?;
-        let drain = std::thread::Builder::new()
-            .name("snoop-drain".into())
-            .spawn_scoped(s, move || {
-                let tx = tx;
+                };
                 let r = kernel(&mut |src: &mut dyn EventSource| {
                     let _ = ready_tx.send(());
-                    drain_loop(src, ctl, &tx, &recycled)
+                    drain_loop(src, &mut w)
                 });
                 ctl.stop();
-                r
+                r.map(|()| w.summary)
             })
             .context("spawn drain thread")?;
 
@@ -378,14 +350,9 @@ where
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let drained = drain
+        drain
             .join()
-            .map_err(|_| anyhow::anyhow!("drain thread panicked"))?;
-        let written = writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-        drained?;
-        written
+            .map_err(|_| anyhow::anyhow!("drain thread panicked"))?
     })
 }
 

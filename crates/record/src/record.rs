@@ -110,6 +110,11 @@ fn record_into(
     let info = FileInfo::from_host(std::env::args().collect());
     let mut writer =
         TraceWriter::new(file, &info, WriterOptions::default()).context("write trace header")?;
+    // The drain thread pushes rows; sorting and compressing a full chunk
+    // must not stop it from emptying the rings.
+    writer
+        .seal_in_background()
+        .context("start the chunk sealing thread")?;
     install_signal_handlers()?;
     let ctl = Control::default();
     let started = Instant::now();

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::skel::kind;
 
-/// Raw records copied out of the ring buffer, in order. Copying is a
-/// memcpy per record; decoding happens on the writer thread.
+/// Raw records copied out of the ring buffers, in order. Copying is a
+/// memcpy per record into a small batch that stays in cache until the
+/// same thread decodes it.
 #[derive(Default, Debug)]
 pub struct RawBatch {
     buf: Vec<u8>,
@@ -106,9 +107,10 @@ pub struct Pressure {
 
 /// A producer of raw records.
 pub trait EventSource {
-    /// Wait at most `timeout` for records and append everything available
-    /// to `out`. Returning with nothing appended is normal.
-    fn poll(&mut self, timeout: Duration, out: &mut RawBatch) -> anyhow::Result<()>;
+    /// Wait at most `timeout` for records and append up to `max` of those
+    /// available to `out` (fewer than `max` means the source is empty for
+    /// now). Returning with nothing appended is normal.
+    fn poll(&mut self, timeout: Duration, out: &mut RawBatch, max: usize) -> anyhow::Result<()>;
 
     /// Cumulative counters since the source started.
     fn counters(&mut self) -> anyhow::Result<Counters>;
@@ -146,12 +148,12 @@ impl ReplaySource {
 }
 
 impl EventSource for ReplaySource {
-    fn poll(&mut self, timeout: Duration, out: &mut RawBatch) -> anyhow::Result<()> {
+    fn poll(&mut self, timeout: Duration, out: &mut RawBatch, max: usize) -> anyhow::Result<()> {
         if self.records.is_empty() {
             std::thread::sleep(timeout.min(Duration::from_millis(5)));
             return Ok(());
         }
-        for _ in 0..self.per_poll {
+        for _ in 0..self.per_poll.min(max.max(1)) {
             let Some(r) = self.records.pop_front() else {
                 break;
             };

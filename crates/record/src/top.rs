@@ -188,7 +188,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
                 return;
             }
             next += interval;
-            // The writer thread decodes asynchronously; a row can land in
+            // The drain thread decodes asynchronously; a row can land in
             // the next interval at worst.
             let rows = table.take_interval();
             let mut o = std::io::stdout().lock();

@@ -53,6 +53,7 @@ pub fn start(opts: KernelOptions) -> Recording {
     let handle = std::thread::spawn(move || {
         let info = FileInfo::from_host(vec!["test".into()]);
         let mut w = TraceWriter::new(file, &info, WriterOptions::default())?;
+        w.seal_in_background()?; // as `snoop record` does
         let s = record_session(
             &mut w,
             &opts,
