@@ -568,15 +568,17 @@ impl<W: Write> TraceWriter<W> {
             self.collect(1)?;
         }
         let sealer = self.sealer.as_mut().expect("sealer present");
-        let sent = sealer.jobs.as_ref().map(|j| {
-            j.send(SealJob {
-                table: t,
-                seq,
-                level,
-                builder,
-            })
-        });
-        if !matches!(sent, Some(Ok(()))) {
+        let job = SealJob {
+            table: t,
+            seq,
+            level,
+            builder,
+        };
+        let sent = match &sealer.jobs {
+            Some(j) => j.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
             return Err(FormatError::Invalid(
                 "the chunk sealing thread stopped".into(),
             ));
