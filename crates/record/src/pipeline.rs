@@ -164,7 +164,9 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
                 w.batch(&batch)?;
                 batch.clear();
             }
-            if n < BATCH_RECORDS || last_flush.elapsed() >= FLUSH_EVERY {
+            // Empty, or time to flush — except when stopping: then the
+            // rings are drained to the end first.
+            if n < BATCH_RECORDS || (!stopping && last_flush.elapsed() >= FLUSH_EVERY) {
                 break;
             }
         }
@@ -423,6 +425,45 @@ mod tests {
             t.rows(Table::Stats) >= 2,
             "kernel drops and userspace losses are recorded"
         );
+    }
+
+    /// Records still in the rings when the stop comes are all written,
+    /// even when draining them takes longer than the flush interval.
+    #[test]
+    fn stop_drains_to_the_end() {
+        /// Hands out a full batch per poll, slowly (5 ms), so draining the
+        /// backlog crosses a flush deadline.
+        struct Slow(std::collections::VecDeque<Vec<u8>>);
+        impl EventSource for Slow {
+            fn poll(&mut self, _: Duration, out: &mut RawBatch, max: usize) -> Result<()> {
+                std::thread::sleep(Duration::from_millis(5));
+                for _ in 0..max {
+                    let Some(r) = self.0.pop_front() else { break };
+                    out.push(&r);
+                }
+                Ok(())
+            }
+            fn counters(&mut self) -> Result<Counters> {
+                Ok(Counters::default())
+            }
+        }
+        let batches = (FLUSH_EVERY.as_millis() / 5 * 3 / 2) as u32; // ~1.5 s of draining
+        let n = batches * BATCH_RECORDS as u32 + 7;
+        let recs = (0..n).map(|i| msg(1, i % 60_000 + 1, 0)).collect();
+        let info = FileInfo::from_host(vec!["test".into()]);
+        let mut w = TraceWriter::new(Vec::new(), &info, WriterOptions::default()).expect("writer");
+        let ctl = Control::default();
+        ctl.stop(); // the stop comes first; the backlog is already there
+        let s = run_pipeline(
+            &mut w,
+            &ctl,
+            &Limits::default(),
+            |drain| drain(&mut Slow(recs)),
+            || {},
+            |_| {},
+        )
+        .expect("pipeline");
+        assert_eq!(s.events[kind::MSG as usize], u64::from(n));
     }
 
     #[test]
