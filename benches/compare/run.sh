@@ -9,6 +9,7 @@
 # reps, BENCH_WORKLOADS (all: bulk-lo,rr-lo,udp-lo,conn-lo,proc-lo,bulk-veth,
 # udp-veth), BENCH_TOOLS (all: snoop,tcpdump,bpftrace,nethogs), SNOOP (use this
 # snoop binary, skip the build), BENCH_DIR (scratch, /tmp/snoop-compare),
+# BENCH_ANALYSIS_RUNS (3) timed runs of each analysis (median wall time),
 # CARGO_TARGET_DIR (default: <repo>/target).
 # Traffic stays on loopback and on a veth pair between two namespaces this
 # script creates (snbA 10.213.0.1 <-> snbB 10.213.0.2) and removes.
