@@ -3,9 +3,12 @@
 # total and mean run time (kernel.bpf_stats_enabled, set for the run and
 # restored), read from the recorder's own program fds (/proc/PID/fdinfo),
 # so other BPF users on the host do not count. Default workload: iperf3
-# loopback TCP for SECS seconds; WORKLOAD=udp uses 64-byte datagrams.
+# loopback TCP for SECS seconds; WORKLOAD=udp uses 64-byte datagrams;
+# WORKLOAD=conn short TCP connections (connect, 64 B each way, close: the
+# compare harness's conn-lo load generator), with the eBPF time per
+# connection.
 #
-#   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|udp
+#   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|udp|conn
 
 source "$(dirname "$0")/common.sh"
 need iperf3 "apt-get install iperf3"
@@ -17,7 +20,19 @@ WORKLOAD=${WORKLOAD:-tcp}
 
 iperf3 -s -p "$PORT" >/dev/null 2>&1 &
 SRV=$!
-trap 'kill "$SRV" 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
+LSRV_PID=
+if [[ $WORKLOAD == conn ]]; then
+	LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/snb-loadgen}
+	if [[ ! -x $LOADGEN || $ROOT/benches/compare/loadgen.rs -nt $LOADGEN ]]; then
+		mkdir -p "$(dirname "$LOADGEN")"
+		rustc -O --edition 2021 "$ROOT/benches/compare/loadgen.rs" -o "$LOADGEN"
+	fi
+	# It serves until its stdin closes; it prints "ready PORT".
+	coproc LSRV { exec "$LOADGEN" server conn 127.0.0.1:0 64; }
+	LSRV_PID=$LSRV_PID
+	read -r _ LPORT <&"${LSRV[0]}"
+fi
+trap 'kill "$SRV" $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
 bpf_stats_on
 for _ in $(seq 200); do
 	ss -Hltn "sport = :$PORT" | grep -q . && break
@@ -37,8 +52,11 @@ per_prog() {
 	done | sort -u
 }
 before=$(per_prog)
+conns=
 if [[ $WORKLOAD == udp ]]; then
 	"$SNOOP_PEER" udp-blast sbcost 0 "$((SECS * 1000))" 64 >/dev/null
+elif [[ $WORKLOAD == conn ]]; then
+	conns=$("$LOADGEN" client conn "127.0.0.1:$LPORT" "$SECS" 64 | jq .ops)
 else
 	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" >/dev/null
 fi
@@ -48,6 +66,7 @@ names=$(for id in $(echo "$after" | cut -d' ' -f1); do
 done)
 rec_stop
 printf '%-24s %10s %12s %8s\n' PROGRAM RUNS TOTAL_MS NS/RUN
+total_ns=$(join <(echo "$before") <(echo "$after") | awk '{t += $4 - $2} END {print t + 0}')
 join <(echo "$before") <(echo "$after") | while read -r id t0 c0 t1 c1; do
 	runs=$((c1 - c0))
 	((runs > 0)) || continue
@@ -55,3 +74,7 @@ join <(echo "$before") <(echo "$after") | while read -r id t0 c0 t1 c1; do
 	printf '%-24s %10d %12.1f %8d\n' "$name" "$runs" "$(((t1 - t0) / 1000))e-3" "$(((t1 - t0) / runs))"
 done | sort -k3 -g -r
 echo "events: $(info "$f" .events)"
+if [[ -n $conns ]]; then
+	awk -v t="$total_ns" -v n="$conns" 'BEGIN {
+		printf "connections: %d, eBPF per connection: %.1f us\n", n, (n ? t / n / 1000 : 0) }'
+fi
