@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use snoop_format::{addr_bytes, col, ColumnSet, Table, Trace};
 use snoop_record::kernel::KernelOptions;
 
-use crate::util::{bpf_ok, name, peer_bin, read_line, start, wait_ok};
+use crate::util::{bpf_ok, event_batches, name, peer_bin, read_line, start, wait_ok};
 
 /// Run `ip ARGS`, panicking with its stderr on failure.
 fn ip(args: &[&str]) {
@@ -140,12 +140,7 @@ fn captured(t: &Trace, ifindex: u32, port: u16, addrs: &[[u8; 16]; 2]) -> [(u64,
         col::F_RPORT,
     ]);
     let mut out = [(0, 0); 2];
-    for i in t.chunks_of(Table::Packets).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(t, Table::Packets, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             let fl = &b.flows;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use snoop_format::{boottime_ns, ColumnSet, Table, Trace};
 use snoop_record::kernel::KernelOptions;
 
-use crate::util::{bpf_ok, start};
+use crate::util::{bpf_ok, event_batches, start};
 
 const ESTABLISHED: u8 = 1;
 const SYN_SENT: u8 = 2;
@@ -43,12 +43,7 @@ struct Transition {
 fn transitions(t: &Trace, lport: u16, rport: u16) -> Vec<Transition> {
     let want = ColumnSet::ALL;
     let mut out = Vec::new();
-    for i in t.chunks_of(Table::Connections).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(t, Table::Connections, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             if b.flows.lport[f] != lport || b.flows.rport[f] != rport {

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use snoop_format::{col, ColumnSet, Table, Trace};
 use snoop_record::kernel::KernelOptions;
 
-use crate::util::{bpf_ok, start};
+use crate::util::{bpf_ok, event_batches, start};
 
 /// Room for `n` open files (root may raise the hard limit too).
 fn raise_nofile(n: u64) {
@@ -61,12 +61,7 @@ fn my_bytes(t: &Trace, port: u16) -> (u64, u64) {
         col::F_RPORT,
     ]);
     let (mut tx, mut rx) = (0, 0);
-    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(t, Table::Messages, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             let fl = &b.flows;

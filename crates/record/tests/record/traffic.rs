@@ -10,8 +10,8 @@ use std::process::Command;
 use snoop_format::{col, comm_str, ColumnSet, Table};
 
 use crate::util::{
-    bpf_ok, message_cgroups, name, opts, own_cgroup_id, peer_bin, read_line, server, spawn, start,
-    totals, wait_ok,
+    bpf_ok, event_batches, message_cgroups, name, opts, own_cgroup_id, peer_bin, read_line, server,
+    spawn, start, totals, wait_ok,
 };
 
 fn tcp_case(test: &str, bind: &str, connect_host: &str) {
@@ -127,12 +127,7 @@ fn udp_case(test: &str, bind: &str, host: &str, connected: bool) {
     );
     // Unconnected UDP: the peer address comes from the cgroup hooks.
     let want = ColumnSet::of(&[col::FLOW, col::F_COMM, col::F_RPORT]);
-    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(&t, Table::Messages, want) {
         for f in 0..b.flows.rport.len() {
             if comm_str(&b.flows.comm[f]) == cn {
                 assert_eq!(b.flows.rport[f], port, "client's remote port");
@@ -194,12 +189,7 @@ fn many_short_lived_processes() {
     let (t, _s, _d) = rec.stop();
     let want = ColumnSet::of(&[col::FLOW, col::BYTES, col::DIR, col::F_PID, col::F_COMM]);
     let mut per_pid: HashMap<u32, u64> = HashMap::new();
-    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(&t, Table::Messages, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             if comm_str(&b.flows.comm[f]) == cn && b.dir[r] == 0 {

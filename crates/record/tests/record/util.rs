@@ -9,7 +9,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use snoop_format::{col, comm_str, ColumnSet, FileInfo, Table, Trace, TraceWriter, WriterOptions};
+use snoop_format::{
+    col, comm_str, ColumnSet, EventBatch, FileInfo, Table, Trace, TraceWriter, WriterOptions,
+};
 use snoop_record::kernel::KernelOptions;
 use snoop_record::pipeline::{Control, Limits, Summary};
 use snoop_record::record_session;
@@ -139,6 +141,20 @@ pub struct Bytes {
     pub n: u64,
 }
 
+/// Every chunk of event table `table` of `t`, decoded with `want`.
+pub fn event_batches(t: &Trace, table: Table, want: ColumnSet) -> Vec<EventBatch> {
+    t.chunks_of(table)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|i| {
+            t.read_chunk(i, want)
+                .expect("chunk")
+                .into_events()
+                .expect("events")
+        })
+        .collect()
+}
+
 /// (comm -> bytes) of one event table, plus pid per comm.
 pub fn totals(t: &Trace, table: Table) -> HashMap<String, (Bytes, u32)> {
     let mut out: HashMap<String, (Bytes, u32)> = HashMap::new();
@@ -150,12 +166,7 @@ pub fn totals(t: &Trace, table: Table) -> HashMap<String, (Bytes, u32)> {
         col::F_PID,
         col::F_COMM,
     ]);
-    for i in t.chunks_of(table).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(t, table, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             let e = out.entry(comm_str(&b.flows.comm[f])).or_default();
@@ -178,12 +189,7 @@ pub fn totals(t: &Trace, table: Table) -> HashMap<String, (Bytes, u32)> {
 pub fn message_cgroups(t: &Trace) -> HashMap<String, Vec<u64>> {
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     let want = ColumnSet::of(&[col::FLOW, col::F_COMM, col::F_CGROUP]);
-    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
-        let b = t
-            .read_chunk(i, want)
-            .expect("chunk")
-            .into_events()
-            .expect("events");
+    for b in event_batches(t, Table::Messages, want) {
         for r in 0..b.rows {
             let f = b.flow[r] as usize;
             let v = out.entry(comm_str(&b.flows.comm[f])).or_default();
