@@ -386,6 +386,41 @@ impl Sealer {
     }
 }
 
+impl Sealer {
+    fn stopped() -> FormatError {
+        FormatError::Invalid("the chunk sealing thread stopped".into())
+    }
+
+    fn submit(&mut self, job: SealJob) -> Result<()> {
+        match &self.jobs {
+            Some(j) if j.send(job).is_ok() => {
+                self.in_flight += 1;
+                Ok(())
+            }
+            _ => Err(Self::stopped()),
+        }
+    }
+
+    /// The oldest chunk being sealed, once done (waiting for it if
+    /// `wait`); `None` when none is in flight, or none is done yet.
+    fn next(&mut self, wait: bool) -> Option<Result<Sealed>> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        let r = if wait {
+            self.done.recv().unwrap_or_else(|_| Err(Self::stopped()))
+        } else {
+            match self.done.try_recv() {
+                Ok(r) => r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Self::stopped()),
+            }
+        };
+        self.in_flight -= 1;
+        Some(r)
+    }
+}
+
 impl Drop for Sealer {
     fn drop(&mut self) {
         self.jobs = None; // the thread's loop ends
@@ -558,68 +593,40 @@ impl<W: Write> TraceWriter<W> {
         let level = self.opts.zstd_level;
         let seq = self.seq;
         self.seq += 1;
+        if self
+            .sealer
+            .as_ref()
+            .is_some_and(|s| s.in_flight >= SEALS_IN_FLIGHT)
+        {
+            self.collect(true)?; // bounded memory: wait for the oldest
+        }
         let Some(sealer) = self.sealer.as_mut() else {
             let (meta, cols) = self.builders[slot(t)].seal(t, seq, level)?;
             return self.write_chunk(t, meta, &cols);
         };
         let fresh = sealer.spare.pop().unwrap_or_default();
         let builder = std::mem::replace(&mut self.builders[slot(t)], fresh);
-        if sealer.in_flight >= SEALS_IN_FLIGHT {
-            self.collect(1)?;
-        }
-        let sealer = self.sealer.as_mut().expect("sealer present");
-        let job = SealJob {
+        sealer.submit(SealJob {
             table: t,
             seq,
             level,
             builder,
-        };
-        let sent = match &sealer.jobs {
-            Some(j) => j.send(job).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(FormatError::Invalid(
-                "the chunk sealing thread stopped".into(),
-            ));
-        }
-        sealer.in_flight += 1;
+        })?;
         self.collect_ready()
     }
 
-    /// Write the chunks the sealing thread has finished, without waiting.
-    fn collect_ready(&mut self) -> Result<()> {
-        loop {
-            let Some(sealer) = self.sealer.as_mut() else {
-                return Ok(());
-            };
-            match sealer.done.try_recv() {
-                Ok(r) => {
-                    sealer.in_flight -= 1;
-                    self.write_sealed(r)?;
-                }
-                Err(_) => return Ok(()),
-            }
+    /// Write the oldest chunk the sealing thread has finished (waiting for
+    /// it if `wait`). Returns whether one was written.
+    fn collect(&mut self, wait: bool) -> Result<bool> {
+        match self.sealer.as_mut().and_then(|s| s.next(wait)) {
+            Some(r) => self.write_sealed(r).map(|()| true),
+            None => Ok(false),
         }
     }
 
-    /// Wait for and write the oldest `n` chunks being sealed (or all there
-    /// are, if fewer).
-    fn collect(&mut self, n: usize) -> Result<()> {
-        for _ in 0..n {
-            let Some(sealer) = self.sealer.as_mut() else {
-                return Ok(());
-            };
-            if sealer.in_flight == 0 {
-                return Ok(());
-            }
-            let r = sealer
-                .done
-                .recv()
-                .map_err(|_| FormatError::Invalid("the chunk sealing thread stopped".into()))?;
-            sealer.in_flight -= 1;
-            self.write_sealed(r)?;
-        }
+    /// Write every chunk the sealing thread has finished, without waiting.
+    fn collect_ready(&mut self) -> Result<()> {
+        while self.collect(false)? {}
         Ok(())
     }
 
@@ -685,7 +692,7 @@ impl<W: Write> TraceWriter<W> {
     /// then complete. Returns the output.
     pub fn finish(mut self, end_ns: u64) -> Result<W> {
         self.flush()?;
-        self.collect(usize::MAX)?;
+        while self.collect(true)? {}
         self.sealer = None;
         let footer = Footer {
             chunks: std::mem::take(&mut self.entries),
