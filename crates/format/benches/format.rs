@@ -37,7 +37,9 @@ fn write(flows: &[snoop_format::Flow], msgs: &[snoop_format::synth::SynthMessage
 /// for 32 events spread over its 4 flows (client and server, messages and
 /// packets), three connections overlap, so a chunk holds tens of thousands
 /// of distinct flows and the one-entry "last flow" cache rarely hits.
-fn conn_storm() -> (Vec<snoop_format::Flow>, Vec<(u64, usize)>) {
+/// `unowned`: the flows have no socket or process (packets of connections
+/// whose sockets are gone), so only the client port tells them apart.
+fn conn_storm(unowned: bool) -> (Vec<snoop_format::Flow>, Vec<(u64, usize)>) {
     let conns = N / 32;
     let mut flows = Vec::with_capacity(conns * 4);
     for c in 0..conns {
@@ -62,6 +64,9 @@ fn conn_storm() -> (Vec<snoop_format::Flow>, Vec<(u64, usize)>) {
                 ..Default::default()
             };
             fl.comm[..4].copy_from_slice(if f & 1 == 0 { b"clnt" } else { b"srvr" });
+            if unowned {
+                (fl.pid, fl.tid, fl.cookie, fl.comm) = (0, 0, 0, [0; 16]);
+            }
             fl.laddr[10] = 0xff;
             fl.laddr[11] = 0xff;
             fl.laddr[12] = 127;
@@ -91,22 +96,24 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("write_messages", |b| b.iter(|| write(&flows, &msgs)));
-    let (sflows, sev) = conn_storm();
-    g.bench_function("write_conn_storm", |b| {
-        b.iter(|| {
-            let mut w = TraceWriter::new(
-                Vec::with_capacity(16 << 20),
-                &FileInfo::default(),
-                WriterOptions::default(),
-            )
-            .expect("writer");
-            for &(ts, f) in &sev {
-                w.push_message(ts, &sflows[f], 64, snoop_format::Direction::Tx)
-                    .expect("push");
-            }
-            w.finish(0).expect("finish")
-        })
-    });
+    for (name, unowned) in [("write_conn_storm", false), ("write_unowned_storm", true)] {
+        let (sflows, sev) = conn_storm(unowned);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut w = TraceWriter::new(
+                    Vec::with_capacity(16 << 20),
+                    &FileInfo::default(),
+                    WriterOptions::default(),
+                )
+                .expect("writer");
+                for &(ts, f) in &sev {
+                    w.push_message(ts, &sflows[f], 64, snoop_format::Direction::Tx)
+                        .expect("push");
+                }
+                w.finish(0).expect("finish")
+            })
+        });
+    }
     let trace = Trace::from_bytes(file).expect("trace");
     g.bench_function("decode_messages_all_columns", |b| {
         b.iter(|| {

@@ -28,7 +28,7 @@ pub use host::{boot_to_wall_ns, boottime_ns, interfaces};
 pub use meta::{ChunkEntry, FileInfo};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
-    addr, addr_bytes, col, column_def, comm_bytes, comm_str, fx_step, source, ColType, ColumnDef,
-    Direction, Flow, ProcessKind, ProcessRow, Table, AF_INET, AF_INET6, FLOW_COLUMNS,
+    addr, addr_bytes, col, column_def, comm_bytes, comm_str, fold_mix, fx_step, source, ColType,
+    ColumnDef, Direction, Flow, ProcessKind, ProcessRow, Table, AF_INET, AF_INET6, FLOW_COLUMNS,
 };
 pub use writer::{TraceWriter, WriterOptions};
