@@ -74,6 +74,15 @@ impl FlowDict {
         i
     }
 
+    /// An empty dictionary with room for `n` flows without rehashing.
+    fn with_capacity(n: usize) -> FlowDict {
+        FlowDict {
+            index: hashbrown::HashTable::with_capacity(n),
+            flows: Vec::with_capacity(n),
+            last: None,
+        }
+    }
+
     fn clear(&mut self) {
         self.index.clear();
         self.flows.clear();
@@ -350,7 +359,10 @@ struct Sealer {
     done: Receiver<Result<Sealed>>,
     thread: Option<JoinHandle<()>>,
     in_flight: usize,
-    spare: Vec<Builder>,
+    /// Sealed builders back for reuse, per table: a builder keeps the
+    /// capacity its table grew (a packets dictionary of tens of thousands
+    /// of flows is not rebuilt by rehashing every chunk).
+    spare: [Vec<Builder>; 5],
 }
 
 impl Sealer {
@@ -381,7 +393,7 @@ impl Sealer {
             done,
             thread: Some(thread),
             in_flight: 0,
-            spare: Vec::new(),
+            spare: Default::default(),
         })
     }
 }
@@ -604,7 +616,13 @@ impl<W: Write> TraceWriter<W> {
             let (meta, cols) = self.builders[slot(t)].seal(t, seq, level)?;
             return self.write_chunk(t, meta, &cols);
         };
-        let fresh = sealer.spare.pop().unwrap_or_default();
+        // A new builder starts with the flow room the last chunk needed:
+        // growing a dictionary rehashes every flow in it.
+        let flows = self.builders[slot(t)].dict.flows.len();
+        let fresh = sealer.spare[slot(t)].pop().unwrap_or_else(|| Builder {
+            dict: FlowDict::with_capacity(flows),
+            ..Builder::default()
+        });
         let builder = std::mem::replace(&mut self.builders[slot(t)], fresh);
         sealer.submit(SealJob {
             table: t,
@@ -633,7 +651,7 @@ impl<W: Write> TraceWriter<W> {
     fn write_sealed(&mut self, r: Result<Sealed>) -> Result<()> {
         let s = r?;
         if let Some(sealer) = self.sealer.as_mut() {
-            sealer.spare.push(s.builder);
+            sealer.spare[slot(s.table)].push(s.builder);
         }
         self.write_chunk(s.table, s.meta, &s.cols)
     }
