@@ -22,15 +22,7 @@ iperf3 -s -p "$PORT" >/dev/null 2>&1 &
 SRV=$!
 LSRV_PID=
 if [[ $WORKLOAD == conn ]]; then
-	LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/snb-loadgen}
-	if [[ ! -x $LOADGEN || $ROOT/benches/compare/loadgen.rs -nt $LOADGEN ]]; then
-		mkdir -p "$(dirname "$LOADGEN")"
-		rustc -O --edition 2021 "$ROOT/benches/compare/loadgen.rs" -o "$LOADGEN"
-	fi
-	# It serves until its stdin closes; it prints "ready PORT".
-	coproc LSRV { exec "$LOADGEN" server conn 127.0.0.1:0 64; }
-	LSRV_PID=$LSRV_PID
-	read -r _ LPORT <&"${LSRV[0]}"
+	loadgen_start conn
 fi
 trap 'kill "$SRV" $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
 bpf_stats_on

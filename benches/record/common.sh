@@ -19,8 +19,12 @@ build() {
 	if [[ -z ${SNOOP:-} || -z ${SNOOP_PEER:-} ]]; then
 		local target=${CARGO_TARGET_DIR:-$ROOT/target}
 		echo "bench: building release binaries (no analyzer) in $target" >&2
-		(cd "$ROOT" && cargo build -q --release --no-default-features --features record &&
-			cargo build -q --release -p snoop-record --bin snoop-peer) >&2
+		# A given SNOOP is not rebuilt (nor is target/release/snoop
+		# overwritten by a recorder-only build behind its back).
+		if [[ -z ${SNOOP:-} ]]; then
+			(cd "$ROOT" && cargo build -q --release --no-default-features --features record) >&2
+		fi
+		(cd "$ROOT" && cargo build -q --release -p snoop-record --bin snoop-peer) >&2
 		SNOOP=${SNOOP:-$target/release/snoop}
 		SNOOP_PEER=${SNOOP_PEER:-$target/release/snoop-peer}
 	fi
@@ -93,4 +97,20 @@ bpf_stats_on() {
 }
 bpf_stats_restore() {
 	[[ -z $BPF_STATS_WAS ]] || sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_WAS"
+}
+
+# loadgen_start conn|rr: build the compare harness's load generator when
+# missing or stale, start its server on a free loopback port, and set
+# LOADGEN, LSRV_PID and LPORT. It serves until its stdin closes (or it is
+# killed).
+loadgen_start() {
+	LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/snb-loadgen}
+	if [[ ! -x $LOADGEN || $ROOT/benches/compare/loadgen.rs -nt $LOADGEN ]]; then
+		mkdir -p "$(dirname "$LOADGEN")"
+		rustc -O --edition 2021 "$ROOT/benches/compare/loadgen.rs" -o "$LOADGEN"
+	fi
+	# It prints "ready PORT" once listening.
+	coproc LSRV { exec "$LOADGEN" server "$1" 127.0.0.1:0 64; }
+	LSRV_PID=$LSRV_PID
+	read -r _ LPORT <&"${LSRV[0]}"
 }
