@@ -90,13 +90,33 @@ impl AttribIndex {
     }
 }
 
-/// How the packets of one packet-flow dictionary row are attributed.
-#[derive(Clone, Debug)]
+/// A fixed answer, applied to the packet's own flow.
+#[derive(Clone, Copy, Debug)]
+enum Fixed {
+    /// The flow as recorded (the kernel's owner).
+    AsRecorded,
+    /// The flow with its owner fields cleared.
+    Unowned,
+}
+
+impl Fixed {
+    fn apply(self, f: &Flow) -> Flow {
+        match self {
+            Fixed::AsRecorded => *f,
+            Fixed::Unowned => unowned(f),
+        }
+    }
+}
+
+/// How the packets of one packet-flow dictionary row are attributed. Small
+/// (no flow inside): a chunk of a connection storm holds one per each of
+/// tens of thousands of rows.
+#[derive(Clone, Copy, Debug)]
 enum Plan<'a> {
     /// Pick among these message flows by time; `strict` = within the slack.
     Cands(&'a [Cand], Origin, bool),
     /// Fixed result.
-    Fixed(Flow, Origin),
+    Fixed(Fixed, Origin),
 }
 
 /// Resolves the packets of one chunk (caches per flow dictionary row).
@@ -135,7 +155,7 @@ impl<'a> PktResolver<'a> {
             } else {
                 Origin::PktOtherProto
             };
-            return Plan::Fixed(unowned(f), why);
+            return Plan::Fixed(Fixed::Unowned, why);
         }
         if f.cookie != 0 {
             let ix: &'a AttribIndex = self.ix;
@@ -152,16 +172,16 @@ impl<'a> PktResolver<'a> {
 
     fn fallback(&self, f: &Flow) -> Plan<'a> {
         if f.cookie != 0 && f.pid != 0 {
-            return Plan::Fixed(*f, Origin::PktOwner);
+            return Plan::Fixed(Fixed::AsRecorded, Origin::PktOwner);
         }
         if f.cookie != 0 {
-            return Plan::Fixed(unowned(f), Origin::PktKernel);
+            return Plan::Fixed(Fixed::Unowned, Origin::PktKernel);
         }
         let known_local = self.ix.has_local.contains(&self.file);
         if known_local && !self.ix.local_addrs.contains(&(self.file, f.laddr)) {
-            return Plan::Fixed(unowned(f), Origin::PktForwarded);
+            return Plan::Fixed(Fixed::Unowned, Origin::PktForwarded);
         }
-        Plan::Fixed(unowned(f), Origin::PktNoSocket)
+        Plan::Fixed(Fixed::Unowned, Origin::PktNoSocket)
     }
 
     /// Whether dictionary row `i` (already resolved once) resolves the same
@@ -177,12 +197,21 @@ impl<'a> PktResolver<'a> {
     /// The effective flow (owner filled in) and origin of a packet of
     /// dictionary row `i` at time `ts`.
     pub fn resolve(&mut self, i: usize, ts: u64) -> (Flow, Origin) {
+        let (eff, origin, _) = self.resolve_owner(i, ts);
+        (eff, origin)
+    }
+
+    /// [`PktResolver::resolve`], plus the global index of the message flow
+    /// whose owner was taken (`None` for a fixed answer). Row, origin and
+    /// that index determine the effective flow, so callers can key on them
+    /// instead of hashing the flow.
+    pub fn resolve_owner(&mut self, i: usize, ts: u64) -> (Flow, Origin, Option<u32>) {
         let f = self.flows[i];
         if self.plans[i].is_none() {
             self.plans[i] = Some(self.plan(&f));
         }
         match &self.plans[i] {
-            Some(Plan::Fixed(eff, o)) => (*eff, *o),
+            Some(Plan::Fixed(fx, o)) => (fx.apply(&f), *o, None),
             Some(Plan::Cands(cands, o, strict)) => {
                 let dist = |c: &Cand| {
                     if ts < c.lo {
@@ -210,15 +239,15 @@ impl<'a> PktResolver<'a> {
                             },
                             ..f
                         };
-                        (eff, *o)
+                        (eff, *o, Some(c.gflow))
                     }
                     None => match self.fallback(&f) {
-                        Plan::Fixed(eff, o) => (eff, o),
-                        Plan::Cands(..) => (unowned(&f), Origin::PktNoSocket),
+                        Plan::Fixed(fx, o) => (fx.apply(&f), o, None),
+                        Plan::Cands(..) => (unowned(&f), Origin::PktNoSocket, None),
                     },
                 }
             }
-            None => (unowned(&f), Origin::PktNoSocket),
+            None => (unowned(&f), Origin::PktNoSocket, None),
         }
     }
 }

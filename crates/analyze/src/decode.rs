@@ -226,7 +226,11 @@ pub(crate) fn decode_packets(
     let flows = batch_flows(&b, &format!("packets chunk {ci}"))?;
     let mut acc = Acc::new(plan.interval_ns, plan.events);
     let mut resolver = PktResolver::new(index, fi, &flows);
-    let mut local: PlHashMap<(Flow, Origin), u32> =
+    // Local ids by (dictionary row, origin, owner's message flow), which
+    // determine the effective flow: no flow hashed per packet. Rows that
+    // resolve to equal flows keep separate ids here; the merge interns
+    // them into one.
+    let mut local: PlHashMap<(u32, Origin, u32), u32> =
         PlHashMap::with_capacity_and_hasher(flows.len(), Default::default());
     // Per dictionary row whose answer never depends on time: its local id
     // (or SKIP when filtered out), so most packets cost no hashing at all.
@@ -242,7 +246,7 @@ pub(crate) fn decode_packets(
         let id = match memo.get(row).copied().unwrap_or(UNKNOWN) {
             SKIP => continue,
             UNKNOWN => {
-                let (eff, origin) = resolver.resolve(row, ts);
+                let (eff, origin, owner) = resolver.resolve_owner(row, ts);
                 let stable = resolver.stable(row);
                 if !ff.flow_ok(&eff) {
                     if stable {
@@ -251,7 +255,7 @@ pub(crate) fn decode_packets(
                     continue;
                 }
                 let id = *local
-                    .entry((eff, origin))
+                    .entry((row as u32, origin, owner.unwrap_or(u32::MAX)))
                     .or_insert_with(|| acc.key((eff, origin)));
                 if stable {
                     memo[row] = id;
