@@ -30,20 +30,15 @@ PORT=${PORT:-5397}
 
 LSRV_PID=
 SRV=
+trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; rm -rf "$BENCH_DIR"' EXIT
 case $WORKLOAD in
 udp) ;;
 tcp)
 	need iperf3 "apt-get install iperf3"
-	iperf3 -s -p "$PORT" >/dev/null 2>&1 &
-	SRV=$!
-	for _ in $(seq 200); do
-		ss -Hltn "sport = :$PORT" | grep -q . && break
-		sleep 0.02
-	done
+	iperf3_start "$PORT"
 	;;
 conn | rr) loadgen_start "$WORKLOAD" ;;
 esac
-trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; rm -rf "$BENCH_DIR"' EXIT
 
 # One workload run; prints its throughput in the unit below.
 UNIT=("k datagrams/s" "k connections/s" "k requests/s" "Gbit/s")

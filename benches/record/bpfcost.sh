@@ -18,18 +18,14 @@ SECS=${SECS:-3}
 PORT=${PORT:-5396}
 WORKLOAD=${WORKLOAD:-tcp}
 
-iperf3 -s -p "$PORT" >/dev/null 2>&1 &
-SRV=$!
+SRV=
 LSRV_PID=
+trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
+iperf3_start "$PORT"
 if [[ $WORKLOAD == conn ]]; then
 	loadgen_start conn
 fi
-trap 'kill "$SRV" $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
 bpf_stats_on
-for _ in $(seq 200); do
-	ss -Hltn "sport = :$PORT" | grep -q . && break
-	sleep 0.02
-done
 
 f=$BENCH_DIR/cost.snp
 rec_start "$f"

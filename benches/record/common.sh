@@ -99,6 +99,20 @@ bpf_stats_restore() {
 	[[ -z $BPF_STATS_WAS ]] || sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 }
 
+# iperf3_start PORT: start an iperf3 server on PORT (its pid in SRV) and
+# return once it listens. It polls the socket table rather than connecting:
+# iperf3 would count a probe connection as a failed test.
+iperf3_start() {
+	iperf3 -s -p "$1" >/dev/null 2>&1 &
+	SRV=$!
+	for _ in $(seq 200); do
+		ss -Hltn "sport = :$1" | grep -q . && return 0
+		sleep 0.02
+	done
+	echo "bench: iperf3 does not listen on port $1" >&2
+	return 1
+}
+
 # loadgen_start conn|rr: build the compare harness's load generator when
 # missing or stale, start its server on a free loopback port, and set
 # LOADGEN, LSRV_PID and LPORT. It serves until its stdin closes (or it is

@@ -17,13 +17,9 @@ SECS=${SECS:-5}
 N=${N:-300}
 PORT=${PORT:-5398}
 
-iperf3 -s -p "$PORT" >/dev/null 2>&1 &
-SRV=$!
-trap 'kill "$SRV" 2>/dev/null || true; rec_kill; rm -rf "$BENCH_DIR"' EXIT
-for _ in $(seq 200); do
-	ss -Hltn "sport = :$PORT" | grep -q . && break
-	sleep 0.02
-done
+SRV=
+trap 'kill $SRV 2>/dev/null || true; rec_kill; rm -rf "$BENCH_DIR"' EXIT
+iperf3_start "$PORT"
 
 udp() { "$SNOOP_PEER" udp-blast sbcpu "$RATE" "$((SECS * 1000))" 64 >/dev/null; }
 bulk() { iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" >/dev/null; }

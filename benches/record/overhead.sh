@@ -22,16 +22,10 @@ SECS=${SECS:-3}
 PORT=${PORT:-5399}
 EXTRA=${EXTRA:-}
 
-iperf3 -s -p "$PORT" >/dev/null 2>&1 &
-SRV=$!
-trap 'kill "$SRV" 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
+SRV=
+trap 'kill $SRV 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
+iperf3_start "$PORT"
 bpf_stats_on
-# Wait until the server listens (polling the socket table, not connecting:
-# iperf3 would count a probe connection as a failed test).
-for _ in $(seq 200); do
-	ss -Hltn "sport = :$PORT" | grep -q . && break
-	sleep 0.02
-done
 
 gbps() { # one iperf3 run -> "Gbit/s CPU-seconds-per-GB" (client + server)
 	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -J | jq -r '.end as $e
