@@ -108,12 +108,14 @@ pub struct FlowRow {
 
 impl FlowRow {
     /// A 64-bit hash of the row ([`Flow::hash64`] with the file and the
-    /// origin folded in, then mixed again), for the load-time flow index.
+    /// origin folded in), for the load-time flow index. The flow hash is
+    /// already mixed, and the multiply keeps file and origin (low bits) in
+    /// the low bits.
     pub fn hash64(&self) -> u64 {
-        snoop_format::fold_mix(snoop_format::fx_step(
+        snoop_format::fx_step(
             self.flow.hash64(),
             (self.file as u64) << 8 | self.origin as u64,
-        ))
+        )
     }
 }
 

@@ -377,8 +377,9 @@ pub fn fold_mix(h: u64) -> u64 {
 }
 
 impl Flow {
-    /// [`Flow::hash_words`] folded with [`fx_step`], then [`fold_mix`]: the hash of the flow
-    /// dictionaries (writer) and of the analyzer's flow index.
+    /// [`Flow::hash_words`] folded with [`fx_step`], then [`fold_mix`]: the
+    /// hash of the flow dictionaries (writer) and of the analyzer's flow
+    /// index.
     #[inline]
     pub fn hash64(&self) -> u64 {
         fold_mix(self.hash_words().into_iter().fold(0, fx_step))

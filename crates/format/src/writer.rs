@@ -396,9 +396,7 @@ impl Sealer {
             spare: Default::default(),
         })
     }
-}
 
-impl Sealer {
     fn stopped() -> FormatError {
         FormatError::Invalid("the chunk sealing thread stopped".into())
     }

@@ -1,11 +1,11 @@
 //! snoop-record: the eBPF recorder behind `snoop record` and `snoop top`.
 //!
 //! It loads the one BPF object built from `bpf/` (the contract is
-//! `bpf/snoop.h`), attaches its programs, and on one dedicated thread drains the per-CPU
-//! ring buffers in small batches, decodes them and pushes rows into a
-//! `snoop_format::TraceWriter`. The
-//! kernel side is behind the [`source::EventSource`] trait so the whole
-//! pipeline after the kernel is testable without root.
+//! `bpf/snoop.h`), attaches its programs, and on one dedicated thread drains
+//! the per-CPU ring buffers in small batches, decodes them and pushes rows
+//! into a `snoop_format::TraceWriter`. The kernel side is behind the
+//! [`source::EventSource`] trait so the whole pipeline after the kernel is
+//! testable without root.
 
 pub mod args;
 pub mod event;

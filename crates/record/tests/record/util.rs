@@ -144,8 +144,6 @@ pub struct Bytes {
 /// Every chunk of event table `table` of `t`, decoded with `want`.
 pub fn event_batches(t: &Trace, table: Table, want: ColumnSet) -> Vec<EventBatch> {
     t.chunks_of(table)
-        .collect::<Vec<_>>()
-        .into_iter()
         .map(|i| {
             t.read_chunk(i, want)
                 .expect("chunk")
