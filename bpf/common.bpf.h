@@ -98,16 +98,6 @@ struct {
 	__type(value, __u64);
 } snoop_pressure SEC(".maps");
 
-/* Per socket: 1 once its owner was learned into snoop_owners. A marked
- * socket whose owner entry is gone lost it to LRU eviction while alive;
- * that is what SNOOP_PRESSURE_OWNER_EVICTED counts. Freed with the socket. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u8);
-} snoop_sk_learned SEC(".maps");
-
 /* tgid -> 1: processes selected by --pid / --comm / --follow. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -125,10 +115,14 @@ struct {
 } snoop_comms SEC(".maps");
 
 /* socket cookie -> owner, learned in process context only. Entries leave
- * at TCP_CLOSE / UDP socket release; the LRU only evicts when more sockets
- * are alive than it holds (size set by userspace, --owner-map-entries). */
+ * at TCP_CLOSE and at socket release (UDP, or TCP already closed), so the
+ * map holds live sockets. A plain hash, not an LRU: it never drops a live
+ * socket's owner, and an insert into a full map fails and is counted
+ * (SNOOP_PRESSURE_OWNER_FULL). An LRU's silent evictions needed a
+ * per-socket mark to be counted, which cost ~2.8 us per short connection
+ * (BENCHMARKS.md). Size set by userspace (--owner-map-entries). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__type(key, __u64);
 	__type(value, struct snoop_owner);
@@ -156,6 +150,14 @@ static __always_inline void snoop_pressure_inc(__u32 what)
 
 	if (n)
 		(*n)++;
+}
+
+/* Insert or replace the owner of a socket; counts an insert refused
+ * because the owner map is full. */
+static __always_inline void snoop_owner_put(__u64 cookie, const struct snoop_owner *o, __u64 flags)
+{
+	if (bpf_map_update_elem(&snoop_owners, &cookie, o, flags) == -7 /* E2BIG */)
+		snoop_pressure_inc(SNOOP_PRESSURE_OWNER_FULL);
 }
 
 static __always_inline void snoop_count(__u32 kind, int dropped)

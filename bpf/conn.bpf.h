@@ -38,7 +38,7 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 			struct snoop_owner copy = *lo;
 
 			copy.lport = 0; /* forces re-learning at the first message */
-			bpf_map_update_elem(&snoop_owners, &cookie, &copy, BPF_NOEXIST);
+			snoop_owner_put(cookie, &copy, BPF_NOEXIST);
 			o = bpf_map_lookup_elem(&snoop_owners, &cookie);
 		}
 	}
@@ -88,15 +88,13 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 }
 
 /* The socket reached TCP_CLOSE: no more messages, state changes or packets
- * of its own follow, so its owner and flow entries leave the maps (the LRU
- * then only evicts when more sockets are alive than it holds). */
+ * of its own follow, so its owner and flow entries leave the maps. */
 static __always_inline void snoop_forget_tcp(const struct sock *sk)
 {
 	__u64 cookie = snoop_sk_cookie((struct sock *)sk);
 	struct snoop_flow_key k = {};
 
 	bpf_map_delete_elem(&snoop_owners, &cookie);
-	bpf_sk_storage_delete(&snoop_sk_learned, (void *)sk);
 	snoop_sk_addrs(&sk->__sk_common, k.laddr, k.raddr, &k.lport, &k.rport);
 	if (!k.lport)
 		k.lport = bpf_ntohs(bpf_core_cast(sk, struct inet_sock)->inet_sport);

@@ -38,7 +38,7 @@ int snoop_iter_task_file(struct bpf_iter__task_file *ctx)
 	o.tid = task->pid;
 	o.cgroup = 0;
 	bpf_probe_read_kernel_str(o.comm, sizeof(o.comm), task->comm);
-	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_NOEXIST);
+	snoop_owner_put(cookie, &o, BPF_NOEXIST);
 	return 0;
 }
 

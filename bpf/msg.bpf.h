@@ -12,7 +12,7 @@
  * zero (the application does not know it either).
  */
 
-static __always_inline void snoop_learn_owner(struct sock *sk, __u64 cookie, __u64 pid_tgid,
+static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
 					      const __u8 laddr[16], const __u8 raddr[16],
 					      __u16 lport, __u16 rport, __u8 proto)
 {
@@ -21,25 +21,17 @@ static __always_inline void snoop_learn_owner(struct sock *sk, __u64 cookie, __u
 
 	if (cur && cur->pid == tgid && cur->lport == lport && cur->rport == rport)
 		return;
-	/* Only on (re)learning, so the common path pays one lookup. */
-	__u8 *learned = bpf_sk_storage_get(&snoop_sk_learned, sk, 0,
-					   BPF_SK_STORAGE_GET_F_CREATE);
-
-	if (learned) {
-		if (!cur && *learned)
-			snoop_pressure_inc(SNOOP_PRESSURE_OWNER_EVICTED);
-		*learned = 1;
-	}
 	struct snoop_owner o = {};
 
 	snoop_fill_owner_cur(&o, pid_tgid);
 	o.lport = lport;
 	o.rport = rport;
-	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	snoop_owner_put(cookie, &o, BPF_ANY);
 	/* A TCP socket with an owner entry already had its 5-tuple learned by
 	 * the state hook (the flow maps the tuple to the cookie, which a new
 	 * owner does not change): skip the second update of a short
-	 * connection's life. Without an entry (never seen, or evicted) learn. */
+	 * connection's life. Without an entry (never seen, or the map was full)
+	 * learn. */
 	if (proto == SNOOP_IPPROTO_TCP && cur && snoop_tcp_flows_learned)
 		return;
 	snoop_learn_flow(laddr, raddr, lport, rport, proto, cookie);
@@ -86,7 +78,7 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 
 	/* Owner learning happens for every socket, filtered or not, so packet
 	 * attribution does not depend on the filters. */
-	snoop_learn_owner(sk, cookie, pid_tgid, laddr, raddr, lport, rport, proto);
+	snoop_learn_owner(cookie, pid_tgid, laddr, raddr, lport, rport, proto);
 
 	if (!snoop_port_ok(lport, rport) || !snoop_family_ok(family, raddr))
 		return 0;
@@ -193,18 +185,19 @@ int snoop_sock_create(struct bpf_sock *ctx)
 	struct snoop_owner o = {};
 
 	snoop_fill_owner_cur(&o, bpf_get_current_pid_tgid());
-	bpf_map_update_elem(&snoop_owners, &cookie, &o, BPF_ANY);
+	snoop_owner_put(cookie, &o, BPF_ANY);
 	return 1;
 }
 
 /* A UDP (or other non-TCP) socket is gone: forget its owner so the owner
- * map holds live sockets only. TCP sockets are forgotten at TCP_CLOSE
+ * map holds live sockets only. A TCP socket is forgotten at TCP_CLOSE
  * instead (conn.bpf.h): release runs before tcp_close(), and the state
- * changes of the close still need their owner. */
+ * changes of the close still need their owner. One already in TCP_CLOSE
+ * (never connected, or reset) changes state no more, so it goes here. */
 SEC("cgroup/sock_release")
 int snoop_sock_release(struct bpf_sock *ctx)
 {
-	if (ctx->protocol == SNOOP_IPPROTO_TCP)
+	if (ctx->protocol == SNOOP_IPPROTO_TCP && ctx->state != SNOOP_TCP_CLOSE)
 		return 1;
 	if (ctx->family != SNOOP_AF_INET && ctx->family != SNOOP_AF_INET6)
 		return 1;

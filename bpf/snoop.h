@@ -31,9 +31,11 @@ enum snoop_kind {
 /* Map pressure counters (index of snoop_pressure): what the kernel side
  * could not remember, so attribution or tracking may be incomplete. */
 enum snoop_pressure_kind {
-	/* A live socket's owner entry was evicted from snoop_owners (LRU);
-	 * counted when the socket is next used in process context. */
-	SNOOP_PRESSURE_OWNER_EVICTED = 0,
+	/* A socket's owner could not be put in snoop_owners: the map was
+	 * full (more live sockets than --owner-map-entries). Counted per
+	 * refused insert; the socket's packets and state changes stay
+	 * unattributed until an insert succeeds. */
+	SNOOP_PRESSURE_OWNER_FULL = 0,
 	/* A process selected by --pid/--comm/--follow could not be added to
 	 * snoop_tracked (map full): its events are not recorded. */
 	SNOOP_PRESSURE_TRACKED_FULL = 1,

@@ -30,7 +30,8 @@ struct Summary {
     stored: u64,
     raw: u64,
     dropped: BTreeMap<String, u64>,
-    /// Map pressure counts (owner evictions, tracked map full).
+    /// Map pressure counts (owner-map inserts refused, tracked map full;
+    /// owner evictions of older recorders).
     pressure: BTreeMap<String, u64>,
     start_ns: u64,
     end_ns: u64,
@@ -64,10 +65,14 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
     .into_iter()
     .map(|s| (source::name(s), 0))
     .collect();
-    let mut pressure: BTreeMap<String, u64> = [source::OWNER_EVICTIONS, source::TRACKED_FULL]
-        .into_iter()
-        .map(|s| (source::name(s), 0))
-        .collect();
+    let mut pressure: BTreeMap<String, u64> = [
+        source::OWNER_EVICTIONS,
+        source::TRACKED_FULL,
+        source::OWNER_MAP_FULL,
+    ]
+    .into_iter()
+    .map(|s| (source::name(s), 0))
+    .collect();
     let stats: Vec<usize> = trace.chunks_of(Table::Stats).collect();
     for i in stats {
         let b = trace

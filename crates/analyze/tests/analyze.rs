@@ -204,6 +204,8 @@ fn write_known(path: &Path, host: &str) {
         .unwrap(); // owner
     w.push_stats(41 * S, 0, 2, 8).unwrap();
     // Map pressure: not a drop, reported on its own.
+    w.push_stats(41 * S, snoop_format::source::OWNER_MAP_FULL, 0, 5)
+        .unwrap();
     w.push_stats(41 * S, snoop_format::source::OWNER_EVICTIONS, 0, 3)
         .unwrap();
     w.finish(41 * S).unwrap();
@@ -619,7 +621,8 @@ fn summary_and_table_output() {
     assert_eq!(v["drops"].as_array().unwrap().len(), 1, "{}", v["drops"]);
     let mp = v["overview"]["map pressure"].as_str().unwrap_or_default();
     assert!(
-        mp.starts_with("3 socket owners evicted"),
+        mp.starts_with("5 socket-owner inserts refused, owner map full")
+            && mp.contains(", 3 socket owners evicted"),
         "{}",
         v["overview"]
     );

@@ -270,17 +270,24 @@ pub mod source {
     /// Process lifecycle records.
     pub const PROCESSES: u8 = 3;
     /// Map pressure, not event loss: live sockets whose owner entry the
-    /// recorder's kernel map evicted (count in the `events` column).
+    /// recorder's kernel map evicted (count in the `events` column). Only
+    /// in traces of recorders whose owner map was an LRU; newer ones write
+    /// [`OWNER_MAP_FULL`] instead.
     pub const OWNER_EVICTIONS: u8 = 4;
     /// Map pressure, not event loss: selected processes that did not fit in
     /// the recorder's tracked-process map (count in the `events` column).
     pub const TRACKED_FULL: u8 = 5;
+    /// Map pressure, not event loss: inserts into the recorder's kernel
+    /// socket-owner map refused because it was full (count in the `events`
+    /// column); those sockets' packets and state changes are unattributed
+    /// until an insert succeeds.
+    pub const OWNER_MAP_FULL: u8 = 6;
     /// Records lost in user space (decode errors, full channel).
     pub const USERSPACE: u8 = 255;
 
     /// Whether a source counts map pressure rather than records.
     pub fn is_pressure(source: u8) -> bool {
-        matches!(source, OWNER_EVICTIONS | TRACKED_FULL)
+        matches!(source, OWNER_EVICTIONS | TRACKED_FULL | OWNER_MAP_FULL)
     }
 
     /// Human name of a stats source (used as a JSON key).
@@ -292,6 +299,7 @@ pub mod source {
             PROCESSES => "processes".into(),
             OWNER_EVICTIONS => "owner_evictions".into(),
             TRACKED_FULL => "tracked_full".into(),
+            OWNER_MAP_FULL => "owner_map_full".into(),
             USERSPACE => "userspace".into(),
             other => format!("source{other}"),
         }

@@ -78,10 +78,11 @@ pub struct RecordArgs {
     /// reports records lost because the ring was full.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
     pub ring_size: u64,
-    /// How many live sockets the kernel side remembers the owner of (LRU
-    /// map; entries leave when a socket closes). With more live sockets
-    /// than this, owners are evicted: counted, reported, and re-learned at
-    /// the socket's next send or receive.
+    /// How many live sockets the kernel side remembers the owner of
+    /// (entries leave when a socket closes). With more live sockets than
+    /// this, new sockets' owners do not fit: counted and reported, and
+    /// their packets and state changes are unattributed (messages stay
+    /// exact) until room frees up.
     #[arg(long, value_name = "N", default_value_t = crate::kernel::DEFAULT_OWNER_ENTRIES,
           value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub owner_map_entries: u32,

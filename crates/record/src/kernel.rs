@@ -140,7 +140,7 @@ impl EventSource for BpfSource<'_, '_> {
             }
         }
         Ok(Pressure {
-            owner_evictions: out[0],
+            owner_map_full: out[0],
             tracked_full: out[1],
         })
     }

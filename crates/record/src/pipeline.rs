@@ -259,9 +259,9 @@ impl<S: EventSink> Writer<'_, S> {
         let before = self.summary.pressure;
         for (src, now, was) in [
             (
-                source::OWNER_EVICTIONS,
-                p.owner_evictions,
-                before.owner_evictions,
+                source::OWNER_MAP_FULL,
+                p.owner_map_full,
+                before.owner_map_full,
             ),
             (source::TRACKED_FULL, p.tracked_full, before.tracked_full),
         ] {

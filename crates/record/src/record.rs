@@ -276,11 +276,11 @@ fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
             );
         }
     }
-    if s.pressure.owner_evictions > 0 {
+    if s.pressure.owner_map_full > 0 {
         eprintln!(
-            "snoop: {} live sockets lost their owner entry to map pressure and were re-learned \
-             (their packets in between may show as unattributed; try --owner-map-entries)",
-            s.pressure.owner_evictions
+            "snoop: {} socket-owner inserts refused: the owner map was full (those sockets' \
+             packets and state changes show as unattributed; try --owner-map-entries)",
+            s.pressure.owner_map_full
         );
     }
     if s.pressure.tracked_full > 0 {

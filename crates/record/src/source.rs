@@ -97,9 +97,10 @@ pub type Counters = [KindCounters; kind::COUNT];
 /// what it could not remember, so attribution or tracking may be incomplete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pressure {
-    /// Live sockets whose owner entry the LRU owner map evicted (counted
-    /// when the socket is next used in process context, then re-learned).
-    pub owner_evictions: u64,
+    /// Inserts into the kernel's socket-owner map refused because it was
+    /// full (those sockets' packets and state changes stay unattributed
+    /// until an insert succeeds).
+    pub owner_map_full: u64,
     /// Processes selected by --pid/--comm/--follow that did not fit in the
     /// tracked-process map (their events are not recorded).
     pub tracked_full: u64,

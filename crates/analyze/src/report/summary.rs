@@ -77,15 +77,29 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
             .map(|s| s.events)
             .fold(0, u64::saturating_add)
     };
-    let (evicted, untracked) = (count(source::OWNER_EVICTIONS), count(source::TRACKED_FULL));
-    if evicted > 0 || untracked > 0 {
-        kv.push((
-            "map pressure".into(),
-            format!(
-                "{evicted} socket owners evicted and re-learned (their packets in between \
-                 unattributed), {untracked} selected processes not tracked (map full)"
-            ),
+    let mut pressure = Vec::new();
+    let full = count(source::OWNER_MAP_FULL);
+    if full > 0 {
+        pressure.push(format!(
+            "{full} socket-owner inserts refused, owner map full (those sockets' packets and \
+             state changes unattributed)"
         ));
+    }
+    let evicted = count(source::OWNER_EVICTIONS);
+    if evicted > 0 {
+        pressure.push(format!(
+            "{evicted} socket owners evicted and re-learned (their packets in between \
+             unattributed)"
+        ));
+    }
+    let untracked = count(source::TRACKED_FULL);
+    if untracked > 0 {
+        pressure.push(format!(
+            "{untracked} selected processes not tracked (map full)"
+        ));
+    }
+    if !pressure.is_empty() {
+        kv.push(("map pressure".into(), pressure.join(", ")));
     }
     Frame::new(
         "snoop trace summary",

@@ -10,8 +10,8 @@
 //! Modules: `util` (recording, peers, trace totals), `traffic` (exact bytes
 //! per process over loopback), `iface` (`--iface` on the host side of a
 //! veth pair joining two network namespaces), `lifecycle` (TCP connection
-//! open/close times and kernel byte counters), `pressure` (owner-map
-//! evictions counted, closed sockets leaving the map), `pidreuse` (a pid
+//! open/close times and kernel byte counters), `pressure` (a full owner
+//! map counted, closed and never-connected sockets leaving it), `pidreuse` (a pid
 //! given to a new process keeps the two apart).
 
 mod iface;
