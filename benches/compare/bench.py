@@ -29,6 +29,10 @@ LOADGEN = os.environ.get("LOADGEN", "/work/target-bench/compare/snb-loadgen")
 WORK = os.environ.get("BENCH_DIR", "/tmp/snoop-compare")
 SECS = float(os.environ.get("BENCH_SECS", "2"))
 REPS = int(os.environ.get("BENCH_REPS", "5"))
+# Bulk runs pin the iperf3 client to CPU 0 and its server to CPU 1 (iperf3
+# -A): left to the scheduler, their placement moved loopback throughput
+# between 19 and 25 Gbit/s from run to run, more than the tools' overhead.
+IPERF_PIN = ["-A", "0,1"] if (os.cpu_count() or 1) >= 2 else []
 OUT = os.environ.get("BENCH_OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS_A, NS_B = "snbA", "snbB"  # network namespaces (veth workloads)
@@ -126,7 +130,7 @@ class Workload:
     def run_client(self, server, secs):
         if self.kind == "bulk":
             r = sh(in_ns(self.cli_ns, ["iperf3", "-c", self.srv_ip, "-p", str(self.port), "-t", str(SECS),
-                                       "-l", "128K", "-J"]), check=False, timeout=SECS + 30)
+                                       "-l", "128K", *IPERF_PIN, "-J"]), check=False, timeout=SECS + 30)
             j = json.loads(r.stdout)
             if "error" in j:
                 raise RuntimeError("iperf3: " + j["error"])
@@ -464,7 +468,8 @@ def one_run(wl, tool, rep, secs=None, extra_tools=()):
     t_run = time.time()
     if wl.kind == "bulk":
         # the client's pid: run it ourselves so we know it
-        argv = in_ns(wl.cli_ns, ["iperf3", "-c", wl.srv_ip, "-p", str(wl.port), "-t", str(secs), "-l", "128K", "-J"])
+        argv = in_ns(wl.cli_ns, ["iperf3", "-c", wl.srv_ip, "-p", str(wl.port), "-t", str(secs), "-l", "128K",
+                                     *IPERF_PIN, "-J"])
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         out, _ = p.communicate(timeout=secs + 30)
         j = json.loads(out)

@@ -12,7 +12,7 @@
 # WORKLOAD: udp (64-B datagrams as fast as one sender goes), conn (short TCP
 # connections, 64 B each way: the compare harness's conn-lo load
 # generator), rr (64-B TCP request/response), tcp (iperf3 bulk, 128 KiB
-# writes). A binary may carry recorder flags after a colon:
+# writes, client on CPU 0 and server on CPU 1). A binary may carry recorder flags after a colon:
 # "target/release/snoop:--no-packets". REPS (5) alternations, SECS (2)
 # seconds per run.
 
@@ -54,7 +54,8 @@ load() {
 		"$LOADGEN" client "$WORKLOAD" "127.0.0.1:$LPORT" "$SECS" 64 | jq '.ops / .secs / 1000'
 		;;
 	tcp)
-		iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -l 128K -J | jq '.end.sum_received.bits_per_second / 1e9'
+		iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
+			jq '.end.sum_received.bits_per_second / 1e9'
 		;;
 	esac
 }

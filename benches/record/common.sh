@@ -99,6 +99,12 @@ bpf_stats_restore() {
 	[[ -z $BPF_STATS_WAS ]] || sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 }
 
+# Bulk clients pin themselves to CPU 0 and their server to CPU 1 (iperf3
+# -A): left to the scheduler, the placement moved loopback throughput
+# between 19 and 25 Gbit/s from run to run, more than a recorder costs.
+IPERF_PIN=()
+(($(nproc) >= 2)) && IPERF_PIN=(-A 0,1)
+
 # iperf3_start PORT: start an iperf3 server on PORT (its pid in SRV) and
 # return once it listens. It polls the socket table rather than connecting:
 # iperf3 would count a probe connection as a failed test.
