@@ -36,18 +36,27 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(interval: u64, keep: bool) -> Acc {
+    /// Room for about `keys` flows and, when events are kept, `rows`
+    /// events: grown by doubling instead, a connection storm's chunk copied
+    /// its tens of thousands of keys several times over, into fresh pages
+    /// each time (perf: most of the analyzer's page faults).
+    fn new(interval: u64, keep: bool, keys: usize, rows: usize) -> Acc {
         Acc {
-            keys: Vec::new(),
-            agg: Vec::new(),
+            keys: Vec::with_capacity(keys),
+            agg: Vec::with_capacity(keys),
             buckets: Vec::new(),
             cur_b: u64::MAX,
             b_lo: u64::MAX,
             b_hi: 0,
-            cur: Vec::new(),
+            cur: Vec::with_capacity(keys),
             touched: Vec::new(),
             interval: interval.max(1),
-            events: keep.then(Events::default),
+            events: keep.then(|| Events {
+                ts: Vec::with_capacity(rows),
+                flow: Vec::with_capacity(rows),
+                bytes: Vec::with_capacity(rows),
+                dir: Vec::with_capacity(rows),
+            }),
         }
     }
 
@@ -178,7 +187,7 @@ pub(crate) fn decode_messages(
         std::sync::atomic::Ordering::Relaxed,
     );
     let flows = batch_flows(&b, &format!("messages chunk {ci}"))?;
-    let mut acc = Acc::new(plan.interval_ns, plan.events);
+    let mut acc = Acc::new(plan.interval_ns, plan.events, flows.len(), b.rows);
     let map: Vec<u32> = flows
         .iter()
         .map(|f| {
@@ -224,7 +233,7 @@ pub(crate) fn decode_packets(
         .and_then(|c| c.into_events())
         .with_context(|| format!("decoding packets chunk {ci}"))?;
     let flows = batch_flows(&b, &format!("packets chunk {ci}"))?;
-    let mut acc = Acc::new(plan.interval_ns, plan.events);
+    let mut acc = Acc::new(plan.interval_ns, plan.events, flows.len(), b.rows);
     let mut resolver = PktResolver::new(index, fi, &flows);
     // Local ids by (dictionary row, origin, owner's message flow), which
     // determine the effective flow: no flow hashed per packet. Rows that

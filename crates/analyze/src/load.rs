@@ -228,10 +228,11 @@ impl Dataset {
     /// Intern chunk outputs into the global flow table; returns the events.
     fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
         let flows = &self.flows;
+        let keys: usize = outs.iter().map(|o| o.keys.len()).sum();
         self.flow_index
-            .reserve(outs.iter().map(|o| o.keys.len()).sum(), |&j| {
-                flows[j as usize].hash64()
-            });
+            .reserve(keys, |&j| flows[j as usize].hash64());
+        self.flows.reserve(keys);
+        self.agg.reserve(keys);
         let mut remaps = Vec::with_capacity(outs.len());
         let mut events = Vec::new();
         for o in outs {

@@ -1,10 +1,10 @@
 //! The throughput report (`--by KEY`, the default with `--by`): per group,
 //! application bytes and messages, wire bytes and packets (attributed
 //! offline), first/last activity and average and peak send/receive rates.
-//! Per-flow totals go into a polars frame keyed by the integer group id;
-//! polars sums them per group, the key columns are joined at the end.
-
-use std::collections::HashMap;
+//! Per-flow totals are summed per integer group id in one pass (there are
+//! few groups and up to millions of flows: a polars group-by of a frame of
+//! every flow cost a connection storm's report more than the sums), then
+//! the key columns are joined and polars sorts the rows.
 
 use polars::prelude::*;
 
@@ -14,7 +14,7 @@ use crate::frame::{f64c, u32c, u64c, Frame};
 
 /// Peak tx/rx bytes in one interval, per group (messages only).
 pub fn peaks(ctx: &Ctx, groups: &Groups) -> Vec<(u64, u64)> {
-    let mut per: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    let mut per: PlHashMap<(u32, u64), (u64, u64)> = PlHashMap::default();
     for b in &ctx.ds.buckets {
         let g = groups.of_flow[b.flow as usize];
         if g == u32::MAX || !is_msg(&ctx.ds.flows[b.flow as usize]) {
@@ -37,46 +37,9 @@ pub fn peaks(ctx: &Ctx, groups: &Groups) -> Vec<(u64, u64)> {
 pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     let ds = ctx.ds;
     let groups = Groups::new(ds, ctx.key, |r| r.origin.is_packet() || is_msg(r));
-    // Per flow: group id and the metrics it contributes.
-    let n = ds.flows.len();
-    let (mut gid, mut txb, mut rxb, mut txm, mut rxm) =
-        (Vec::with_capacity(n), vec![], vec![], vec![], vec![]);
-    let (mut txw, mut rxw, mut txp, mut rxp, mut first, mut last) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (i, r) in ds.flows.iter().enumerate() {
-        let g = groups.of_flow[i];
-        let a = &ds.agg[i];
-        if g == u32::MAX || a.events() == 0 {
-            continue;
-        }
-        gid.push(g);
-        let m = is_msg(r);
-        let pick = |x: u64, msg: bool| if msg == m { x } else { 0 };
-        txb.push(pick(a.tx_bytes, true));
-        rxb.push(pick(a.rx_bytes, true));
-        txm.push(pick(a.tx_n, true));
-        rxm.push(pick(a.rx_n, true));
-        txw.push(pick(a.tx_bytes, false));
-        rxw.push(pick(a.rx_bytes, false));
-        txp.push(pick(a.tx_n, false));
-        rxp.push(pick(a.rx_n, false));
-        first.push(a.first);
-        last.push(a.last);
-    }
-    let per_flow = DataFrame::new_infer_height(vec![
-        u32c("gid", gid),
-        u64c("tx_bytes", txb),
-        u64c("rx_bytes", rxb),
-        u64c("tx_msgs", txm),
-        u64c("rx_msgs", rxm),
-        u64c("tx_wire_bytes", txw),
-        u64c("rx_wire_bytes", rxw),
-        u64c("tx_packets", txp),
-        u64c("rx_packets", rxp),
-        u64c("first_ns", first),
-        u64c("last_ns", last),
-    ])?;
-    let sums = [
+    // Per group: the sums below (messages: app bytes and counts; packets:
+    // wire bytes and counts), first and last activity.
+    const SUMS: [&str; 8] = [
         "tx_bytes",
         "rx_bytes",
         "tx_msgs",
@@ -86,38 +49,48 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
         "tx_packets",
         "rx_packets",
     ];
-    let mut aggs: Vec<Expr> = sums.iter().map(|c| col(*c).sum()).collect();
-    aggs.push(col("first_ns").min());
-    aggs.push(col("last_ns").max());
-    let grouped = per_flow
-        .lazy()
-        .group_by([col("gid")])
-        .agg(aggs)
-        .sort(["gid"], SortMultipleOptions::default())
-        .collect()
-        .map_err(|e| anyhow::anyhow!("aggregating per group: {e}"))?;
-
-    // Rates, in group-id order (every group has at least one flow with events).
-    let get = |name: &str| -> anyhow::Result<Vec<u64>> {
-        Ok(grouped
-            .column(name)?
-            .u64()?
-            .iter()
-            .map(|v| v.unwrap_or(0))
-            .collect())
-    };
-    let gids: Vec<u32> = grouped
-        .column("gid")?
-        .u32()?
-        .iter()
-        .map(|v| v.unwrap_or(0))
+    #[derive(Clone, Copy)]
+    struct Sums {
+        v: [u64; 8],
+        first: u64,
+        last: u64,
+        seen: bool,
+    }
+    let mut per = vec![
+        Sums {
+            v: [0; 8],
+            first: u64::MAX,
+            last: 0,
+            seen: false,
+        };
+        groups.len()
+    ];
+    for (i, r) in ds.flows.iter().enumerate() {
+        let g = groups.of_flow[i];
+        let a = &ds.agg[i];
+        if g == u32::MAX || a.events() == 0 {
+            continue;
+        }
+        let s = &mut per[g as usize];
+        let at = if is_msg(r) { 0 } else { 4 };
+        for (k, x) in [a.tx_bytes, a.rx_bytes, a.tx_n, a.rx_n]
+            .into_iter()
+            .enumerate()
+        {
+            s.v[at + k] = s.v[at + k].saturating_add(x);
+        }
+        s.first = s.first.min(a.first);
+        s.last = s.last.max(a.last);
+        s.seen = true;
+    }
+    // Groups with events, in group-id order.
+    let gids: Vec<u32> = (0..per.len() as u32)
+        .filter(|&g| per[g as usize].seen)
         .collect();
-    let (tx, rx, f, l) = (
-        get("tx_bytes")?,
-        get("rx_bytes")?,
-        get("first_ns")?,
-        get("last_ns")?,
-    );
+    let col_of = |k: usize| -> Vec<u64> { gids.iter().map(|&g| per[g as usize].v[k]).collect() };
+    let (tx, rx) = (col_of(0), col_of(1));
+    let f: Vec<u64> = gids.iter().map(|&g| per[g as usize].first).collect();
+    let l: Vec<u64> = gids.iter().map(|&g| per[g as usize].last).collect();
     let peak = peaks(ctx, &groups);
     let secs = ctx.interval_ns as f64 / 1e9;
     let span = |i: usize| (l[i].saturating_sub(f[i])).max(ctx.interval_ns) as f64 / 1e9;
@@ -138,22 +111,21 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     let idx = IdxCa::from_vec("idx".into(), gids.iter().map(|&g| g as IdxSize).collect());
     let keys = keys.take(&idx)?;
     let mut cols: Vec<Column> = keys.columns().to_vec();
-    for name in sums.iter().chain(["first_ns", "last_ns"].iter()) {
-        cols.push(grouped.column(name)?.clone());
+    for (k, name) in SUMS.iter().enumerate() {
+        cols.push(u64c(name, col_of(k)));
     }
+    cols.push(u64c("first_ns", f));
+    cols.push(u64c("last_ns", l));
     cols.push(f64c("tx_avg_bps", avg_tx));
     cols.push(f64c("rx_avg_bps", avg_rx));
     cols.push(f64c("tx_peak_bps", peak_tx));
     cols.push(f64c("rx_peak_bps", peak_rx));
-    let total: Vec<u64> = (0..rows)
-        .map(|i| tx[i] + rx[i])
-        .zip(
-            get("tx_wire_bytes")?
-                .iter()
-                .zip(get("rx_wire_bytes")?.iter())
-                .map(|(a, b)| a + b),
-        )
-        .map(|(a, b)| a.max(b))
+    let total: Vec<u64> = gids
+        .iter()
+        .map(|&g| {
+            let v = &per[g as usize].v;
+            (v[0] + v[1]).max(v[4] + v[5])
+        })
         .collect();
     cols.push(u64c("_total", total));
     cols.push(u32c("_gid", gids));
