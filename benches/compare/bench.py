@@ -684,6 +684,31 @@ def analyze_files(results, analyzer, have):
     return out
 
 
+def head_to_head(runs, a="snoop", b="tcpdump"):
+    """Markdown rows comparing tool `a` with tool `b` rep by rep: both ran in
+    the same rep, one after the other, so a's throughput ÷ b's is a paired
+    comparison of their overheads, steadier than setting their medians of
+    "with ÷ without" side by side. `runs` is raw.json's "runs"."""
+    L = ["| workload | " + a + " ÷ " + b + " throughput, same rep (median, min–max) | reps where "
+         + a + " costs less | verdict |", "|---|---|---|---|"]
+    for name, res in runs.items():
+        if a not in res or b not in res:
+            continue
+        q = [x["tput"] / y["tput"] for x, y in zip(res[a], res[b]) if x and y and y["tput"]]
+        if not q:
+            continue
+        wins = sum(1 for v in q if v > 1)
+        if wins == len(q):
+            verdict = f"{a} costs less in every rep"
+        elif wins == 0:
+            verdict = f"{b} costs less in every rep"
+        else:
+            verdict = "mixed: no clear winner"
+        L.append(f"| {name} | **{statistics.median(q):.3f}** ({min(q):.3f}–{max(q):.3f}) | "
+                 f"{wins} of {len(q)} | {verdict} |")
+    return L
+
+
 def render(results, analysis, analyzer):
     L = []
     L.append(f"Runs: {REPS} paired reps x {SECS:g} s per workload and tool; host {os.uname().nodename}, "
@@ -728,6 +753,10 @@ def render(results, analysis, analyzer):
                           "nethogs": lambda: "no counter"}[tool]()
                 vs_s = vs_workload(tool, wl, a)
             L.append(f"| {name} | {tool} | {fmt(med(tputs))} {unit} | {ratio_s} | {cpu_s} | {kcpu_s} | {perm_s} | {ev_s} | {drop_s} | {vs_s} |")
+    L.append("")
+    L.append("### snoop vs tcpdump, rep by rep")
+    L.append("")
+    L.extend(head_to_head(raw_dump(results, analysis)["runs"]))
     L.append("")
     L.append("### Files and analysis (last rep's files of each workload)")
     L.append("")
