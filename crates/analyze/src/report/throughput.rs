@@ -124,7 +124,7 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
         .iter()
         .map(|&g| {
             let v = &per[g as usize].v;
-            (v[0] + v[1]).max(v[4] + v[5])
+            v[0].saturating_add(v[1]).max(v[4].saturating_add(v[5]))
         })
         .collect();
     cols.push(u64c("_total", total));
