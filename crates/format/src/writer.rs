@@ -362,7 +362,7 @@ struct Sealer {
     /// Sealed builders back for reuse, per table: a builder keeps the
     /// capacity its table grew (a packets dictionary of tens of thousands
     /// of flows is not rebuilt by rehashing every chunk).
-    spare: [Vec<Builder>; 5],
+    spare: [Vec<Builder>; TABLES],
 }
 
 impl Sealer {
@@ -449,9 +449,12 @@ pub struct TraceWriter<W: Write> {
     seq: u32,
     events: u64,
     entries: Vec<ChunkEntry>,
-    builders: [Builder; 5],
+    builders: [Builder; TABLES],
     sealer: Option<Sealer>,
 }
+
+/// Tables, one builder (and spare pool) each, indexed by [`slot`].
+const TABLES: usize = Table::ALL.len();
 
 fn slot(t: Table) -> usize {
     t as usize - 1

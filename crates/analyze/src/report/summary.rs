@@ -77,27 +77,26 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
             .map(|s| s.events)
             .fold(0, u64::saturating_add)
     };
-    let mut pressure = Vec::new();
-    let full = count(source::OWNER_MAP_FULL);
-    if full > 0 {
-        pressure.push(format!(
-            "{full} socket-owner inserts refused, owner map full (those sockets' packets and \
-             state changes unattributed)"
-        ));
-    }
-    let evicted = count(source::OWNER_EVICTIONS);
-    if evicted > 0 {
-        pressure.push(format!(
-            "{evicted} socket owners evicted and re-learned (their packets in between \
-             unattributed)"
-        ));
-    }
-    let untracked = count(source::TRACKED_FULL);
-    if untracked > 0 {
-        pressure.push(format!(
-            "{untracked} selected processes not tracked (map full)"
-        ));
-    }
+    let pressure: Vec<String> = [
+        (
+            source::OWNER_MAP_FULL,
+            "socket-owner inserts refused, owner map full (those sockets' packets and state \
+             changes unattributed)",
+        ),
+        (
+            source::OWNER_EVICTIONS,
+            "socket owners evicted and re-learned (their packets in between unattributed)",
+        ),
+        (
+            source::TRACKED_FULL,
+            "selected processes not tracked (map full)",
+        ),
+    ]
+    .into_iter()
+    .map(|(src, what)| (count(src), what))
+    .filter(|&(n, _)| n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
     if !pressure.is_empty() {
         kv.push(("map pressure".into(), pressure.join(", ")));
     }
