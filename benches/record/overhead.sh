@@ -28,7 +28,7 @@ iperf3_start "$PORT"
 bpf_stats_on
 
 gbps() { # one iperf3 run -> "Gbit/s CPU-seconds-per-GB" (client + server)
-	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -J | jq -r '.end as $e
+	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" "${IPERF_PIN[@]}" -J | jq -r '.end as $e
 		| ($e.sum_received.seconds) as $s
 		| "\($e.sum_received.bits_per_second / 1e9) \(($e.cpu_utilization_percent.host_total
 			+ $e.cpu_utilization_percent.remote_total) / 100 * $s / ($e.sum_received.bytes / 1e9))"'
