@@ -373,6 +373,17 @@ static __always_inline __u64 snoop_sk_cookie(struct sock *sk)
 	return c ? c : bpf_get_socket_cookie(sk);
 }
 
+/* snoop_flows serves two readers: received packets (every tuple) and a
+ * passively opened connection's owner before accept() (its listener's
+ * bound entry). Without packet capture only bound entries are read, so
+ * connected tuples are neither learned nor forgotten: an LRU update and a
+ * lookup less per TCP end, measured in BENCHMARKS.md. capture_pkts is
+ * rodata, so the verifier drops the dead branch. */
+static __always_inline int snoop_tuples_wanted(void)
+{
+	return snoop_cfg.capture_pkts;
+}
+
 /* Remember the 5-tuple of a socket for received-packet attribution. */
 static __always_inline void snoop_learn_flow(const __u8 laddr[16], const __u8 raddr[16],
 					     __u16 lport, __u16 rport, __u8 proto, __u64 cookie)

@@ -34,6 +34,9 @@ static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
 	 * learn. */
 	if (proto == SNOOP_IPPROTO_TCP && cur && snoop_tcp_flows_learned)
 		return;
+	/* Bound UDP entries and connected tuples serve packets only. */
+	if (!snoop_tuples_wanted())
+		return;
 	snoop_learn_flow(laddr, raddr, lport, rport, proto, cookie);
 }
 

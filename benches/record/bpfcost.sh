@@ -6,7 +6,7 @@
 # loopback TCP for SECS seconds; WORKLOAD=udp uses 64-byte datagrams;
 # WORKLOAD=conn short TCP connections (connect, 64 B each way, close: the
 # compare harness's conn-lo load generator), with the eBPF time per
-# connection.
+# connection. SNOOP_ARGS: recorder flags (e.g. "--no-packets").
 #
 #   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|udp|conn
 
@@ -28,7 +28,8 @@ fi
 bpf_stats_on
 
 f=$BENCH_DIR/cost.snp
-rec_start "$f"
+read -r -a rec_args <<<"${SNOOP_ARGS:-}"
+rec_start "$f" "${rec_args[@]}"
 per_prog() {
 	local fd id
 	for fd in /proc/"$REC_PID"/fdinfo/*; do
