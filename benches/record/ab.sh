@@ -12,16 +12,18 @@
 # WORKLOAD: udp (64-B datagrams as fast as one sender goes), conn (short TCP
 # connections, 64 B each way: the compare harness's conn-lo load
 # generator), rr (64-B TCP request/response), tcp (iperf3 bulk, 128 KiB
-# writes, client on CPU 0 and server on CPU 1). A binary may carry recorder flags after a colon:
+# writes, client on CPU 0 and server on CPU 1), tcp-veth (the same from one
+# network namespace to another over a veth pair, created for the run and
+# deleted at exit). A binary may carry recorder flags after a colon:
 # "target/release/snoop:--no-packets". REPS (5) alternations, SECS (2)
 # seconds per run.
 
 source "$(dirname "$0")/common.sh"
-WORKLOAD=${1:?usage: ab.sh udp|conn|rr|tcp SNOOP [SNOOP...]}
+WORKLOAD=${1:?usage: ab.sh udp|conn|rr|tcp|tcp-veth SNOOP [SNOOP...]}
 shift
-(($# >= 1)) || { echo "usage: ab.sh udp|conn|rr|tcp SNOOP [SNOOP...]" >&2; exit 2; }
-[[ $WORKLOAD =~ ^(udp|conn|rr|tcp)$ ]] ||
-	{ echo "ab.sh: unknown workload '$WORKLOAD' (udp, conn, rr, tcp)" >&2; exit 2; }
+(($# >= 1)) || { echo "usage: ab.sh udp|conn|rr|tcp|tcp-veth SNOOP [SNOOP...]" >&2; exit 2; }
+[[ $WORKLOAD =~ ^(udp|conn|rr|tcp|tcp-veth)$ ]] ||
+	{ echo "ab.sh: unknown workload '$WORKLOAD' (udp, conn, rr, tcp, tcp-veth)" >&2; exit 2; }
 SNOOP=${1%%:*} # so that build() builds only snoop-peer
 build
 REPS=${REPS:-5}
@@ -30,19 +32,39 @@ PORT=${PORT:-5397}
 
 LSRV_PID=
 SRV=
-trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; rm -rf "$BENCH_DIR"' EXIT
+NS_A=snab-a NS_B=snab-b
+netns_down() { ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true; }
+trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; [[ $WORKLOAD != tcp-veth ]] || netns_down; rm -rf "$BENCH_DIR"' EXIT
 case $WORKLOAD in
 udp) ;;
 tcp)
 	need iperf3 "apt-get install iperf3"
 	iperf3_start "$PORT"
 	;;
+tcp-veth)
+	need iperf3 "apt-get install iperf3"
+	need ip "apt-get install iproute2"
+	netns_down
+	ip netns add "$NS_A"
+	ip netns add "$NS_B"
+	ip link add snab-va netns "$NS_A" type veth peer name snab-vb netns "$NS_B"
+	ip -n "$NS_A" addr add 10.214.0.1/24 dev snab-va
+	ip -n "$NS_B" addr add 10.214.0.2/24 dev snab-vb
+	ip -n "$NS_A" link set snab-va up
+	ip -n "$NS_B" link set snab-vb up
+	ip netns exec "$NS_B" iperf3 -s -p "$PORT" >/dev/null 2>&1 &
+	SRV=$!
+	for _ in $(seq 200); do
+		ip netns exec "$NS_B" ss -Hltn "sport = :$PORT" | grep -q . && break
+		sleep 0.02
+	done
+	;;
 conn | rr) loadgen_start "$WORKLOAD" ;;
 esac
 
 # One workload run; prints its throughput in the unit below.
 UNIT=("k datagrams/s" "k connections/s" "k requests/s" "Gbit/s")
-case $WORKLOAD in udp) U=0 ;; conn) U=1 ;; rr) U=2 ;; tcp) U=3 ;; esac
+case $WORKLOAD in udp) U=0 ;; conn) U=1 ;; rr) U=2 ;; tcp | tcp-veth) U=3 ;; esac
 load() {
 	case $WORKLOAD in
 	udp)
@@ -55,6 +77,10 @@ load() {
 		;;
 	tcp)
 		iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
+			jq '.end.sum_received.bits_per_second / 1e9'
+		;;
+	tcp-veth)
+		ip netns exec "$NS_A" iperf3 -c 10.214.0.2 -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
 			jq '.end.sum_received.bits_per_second / 1e9'
 		;;
 	esac
