@@ -373,15 +373,16 @@ static __always_inline __u64 snoop_sk_cookie(struct sock *sk)
 	return c ? c : bpf_get_socket_cookie(sk);
 }
 
-/* snoop_flows serves two readers: received packets (every tuple) and a
- * passively opened connection's owner before accept() (its listener's
- * bound entry). Without packet capture only bound entries are read, so
- * connected tuples are neither learned nor forgotten: an LRU update and a
+/* Is a snoop_flows entry of this kind kept (learned, and forgotten at
+ * close)? The map serves two readers: received packets (every tuple) and
+ * a passively opened connection's owner before accept() (its listener's
+ * entry). Without packet capture only listeners' entries are read, so
+ * the others are neither learned nor forgotten: an LRU update and a
  * lookup less per TCP end, measured in BENCHMARKS.md. capture_pkts is
  * rodata, so the verifier drops the dead branch. */
-static __always_inline int snoop_tuples_wanted(void)
+static __always_inline int snoop_flow_kept(int listener)
 {
-	return snoop_cfg.capture_pkts;
+	return listener || snoop_cfg.capture_pkts;
 }
 
 /* Remember the 5-tuple of a socket for received-packet attribution. */

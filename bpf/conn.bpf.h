@@ -22,7 +22,7 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 		lport = bpf_ntohs(bpf_core_cast(sk, struct inet_sock)->inet_sport);
 	__u64 cookie = snoop_sk_cookie((struct sock *)sk);
 
-	if (learn_flow && (new_state == SNOOP_TCP_LISTEN || snoop_tuples_wanted()))
+	if (learn_flow && snoop_flow_kept(new_state == SNOOP_TCP_LISTEN))
 		snoop_learn_flow(laddr, raddr, lport, rport, SNOOP_IPPROTO_TCP, cookie);
 
 	struct snoop_owner *o = bpf_map_lookup_elem(&snoop_owners, &cookie);
@@ -89,14 +89,14 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 
 /* The socket reached TCP_CLOSE: no more messages, state changes or packets
  * of its own follow, so its owner and flow entries leave the maps (a flow
- * entry exists only for a listener or when tuples are learned). */
+ * entry exists only if snoop_flow_kept). */
 static __always_inline void snoop_forget_tcp(const struct sock *sk, int old_state)
 {
 	__u64 cookie = snoop_sk_cookie((struct sock *)sk);
 	struct snoop_flow_key k = {};
 
 	bpf_map_delete_elem(&snoop_owners, &cookie);
-	if (old_state != SNOOP_TCP_LISTEN && !snoop_tuples_wanted())
+	if (!snoop_flow_kept(old_state == SNOOP_TCP_LISTEN))
 		return;
 	snoop_sk_addrs(&sk->__sk_common, k.laddr, k.raddr, &k.lport, &k.rport);
 	if (!k.lport)

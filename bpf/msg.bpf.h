@@ -35,7 +35,7 @@ static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
 	if (proto == SNOOP_IPPROTO_TCP && cur && snoop_tcp_flows_learned)
 		return;
 	/* Bound UDP entries and connected tuples serve packets only. */
-	if (!snoop_tuples_wanted())
+	if (!snoop_flow_kept(0))
 		return;
 	snoop_learn_flow(laddr, raddr, lport, rport, proto, cookie);
 }
