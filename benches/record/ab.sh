@@ -52,12 +52,7 @@ tcp-veth)
 	ip -n "$NS_B" addr add 10.214.0.2/24 dev snab-vb
 	ip -n "$NS_A" link set snab-va up
 	ip -n "$NS_B" link set snab-vb up
-	ip netns exec "$NS_B" iperf3 -s -p "$PORT" >/dev/null 2>&1 &
-	SRV=$!
-	for _ in $(seq 200); do
-		ip netns exec "$NS_B" ss -Hltn "sport = :$PORT" | grep -q . && break
-		sleep 0.02
-	done
+	iperf3_start "$PORT" "$NS_B"
 	;;
 conn | rr) loadgen_start "$WORKLOAD" ;;
 esac

@@ -105,14 +105,17 @@ bpf_stats_restore() {
 IPERF_PIN=()
 (($(nproc) >= 2)) && IPERF_PIN=(-A 0,1)
 
-# iperf3_start PORT: start an iperf3 server on PORT (its pid in SRV) and
-# return once it listens. It polls the socket table rather than connecting:
-# iperf3 would count a probe connection as a failed test.
+# iperf3_start PORT [NETNS]: start an iperf3 server on PORT (in network
+# namespace NETNS if given; its pid in SRV) and return once it listens. It
+# polls the socket table rather than connecting: iperf3 would count a
+# probe connection as a failed test.
 iperf3_start() {
-	iperf3 -s -p "$1" >/dev/null 2>&1 &
+	local in=()
+	[[ -z ${2:-} ]] || in=(ip netns exec "$2")
+	"${in[@]}" iperf3 -s -p "$1" >/dev/null 2>&1 &
 	SRV=$!
 	for _ in $(seq 200); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
+		"${in[@]}" ss -Hltn "sport = :$1" | grep -q . && return 0
 		sleep 0.02
 	done
 	echo "bench: iperf3 does not listen on port $1" >&2
