@@ -644,7 +644,15 @@ def analyze_files(results, analyzer, have):
         if sm:
             i2 = sm["run"].info
             a["msgs_only"] = (i2["file_bytes"], (i2.get("tables") or {}).get("messages", 0), i2["events"])
-        bt = last_ok(res.get("bpftrace", []))
+        # bpftrace prints its maps when it exits; a rep where it printed
+        # none (seen once: SIGINT answered without the maps) has no totals
+        # to check, which is not an attribution error: take the last rep
+        # that printed them, and say how many did not.
+        bts = [r for r in res.get("bpftrace", []) if r and r["run"]]
+        printed = [r for r in bts if r["run"].maps.get("@n") is not None]
+        if len(printed) < len(bts):
+            a["bpftrace_silent"] = (len(bts) - len(printed), len(bts))
+        bt = last_ok(printed)
         if bt:
             per = {}
             for mname, idx in (("@tx", 0), ("@rx", 1)):
@@ -786,7 +794,11 @@ def render(results, analysis, analyzer):
         nh = err("nethogs_attr_err")
         if a.get("nethogs_text"):
             nh += ": " + a["nethogs_text"]
-        L.append(f"| {name} | {sn} | {err('bpftrace_attr_err')} | {nh} | cannot attribute to processes |")
+        bt = err("bpftrace_attr_err")
+        if a.get("bpftrace_silent"):
+            n, of = a["bpftrace_silent"]
+            bt += f" ({n} of {of} reps printed no totals)"
+        L.append(f"| {name} | {sn} | {bt} | {nh} | cannot attribute to processes |")
     L.append("")
     return "\n".join(L)
 
