@@ -70,7 +70,9 @@ pub struct RecordArgs {
     /// Stop once the file reaches this size (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
-    /// Do not capture wire packets (device hooks); messages only.
+    /// Do not capture wire packets (device hooks). Messages, TCP states and
+    /// processes stay, and per-process bytes stay exact; packet records are
+    /// most of the recording cost (two thirds on bulk TCP).
     #[arg(long)]
     pub no_packets: bool,
     /// Ring buffer memory, split evenly over one ring per CPU (each a power
