@@ -72,7 +72,7 @@ pub struct RecordArgs {
     pub max_size: Option<u64>,
     /// Do not capture wire packets (device hooks). Messages, TCP states and
     /// processes stay, and per-process bytes stay exact; packet records are
-    /// most of the recording cost (two thirds on bulk TCP).
+    /// about half of the recording's CPU (60% on bulk TCP).
     #[arg(long)]
     pub no_packets: bool,
     /// Ring buffer memory, split evenly over one ring per CPU (each a power
