@@ -35,6 +35,8 @@ SRV=
 NS_A=snab-a NS_B=snab-b
 netns_down() { ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true; }
 trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; [[ $WORKLOAD != tcp-veth ]] || netns_down; rm -rf "$BENCH_DIR"' EXIT
+# Where the iperf3 client runs and what it connects to.
+IPERF_IN=() IPERF_DST=127.0.0.1
 case $WORKLOAD in
 udp) ;;
 tcp)
@@ -53,6 +55,7 @@ tcp-veth)
 	ip -n "$NS_A" link set snab-va up
 	ip -n "$NS_B" link set snab-vb up
 	iperf3_start "$PORT" "$NS_B"
+	IPERF_IN=(ip netns exec "$NS_A") IPERF_DST=10.214.0.2
 	;;
 conn | rr) loadgen_start "$WORKLOAD" ;;
 esac
@@ -70,12 +73,8 @@ load() {
 	conn | rr)
 		"$LOADGEN" client "$WORKLOAD" "127.0.0.1:$LPORT" "$SECS" 64 | jq '.ops / .secs / 1000'
 		;;
-	tcp)
-		iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
-			jq '.end.sum_received.bits_per_second / 1e9'
-		;;
-	tcp-veth)
-		ip netns exec "$NS_A" iperf3 -c 10.214.0.2 -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
+	tcp | tcp-veth)
+		"${IPERF_IN[@]}" iperf3 -c "$IPERF_DST" -p "$PORT" -t "$SECS" -l 128K "${IPERF_PIN[@]}" -J |
 			jq '.end.sum_received.bits_per_second / 1e9'
 		;;
 	esac
