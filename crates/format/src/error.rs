@@ -68,6 +68,14 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// The OS error number of an I/O error (e.g. ENOSPC), if this is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FormatError::Io { cause, .. } => cause.raw_os_error(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> FormatError {
         FormatError::Io {
             what: what.into(),

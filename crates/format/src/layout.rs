@@ -10,7 +10,7 @@ pub const FILE_MAGIC: &[u8; 8] = b"SNOOPTRC";
 /// Major version written and read by this crate.
 pub const MAJOR: u16 = 1;
 /// Minor version written by this crate.
-pub const MINOR: u16 = 0;
+pub const MINOR: u16 = 1;
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Block magic.
@@ -34,6 +34,8 @@ pub mod kind {
     pub const CHUNK: u8 = 2;
     /// The footer index, written at clean close.
     pub const FOOTER: u8 = 3;
+    /// Which hook groups ran (format 1.1): right after the info block.
+    pub const HOOKS: u8 = 4;
 }
 
 /// Round `n` up to [`ALIGN`].

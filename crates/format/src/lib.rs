@@ -25,7 +25,7 @@ pub use batch::{Chunk, ColumnSet, EventBatch, FlowColumns, ProcessBatch, StatsBa
 pub use codec::{ColumnData, MAX_CHUNK_ROWS, MAX_STR_BYTES};
 pub use error::{FormatError, Result};
 pub use host::{boot_to_wall_ns, boottime_ns, interfaces};
-pub use meta::{ChunkEntry, FileInfo};
+pub use meta::{ChunkEntry, FileInfo, Hooks};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
     addr, addr_bytes, col, column_def, comm_bytes, comm_str, fold_mix, fx_step, source, ColType,

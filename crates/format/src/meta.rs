@@ -28,6 +28,16 @@ pub struct FileInfo {
     pub ifaces: Vec<(u32, String)>,
 }
 
+/// Which of the recorder's hook groups ran (format 1.1, a block of kind 4
+/// right after the info block): `(group, state)` pairs, the state being
+/// `active`, `off: WHY` or `refused: REASON`. Traces written before 1.1
+/// have no such block.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// `(group name, state)` in the recorder's order.
+    pub groups: Vec<(String, String)>,
+}
+
 /// How a column body is compressed.
 pub mod codec {
     /// Stored as is.

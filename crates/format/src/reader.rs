@@ -11,7 +11,7 @@ use crate::batch::{Chunk, ColumnSet};
 use crate::codec;
 use crate::error::{FormatError, Result};
 use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
-use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer};
+use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer, Hooks};
 use crate::schema::{column_def, Table};
 
 enum Data {
@@ -46,6 +46,7 @@ pub struct Trace {
     data: Data,
     header: FileHeader,
     info: FileInfo,
+    hooks: Option<Hooks>,
     chunks: Vec<ChunkEntry>,
     end_ns: Option<u64>,
     recovery: Option<Recovery>,
@@ -107,6 +108,7 @@ impl Trace {
         let info: FileInfo =
             meta::decode(block_meta(file, at, &h, "info block")?, "info block", at)?;
         let first = at + h.total_len();
+        let hooks = read_hooks(file, first);
         let (chunks, end_ns, recovery) =
             match Trailer::find(file).and_then(|t| read_footer(file, t, first).ok()) {
                 Some(f) => (f.chunks, Some(f.end_ns), None),
@@ -119,6 +121,7 @@ impl Trace {
             data,
             header,
             info,
+            hooks,
             chunks,
             end_ns,
             recovery,
@@ -128,6 +131,12 @@ impl Trace {
     /// File-level information.
     pub fn info(&self) -> &FileInfo {
         &self.info
+    }
+
+    /// Which hook groups the recorder ran, when the trace says (format 1.1
+    /// and later; `None` for older traces or an unreadable block).
+    pub fn hooks(&self) -> Option<&Hooks> {
+        self.hooks.as_ref()
     }
 
     /// Format version as `major.minor`.
@@ -226,6 +235,16 @@ impl Trace {
         }
         decode_chunk(file, e.offset, &h, &m, want, &what)
     }
+}
+
+/// The hooks block, if the block after the info block is one and validates.
+fn read_hooks(file: &[u8], at: u64) -> Option<Hooks> {
+    let h = BlockHeader::parse(file, at).ok()?;
+    if h.kind != kind::HOOKS {
+        return None;
+    }
+    let bytes = block_meta(file, at, &h, "hooks block").ok()?;
+    meta::decode(bytes, "hooks block", at).ok()
 }
 
 fn block_meta<'a>(file: &'a [u8], at: u64, h: &BlockHeader, what: &str) -> Result<&'a [u8]> {

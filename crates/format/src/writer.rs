@@ -504,6 +504,21 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
+    /// Record which hook groups the recorder ran (a hooks block, kind 4).
+    /// Only before the first chunk: readers look for it right after the
+    /// info block, so a later call is refused.
+    pub fn write_hooks(&mut self, groups: &[(String, String)]) -> Result<()> {
+        if self.seq > 0 || !self.entries.is_empty() {
+            return Err(FormatError::Invalid(
+                "hook groups must be written before the first chunk".into(),
+            ));
+        }
+        let meta = meta::to_bytes(&meta::Hooks {
+            groups: groups.to_vec(),
+        })?;
+        self.write(&block(kind::HOOKS, 0, &meta, &[]))
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.out.write_all(bytes).map_err(|e| {
             FormatError::io(
@@ -671,7 +686,7 @@ impl<W: Write> TraceWriter<W> {
         let meta_bytes = meta::to_bytes(&meta)?;
         let body: Vec<&[u8]> = cols.iter().map(|c| c.data.as_slice()).collect();
         let bytes = block(kind::CHUNK, t as u8, &meta_bytes, &body);
-        self.entries.push(ChunkEntry {
+        let entry = ChunkEntry {
             offset: self.offset,
             len: bytes.len() as u64,
             table: t as u8,
@@ -680,8 +695,22 @@ impl<W: Write> TraceWriter<W> {
             t_max: meta.t_max,
             pid_min: meta.pid_min,
             pid_max: meta.pid_max,
-        });
-        self.write(&bytes)
+        };
+        // Indexed only once written whole: after a failed write the
+        // index says what the file really holds.
+        self.write(&bytes)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Chunks written whole so far, and the rows they hold (what a reader
+    /// recovers if the writer stops now).
+    pub fn written(&self) -> (usize, u64) {
+        let rows = self
+            .entries
+            .iter()
+            .fold(0u64, |a, e| a.saturating_add(u64::from(e.rows)));
+        (self.entries.len(), rows)
     }
 
     /// Seal every open chunk now and flush the output. With
