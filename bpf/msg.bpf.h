@@ -209,3 +209,41 @@ int snoop_sock_release(struct bpf_sock *ctx)
 	bpf_map_delete_elem(&snoop_owners, &cookie);
 	return 1;
 }
+
+/* A UDP socket was bound (bind(), in the binding process): learn its bound
+ * tuple now, so a server's first datagram — which arrives before the
+ * server's first receive, where the tuple was learned before — is
+ * attributed to it. TCP listeners are learned at LISTEN (conn.bpf.h). */
+static __always_inline int snoop_post_bind(struct bpf_sock *ctx, int v6)
+{
+	if (ctx->protocol != SNOOP_IPPROTO_UDP || !snoop_flow_kept(0))
+		return 1;
+	__u8 laddr[16] = {}, raddr[16] = {};
+
+	if (v6) {
+		__u32 *w = (__u32 *)laddr;
+
+		w[0] = ctx->src_ip6[0];
+		w[1] = ctx->src_ip6[1];
+		w[2] = ctx->src_ip6[2];
+		w[3] = ctx->src_ip6[3];
+	} else {
+		snoop_map_v4(laddr, ctx->src_ip4);
+	}
+	/* src_port is in host byte order in struct bpf_sock. */
+	snoop_learn_flow(laddr, raddr, (__u16)ctx->src_port, 0, SNOOP_IPPROTO_UDP,
+			 bpf_get_socket_cookie(ctx));
+	return 1;
+}
+
+SEC("cgroup/post_bind4")
+int snoop_post_bind4(struct bpf_sock *ctx)
+{
+	return snoop_post_bind(ctx, 0);
+}
+
+SEC("cgroup/post_bind6")
+int snoop_post_bind6(struct bpf_sock *ctx)
+{
+	return snoop_post_bind(ctx, 1);
+}
