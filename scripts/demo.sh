@@ -31,9 +31,17 @@ coproc USRV { "$peer" udp-server demo-udp-srv '[::1]:0' 200 1200; }
 read -r _ uport <&"${USRV[0]}"
 "$peer" udp-client demo-udp-cli "[::1]:$uport" 200 1200 unconnected >/dev/null
 [ -z "${USRV_PID:-}" ] || wait "$USRV_PID" || true
-wait $rec
+# The recorder's log (status lines, any hook-group warning) is shown
+# whether it succeeded or not, with its exit status when it failed.
+status=0
+wait $rec || status=$?
+trap - EXIT
 cat "$log" >&2
 rm -f "$log"
+if [ "$status" -ne 0 ]; then
+    echo "demo: snoop record exited with status $status" >&2
+    exit "$status"
+fi
 echo
 "$snoop" info "$out"
 echo

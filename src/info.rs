@@ -47,14 +47,14 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
     .into_iter()
     .map(|t| (t.name(), trace.rows(t)))
     .collect();
-    let events = tables.values().sum();
-    let (mut stored, mut raw) = (0, 0);
+    let events = tables.values().fold(0u64, |a, n| a.saturating_add(*n));
+    let (mut stored, mut raw) = (0u64, 0u64);
     for i in 0..trace.chunks().len() {
         let s = trace
             .chunk_sizes(i)
             .with_context(|| format!("reading chunk {i}"))?;
-        stored += s.stored;
-        raw += s.raw;
+        stored = s.stored.saturating_add(stored);
+        raw = s.raw.saturating_add(raw);
     }
     let mut dropped: BTreeMap<String, u64> = [
         source::MESSAGES,
@@ -140,6 +140,12 @@ fn to_json(s: &Summary) -> Value {
         "kernel": info.kernel,
         "snoop_version": info.snoop_version,
         "command": info.command,
+        "hooks": t.hooks().map(|h| {
+            h.groups
+                .iter()
+                .map(|(g, state)| (g.clone(), Value::String(state.clone())))
+                .collect::<serde_json::Map<String, Value>>()
+        }),
     })
 }
 
@@ -147,7 +153,7 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     let t = &s.trace;
     let info = t.info();
     let file_bytes = t.file_len();
-    let dropped: u64 = s.dropped.values().sum();
+    let dropped = s.dropped.values().fold(0u64, |a, n| a.saturating_add(*n));
     writeln!(o, "file:         {}", path.display())?;
     writeln!(o, "format:       snoop trace v{}", t.version())?;
     match t.recovery() {
@@ -205,6 +211,36 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     if s.pressure.values().any(|&v| v > 0) {
         let parts: Vec<String> = s.pressure.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(o, "map pressure: {}", parts.join(", "))?;
+    }
+    print_hooks(o, t)
+}
+
+/// The hook groups: the active ones on one line, then one line per group
+/// that did not run, with why.
+fn print_hooks(o: &mut impl Write, t: &Trace) -> std::io::Result<()> {
+    let Some(h) = t.hooks() else {
+        return writeln!(
+            o,
+            "hooks:        not recorded (written by a snoop before hook groups were recorded)"
+        );
+    };
+    let active: Vec<&str> = h
+        .groups
+        .iter()
+        .filter(|(_, s)| s == "active")
+        .map(|(g, _)| g.as_str())
+        .collect();
+    writeln!(
+        o,
+        "hooks:        active: {}",
+        if active.is_empty() {
+            "none".to_string()
+        } else {
+            active.join(", ")
+        }
+    )?;
+    for (g, state) in h.groups.iter().filter(|(_, s)| s != "active") {
+        writeln!(o, "  {g:<17}{state}")?;
     }
     Ok(())
 }

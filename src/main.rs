@@ -38,27 +38,35 @@ enum Command {
     /// Write a trace's raw rows of one table as Parquet or CSV.
     #[cfg(feature = "analyze")]
     Export(snoop_analyze::ExportArgs),
-    /// Describe a trace file: time range, events per table, size, drops, recovery.
+    /// Describe a trace file: time range, events per table, size, drops, recovery, hooks.
     Info(info::InfoArgs),
+    /// Check this machine before recording: BTF, privileges, cgroup v2, each hook group.
+    #[cfg(feature = "record")]
+    Doctor(snoop_record::DoctorArgs),
     /// Write a deterministic synthetic trace (for tests, fixtures and benches).
     #[command(hide = true)]
     Synth(synth::SynthArgs),
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Run the command; `Ok` carries the exit status (non-zero only for
+/// `doctor`'s verdicts).
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match cli.command {
         #[cfg(feature = "record")]
-        Command::Record(args) => snoop_record::run_record(&args),
+        Command::Record(args) => done(snoop_record::run_record(&args)),
         #[cfg(feature = "record")]
-        Command::Top(args) => snoop_record::run_top(&args),
+        Command::Top(args) => done(snoop_record::run_top(&args)),
+        #[cfg(feature = "record")]
+        Command::Doctor(args) => snoop_record::run_doctor(&args),
         #[cfg(feature = "analyze")]
-        Command::Analyze(args) => snoop_analyze::run_analyze(&args),
+        Command::Analyze(args) => done(snoop_analyze::run_analyze(&args)),
         #[cfg(feature = "analyze")]
-        Command::Replay(args) => snoop_analyze::run_replay(&args),
+        Command::Replay(args) => done(snoop_analyze::run_replay(&args)),
         #[cfg(feature = "analyze")]
-        Command::Export(args) => snoop_analyze::run_export(&args),
-        Command::Info(args) => info::run(&args),
-        Command::Synth(args) => synth::run(&args),
+        Command::Export(args) => done(snoop_analyze::run_export(&args)),
+        Command::Info(args) => done(info::run(&args)),
+        Command::Synth(args) => done(synth::run(&args)),
     }
 }
 
@@ -83,7 +91,7 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("snoop: {err:#}");

@@ -160,3 +160,23 @@ fn help_teaches() {
         assert!(text.contains(cmd), "{cmd} missing from --help: {text}");
     }
 }
+
+/// Traces written before hook groups were recorded (format 1.0) say so:
+/// `hooks` is null in JSON and the text names the reason, rather than
+/// claiming groups ran or did not.
+#[test]
+fn info_of_a_trace_without_hook_groups_says_so() {
+    let f = fixtures().join("loopback.snp");
+    let o = snoop(&["info", f.to_str().expect("utf-8 path")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hooks:") && l.contains("not recorded")),
+        "{text}"
+    );
+    let o = snoop(&["info", "--json", f.to_str().expect("utf-8 path")]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(v["hooks"].is_null(), "{v}");
+    assert_eq!(v["format_version"], "1.0");
+}

@@ -5,7 +5,9 @@
 //! - SIGKILL at random moments under load (20 times): the file reads as
 //!   recovered, `snoop info --json` reports it, every recovered row is valid
 //!   and no process has more bytes than it sent.
-//! - Disk full (a 2 MiB tmpfs): non-zero exit naming the path, valid trace.
+//! - Disk full (a 4 MiB tmpfs, 1 MiB free, the output directory owned by the
+//!   sudo user the recorder becomes): exit 1, one line naming the path and
+//!   what was kept, the trace survives and holds exactly that.
 //! - Ring-buffer overload: recorded + counted-dropped == caused, exactly.
 //! - SIGINT/SIGTERM and an error path leave no snoop BPF program or link.
 //! - 1000 short-lived processes: every survivor's bytes on the right pid.
@@ -18,36 +20,14 @@
 //! Recorders run one at a time (a lock), so the BPF checks see only theirs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use snoop_format::{source, ColumnSet, Table, Trace};
 
-const SNOOP: &str = env!("CARGO_BIN_EXE_snoop");
-
-/// One recorder at a time.
-static BPF: Mutex<()> = Mutex::new(());
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Take the BPF lock, or return None (test skipped) when not root.
-fn bpf_or_skip(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !is_root() {
-        if std::env::var("SNOOP_REQUIRE_BPF").as_deref() == Ok("1") {
-            panic!("{test}: needs root for eBPF and SNOOP_REQUIRE_BPF=1");
-        }
-        eprintln!("skipping {test}: needs root (eBPF); set SNOOP_REQUIRE_BPF=1 to fail instead");
-        return None;
-    }
-    Some(BPF.lock().unwrap_or_else(|p| p.into_inner()))
-}
+mod common;
+use common::*;
 
 /// A small deterministic random source (xorshift).
 struct Rng(u64);
@@ -163,101 +143,6 @@ fn helper_result(c: Child) -> Sent {
 
 // ---------------------------------------------------------------------------
 // The recorder.
-
-struct Recorder {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    lines: Vec<String>,
-}
-
-/// Start `snoop record -o path ARGS` and wait (no sleep) for its
-/// `snoop: recording to FILE` line.
-fn start_recorder(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Recorder {
-    let mut c = Command::new(SNOOP);
-    c.arg("record").arg("-o").arg(path).args(args);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // Only the sudo identity a test asks for (the recorder becomes it).
-    c.env_remove("SUDO_UID").env_remove("SUDO_GID");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().expect("spawn snoop record");
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                return;
-            }
-        }
-    });
-    let mut r = Recorder {
-        child,
-        stderr: rx,
-        lines: Vec::new(),
-    };
-    let want = format!("snoop: recording to {}", path.display());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match r.stderr.recv_timeout(left) {
-            Ok(l) => {
-                let done = l.contains(&want);
-                r.lines.push(l);
-                if done {
-                    return r;
-                }
-            }
-            Err(_) => {
-                let _ = r.child.kill();
-                panic!("recorder never became ready: {:?}", r.lines);
-            }
-        }
-    }
-}
-
-impl Recorder {
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// Wait for exit (at most `secs`), returning status and all stderr.
-    fn wait(mut self, secs: u64) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("recorder did not exit in {secs}s: {:?}", self.lines);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
-            self.lines.push(l);
-        }
-        (status, self.lines.join("\n"))
-    }
-}
-
-fn info_json(path: &Path) -> serde_json::Value {
-    let out = Command::new(SNOOP)
-        .args(["info", "--json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "snoop info {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Message rows of a trace: (pid, comm, dir, bytes, rport) per row, each
 /// checked for validity on the way (flow index in its dictionary, dir 0/1,
@@ -404,38 +289,63 @@ fn disk_full_stops_with_an_error_naming_the_path() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "snoop-test"])
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0755", "snoop-test"])
         .arg(dir.path())
         .status()
         .unwrap();
     assert!(ok.success(), "mount tmpfs");
     let _m = Mount(dir.path().to_path_buf());
+    // The tempdir itself is root's 0700: let the sudo user through, as a
+    // user's own directory would.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     // Leave 1 MiB free: room for a few chunks, then the disk fills.
     std::fs::write(dir.path().join("filler"), vec![0u8; 3 * 1024 * 1024]).unwrap();
-    let path = dir.path().join("full.snp");
+    // The output directory belongs to the "sudo user" the recorder becomes
+    // once attached, so that user could unlink the trace: it must not.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::os::unix::fs::chown(&sub, Some(65534), Some(65534)).unwrap();
+    let path = sub.join("full.snp");
     let name = unique("full");
-    let rec = start_recorder(&path, &["--comm", &name], &[]);
+    let rec = start_recorder(
+        &path,
+        &["--comm", &name],
+        &[("SUDO_UID", "65534"), ("SUDO_GID", "65534")],
+    );
     let h = spawn_helper(&format!("udp {name} 300000 64"), None);
     let (status, err) = rec.wait(40);
     let _ = helper_result(h);
+    assert_eq!(status.code(), Some(1), "exit status on a full disk: {err}");
+    let last = err.lines().last().unwrap_or("");
+    let p = path.display().to_string();
+    let kept = last
+        .strip_prefix(&format!("snoop: disk full writing {p}: kept "))
+        .unwrap_or_else(|| panic!("the last line does not name the cause and path: {err}"));
+    let (events, rest) = kept.split_once(" events in ").expect("events kept");
+    let (chunks, rest) = rest.split_once(" chunks; ").expect("chunks kept");
     assert!(
-        !status.success(),
-        "recorder succeeded on a full disk: {err}"
+        rest.starts_with(&format!("the trace is readable (snoop info {p})")),
+        "{last}"
     );
-    assert!(
-        err.contains(&path.display().to_string()) && err.contains("No space left"),
-        "error does not name the path and the cause: {err}"
-    );
-    let t = Trace::open(&path).expect("what was written is a trace");
+    let (events, chunks): (u64, usize) = (events.parse().unwrap(), chunks.parse().unwrap());
+    let t = Trace::open(&path).expect("the trace survives the full disk");
     assert!(!t.is_complete());
-    let rows = messages(&t).len();
     let r = t.recovery().unwrap().clone();
+    assert_eq!(
+        (r.chunks, r.events),
+        (chunks, events),
+        "what the error says was kept is what the file holds"
+    );
+    let rows = messages(&t).len();
     eprintln!(
-        "FIGURE disk-full: {} bytes on disk, {} chunks / {rows} message rows recovered, {} bytes ignored; error: {}",
+        "FIGURE disk-full: {} bytes on disk, {} chunks / {rows} message rows recovered, {} bytes ignored; error: {last}",
         t.file_len(),
         r.chunks,
         r.ignored_bytes,
-        err.lines().last().unwrap_or("")
     );
     assert!(rows > 0, "nothing recovered: {r:?}");
 }

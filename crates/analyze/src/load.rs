@@ -42,6 +42,7 @@ pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace
             recovery: t.recovery().cloned(),
             filter: filter.for_file(t.info()),
             end_ns: t.end_ns(),
+            hooks: t.hooks().cloned(),
         });
         traces.push(t);
     }

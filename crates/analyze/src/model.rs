@@ -93,6 +93,29 @@ pub struct FileMeta {
     pub filter: FileFilter,
     /// Recording end from the footer, if complete.
     pub end_ns: Option<u64>,
+    /// Which hook groups the recorder ran (None: a trace from before 1.1).
+    pub hooks: Option<snoop_format::Hooks>,
+}
+
+impl FileMeta {
+    /// The hook groups that did not run, as `group (state)`; empty for a
+    /// trace that does not say.
+    pub fn hooks_not_run(&self) -> Vec<String> {
+        self.hooks
+            .iter()
+            .flat_map(|h| &h.groups)
+            .filter(|(_, s)| s != "active")
+            .map(|(g, s)| format!("{g} ({s})"))
+            .collect()
+    }
+
+    /// Did the recorder run hook group `name`? (Assumed yes for traces from
+    /// before hook groups were recorded.)
+    pub fn hook_ran(&self, name: &str) -> bool {
+        self.hooks
+            .as_ref()
+            .is_none_or(|h| h.groups.iter().any(|(g, s)| g == name && s == "active"))
+    }
 }
 
 /// One flow of the dataset: a flow dictionary row of a file, with its origin.

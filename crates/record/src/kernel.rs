@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
+use crate::hooks::{Group, HookPlan, ESSENTIAL_NEEDS};
 use crate::perm;
 use crate::skel::types::snoop_counter;
 use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
@@ -78,6 +79,8 @@ pub struct BpfSource<'a, 'obj> {
     rb: RingBuffer<'a>,
     pending: Rc<RefCell<RawBatch>>,
     skel: &'a SnoopSkel<'obj>,
+    links: Option<Attached>,
+    hooks: Vec<(String, String)>,
 }
 
 impl EventSource for BpfSource<'_, '_> {
@@ -120,6 +123,16 @@ impl EventSource for BpfSource<'_, '_> {
 
     fn counters(&mut self) -> Result<Counters> {
         read_counters(self.skel)
+    }
+
+    fn detach(&mut self) {
+        // Dropping the links detaches every program: no record is emitted
+        // after this, so the drain that follows reaches the true end.
+        self.links = None;
+    }
+
+    fn hooks(&self) -> Vec<(String, String)> {
+        self.hooks.clone()
     }
 
     fn pressure(&mut self) -> Result<Pressure> {
@@ -166,20 +179,24 @@ fn read_counters(skel: &SnoopSkel<'_>) -> Result<Counters> {
     Ok(out)
 }
 
-/// Where cgroup v2 is mounted: /proc/mounts, else /sys/fs/cgroup.
-pub fn cgroup2_root() -> String {
-    if let Ok(m) = std::fs::read_to_string("/proc/mounts") {
-        for line in m.lines() {
+/// Where cgroup v2 is mounted, from /proc/mounts.
+pub fn cgroup2_root() -> Result<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("read /proc/mounts")?;
+    cgroup2_in(&mounts)
+}
+
+/// The first cgroup2 mount point in a /proc/mounts text.
+fn cgroup2_in(mounts: &str) -> Result<String> {
+    mounts
+        .lines()
+        .find_map(|line| {
             let mut f = line.split_whitespace();
             let (_dev, dir, ty) = (f.next(), f.next(), f.next());
-            if ty == Some("cgroup2") {
-                if let Some(d) = dir {
-                    return d.to_string();
-                }
-            }
-        }
-    }
-    "/sys/fs/cgroup".to_string()
+            (ty == Some("cgroup2"))
+                .then(|| dir.map(str::to_string))
+                .flatten()
+        })
+        .context("cgroup v2 not mounted (looked for a cgroup2 entry in /proc/mounts)")
 }
 
 /// The cgroup v2 id of a cgroup directory (its inode number).
@@ -188,7 +205,7 @@ pub fn cgroup_id(path: &str) -> Result<u64> {
     let p = if path.starts_with('/') && std::path::Path::new(path).exists() {
         path.to_string()
     } else {
-        format!("{}/{}", cgroup2_root(), path.trim_start_matches('/'))
+        format!("{}/{}", cgroup2_root()?, path.trim_start_matches('/'))
     };
     let md = std::fs::metadata(&p).with_context(|| format!("cgroup {p}"))?;
     if !md.is_dir() {
@@ -197,39 +214,56 @@ pub fn cgroup_id(path: &str) -> Result<u64> {
     Ok(md.ino())
 }
 
+/// Which hook groups `opts` asks for; the others are off, with why.
+pub fn plan_for(opts: &KernelOptions) -> HookPlan {
+    HookPlan::new(|g| match g {
+        Group::Messages | Group::Sockets => None,
+        Group::Packets => (!opts.packets).then(|| "not requested (--no-packets)".into()),
+        Group::TcpState => (!opts.lifecycle).then(|| "not requested".into()),
+        Group::Processes => (!(opts.lifecycle || !opts.comms.is_empty() || opts.follow))
+            .then(|| "not requested".into()),
+        Group::ExistingSockets => (!opts.existing).then(|| "not requested".into()),
+        Group::Iface => opts
+            .ifaces
+            .is_empty()
+            .then(|| "not requested (no --iface)".into()),
+    })
+}
+
+/// How many times loading may start over after a group was refused: once
+/// per optional group, plus the first try.
+const LOAD_ATTEMPTS: usize = Group::ALL.len() + 1;
+
 /// Load and attach everything `opts` asks for, then run `body` with the
-/// ring-buffer source. `on_ready` is called once every program is attached
-/// and pre-existing sockets are learned. Links detach when this returns.
+/// ring-buffer source. A hook group the kernel refuses (at load or attach)
+/// is left out with a warning and the rest loads again without it; only
+/// the essential `messages` group failing stops recording. `on_ready` is
+/// called once every program is attached and pre-existing sockets are
+/// learned. Links detach when the source's [`EventSource::detach`] is
+/// called (the drain loop does, before its last drain) or when this returns.
 pub fn with_kernel<R>(
     opts: &KernelOptions,
     body: impl FnOnce(&mut dyn EventSource) -> Result<R>,
 ) -> Result<R> {
-    perm::capture_libbpf_log();
-    let mut storage = MaybeUninit::uninit();
-    let mut open = SnoopSkelBuilder::default()
-        .open(&mut storage)
-        .map_err(perm::map_bpf_error)
-        .context("open BPF object")?;
+    load_and_attach(opts, true, body)
+}
 
-    let Some(ro) = open.maps.rodata_data.as_deref_mut() else {
-        bail!("BPF object has no rodata map (libbpf could not mmap it)");
-    };
-    let cfg = &mut ro.snoop_cfg;
-    cfg.filter_pid = u8::from(!opts.pids.is_empty());
-    cfg.filter_comm = u8::from(!opts.comms.is_empty());
-    cfg.follow = u8::from(opts.follow);
-    cfg.capture_pkts = u8::from(opts.packets);
-    cfg.family = opts.family;
-    cfg.proto = opts.proto;
-    cfg.port = opts.port;
-    cfg.cgroup = opts.cgroup;
+/// Load and attach as `record` would (warnings silenced), and report each
+/// hook group's state (`snoop doctor`). Errors when the essential group
+/// cannot load.
+pub fn probe_hooks(opts: &KernelOptions) -> Result<Vec<(String, String)>> {
+    load_and_attach(opts, false, |src| Ok(src.hooks()))
+}
+
+fn load_and_attach<R>(
+    opts: &KernelOptions,
+    warn: bool,
+    body: impl FnOnce(&mut dyn EventSource) -> Result<R>,
+) -> Result<R> {
+    check_btf()?;
+    perm::capture_libbpf_log();
     let cpus = libbpf_rs::num_possible_cpus().context("count possible CPUs")?;
     let ring = per_cpu_ring_bytes(opts.ring_bytes, cpus);
-    // Wake the reader early when a quarter of a ring is full, so a burst
-    // between two timed polls cannot overflow it.
-    ro.snoop_wakeup_bytes = ring / 4;
-    ro.snoop_wakeup_mask = wakeup_check_mask(ring);
-    ro.snoop_tcp_flows_learned = u8::from(opts.lifecycle);
     let rings = (0..cpus)
         .map(|cpu| {
             libbpf_rs::MapHandle::create(
@@ -247,6 +281,132 @@ pub fn with_kernel<R>(
             .with_context(|| format!("create the ring buffer of CPU {cpu} ({ring} bytes)"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let forced = crate::hooks::forced_refusals();
+    let mut plan = plan_for(opts);
+    let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; LOAD_ATTEMPTS] =
+        std::array::from_fn(|_| MaybeUninit::uninit());
+    for storage in storages.iter_mut() {
+        perm::discard_libbpf_log();
+        let open = open_configured(storage, opts, &plan, &forced, &rings, ring, cpus)?;
+        let skel = match open.load() {
+            Ok(skel) => skel,
+            Err(e) => {
+                let log = perm::take_libbpf_log();
+                if e.kind() == libbpf_rs::ErrorKind::PermissionDenied && perm::lacks_privileges() {
+                    return Err(perm::map_bpf_error(e)).context("load BPF programs");
+                }
+                let Some((prog, reason)) = crate::hooks::failed_program(&log) else {
+                    eprint!("{log}");
+                    return Err(anyhow::Error::new(e)).context("load BPF programs (verifier)");
+                };
+                match Group::of_program(&prog) {
+                    Some(g) if g.optional() => {
+                        refuse(&mut plan, g, &reason, warn);
+                        continue;
+                    }
+                    _ => bail!(
+                        "this kernel cannot record messages: it refused BPF program {prog} \
+                         ({reason}); snoop record needs {ESSENTIAL_NEEDS} (run `snoop doctor`)"
+                    ),
+                }
+            }
+        };
+        perm::discard_libbpf_log();
+        fill_maps(&skel, opts, &rings)?;
+        let links = match attach_groups(&skel, opts, &plan, &forced) {
+            Ok(l) => l,
+            Err((g, reason)) if g.optional() => {
+                refuse(&mut plan, g, &reason, warn);
+                continue;
+            }
+            Err((_, reason)) => bail!(
+                "this kernel cannot record messages: attaching failed ({reason}); snoop \
+                 record needs {ESSENTIAL_NEEDS} (run `snoop doctor`)"
+            ),
+        };
+        if plan.wanted(Group::ExistingSockets) {
+            if let Err(reason) = run_iterators(&skel) {
+                refuse(&mut plan, Group::ExistingSockets, &reason, warn);
+            }
+        }
+        plan.activate_wanted();
+
+        let pending = Rc::new(RefCell::new(RawBatch::default()));
+        let mut builder = RingBufferBuilder::new();
+        for r in &rings {
+            let sink = Rc::clone(&pending);
+            builder
+                .add(r, move |rec: &[u8]| {
+                    sink.borrow_mut().push(rec);
+                    0
+                })
+                .context("ring buffer")?;
+        }
+        let rb = builder.build().context("ring buffer")?;
+        let mut src = BpfSource {
+            rb,
+            pending,
+            skel: &skel,
+            links: Some(links),
+            hooks: plan.describe(),
+        };
+        return body(&mut src);
+    }
+    bail!("could not load the BPF programs after {LOAD_ATTEMPTS} attempts")
+}
+
+/// Note a refused group and warn, once.
+fn refuse(plan: &mut HookPlan, g: Group, reason: &str, warn: bool) {
+    if warn {
+        eprintln!("{}", HookPlan::warning(g, reason));
+    }
+    plan.refuse(g, reason);
+}
+
+/// A kernel without BTF cannot load any tp_btf program: say so plainly.
+fn check_btf() -> Result<()> {
+    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Ok(());
+    }
+    bail!(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; it needs \
+         CONFIG_DEBUG_INFO_BTF=y): snoop record needs {ESSENTIAL_NEEDS}"
+    )
+}
+
+/// Open the BPF object into `storage` and set everything fixed before load:
+/// the filters, the ring template, map sizes, and which programs load.
+fn open_configured<'obj>(
+    storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    opts: &KernelOptions,
+    plan: &HookPlan,
+    forced: &[Group],
+    rings: &[libbpf_rs::MapHandle],
+    ring: u64,
+    cpus: usize,
+) -> Result<crate::skel::OpenSnoopSkel<'obj>> {
+    let mut open = SnoopSkelBuilder::default()
+        .open(storage)
+        .map_err(perm::map_bpf_error)
+        .context("open BPF object")?;
+
+    let Some(ro) = open.maps.rodata_data.as_deref_mut() else {
+        bail!("BPF object has no rodata map (libbpf could not mmap it)");
+    };
+    let cfg = &mut ro.snoop_cfg;
+    cfg.filter_pid = u8::from(!opts.pids.is_empty());
+    cfg.filter_comm = u8::from(!opts.comms.is_empty());
+    cfg.follow = u8::from(opts.follow);
+    cfg.capture_pkts = u8::from(plan.wanted(Group::Packets));
+    cfg.family = opts.family;
+    cfg.proto = opts.proto;
+    cfg.port = opts.port;
+    cfg.cgroup = opts.cgroup;
+    // Wake the reader early when a quarter of a ring is full, so a burst
+    // between two timed polls cannot overflow it.
+    ro.snoop_wakeup_bytes = ring / 4;
+    ro.snoop_wakeup_mask = wakeup_check_mask(ring);
+    ro.snoop_tcp_flows_learned = u8::from(plan.wanted(Group::TcpState));
     if let Some(first) = rings.first() {
         open.maps
             .snoop_rings
@@ -261,21 +421,38 @@ pub fn with_kernel<R>(
         0 => DEFAULT_OWNER_ENTRIES,
         n => n.max(64),
     };
-    open.maps
-        .snoop_owners
-        .set_max_entries(owners)
-        .context("set owner map size")?;
-    open.maps
-        .snoop_flows
-        .set_max_entries(owners)
-        .context("set flow map size")?;
+    for m in [
+        &mut open.maps.snoop_owners,
+        &mut open.maps.snoop_flows,
+        &mut open.maps.snoop_iter_owners,
+    ] {
+        m.set_max_entries(owners).context("set owner map size")?;
+    }
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let Some(g) = Group::of_program(&name) else {
+            continue;
+        };
+        prog.set_autoload(plan.wanted(g));
+        // Forced refusals of tracing programs fail at load, as a kernel
+        // without the tracepoint would; the others fail at attach.
+        let tracing = !matches!(g, Group::Sockets | Group::Iface);
+        if plan.wanted(g) && tracing && forced.contains(&g) {
+            // Loaded as a socket filter, its context reads are out of
+            // bounds: the verifier refuses it, as a stricter kernel would.
+            prog.set_prog_type(libbpf_rs::ProgramType::SocketFilter);
+        }
+    }
+    Ok(open)
+}
 
-    let skel = open
-        .load()
-        .map_err(perm::map_bpf_error)
-        .context("load BPF programs (verifier)")?;
-    perm::discard_libbpf_log();
-
+/// Put the rings in the outer map and the selected processes and names in
+/// theirs.
+fn fill_maps(
+    skel: &SnoopSkel<'_>,
+    opts: &KernelOptions,
+    rings: &[libbpf_rs::MapHandle],
+) -> Result<()> {
     for (cpu, r) in rings.iter().enumerate() {
         let fd = r.as_fd().as_raw_fd() as u32;
         skel.maps
@@ -287,14 +464,12 @@ pub fn with_kernel<R>(
             )
             .with_context(|| format!("install the ring buffer of CPU {cpu}"))?;
     }
-
-    for pid in &opts.pids {
-        skel.maps
-            .snoop_tracked
-            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
-            .with_context(|| format!("track pid {pid}"))?;
-    }
-    for pid in existing_with_comm(&opts.comms) {
+    for pid in opts
+        .pids
+        .iter()
+        .copied()
+        .chain(existing_with_comm(&opts.comms))
+    {
         skel.maps
             .snoop_tracked
             .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
@@ -307,91 +482,128 @@ pub fn with_kernel<R>(
             .update(&key, &[1u8], MapFlags::ANY)
             .with_context(|| format!("track comm {c}"))?;
     }
+    Ok(())
+}
 
+/// What stays attached while recording: links and interface sockets.
+pub(crate) struct Attached {
+    _links: Vec<Link>,
+    _iface_socks: Vec<OwnedFd>,
+}
+
+/// Attach every wanted group's programs. On failure: the group whose
+/// attach failed and the kernel's reason (everything attached so far is
+/// detached again when the links drop).
+fn attach_groups(
+    skel: &SnoopSkel<'_>,
+    opts: &KernelOptions,
+    plan: &HookPlan,
+    forced: &[Group],
+) -> std::result::Result<Attached, (Group, String)> {
     let mut links: Vec<Link> = Vec::new();
     let p = &skel.progs;
-    let attach =
-        |prog: &libbpf_rs::ProgramMut<'_>, name: &str, links: &mut Vec<Link>| -> Result<()> {
+    let why = |e: anyhow::Error| format!("{e:#}");
+    let mut tp = |g: Group, progs: &[(&libbpf_rs::ProgramMut<'_>, &str)]| {
+        if !plan.wanted(g) {
+            return Ok(());
+        }
+        for (prog, name) in progs {
             let l = prog
                 .attach()
-                .map_err(perm::map_bpf_error)
-                .with_context(|| format!("attach {name}"))?;
+                .map_err(perm::map_bpf_error_quiet)
+                .with_context(|| format!("attach {name}"))
+                .map_err(|e| (g, why(e)))?;
             links.push(l);
-            Ok(())
-        };
+        }
+        Ok(())
+    };
     // Process tracking first, so a process exec'd during start-up is seen.
-    if opts.lifecycle || !opts.comms.is_empty() || opts.follow {
-        attach(&p.snoop_exec, "tp_btf/sched_process_exec", &mut links)?;
-        attach(&p.snoop_fork, "tp_btf/sched_process_fork", &mut links)?;
-        attach(&p.snoop_exit, "tp_btf/sched_process_exit", &mut links)?;
-    }
-
-    let cg_path = cgroup2_root();
-    let cg = File::open(&cg_path)
-        .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
-        .with_context(|| format!("open cgroup v2 root {cg_path}"))?;
-    for (prog, name) in [
-        (&p.snoop_sock_create, "cgroup/sock_create"),
-        (&p.snoop_sock_release, "cgroup/sock_release"),
-        (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
-        (&p.snoop_sendmsg6, "cgroup/sendmsg6"),
-        (&p.snoop_recvmsg4, "cgroup/recvmsg4"),
-        (&p.snoop_recvmsg6, "cgroup/recvmsg6"),
-    ] {
-        let l = prog
-            .attach_cgroup(cg.as_raw_fd())
-            .map_err(perm::map_bpf_error)
-            .with_context(|| format!("attach {name} to {cg_path}"))?;
-        links.push(l);
-    }
-    attach(&p.snoop_send_length, "tp_btf/sock_send_length", &mut links)?;
-    attach(&p.snoop_recv_length, "tp_btf/sock_recv_length", &mut links)?;
-    if opts.lifecycle {
-        attach(&p.snoop_set_state, "tp_btf/inet_sock_set_state", &mut links)?;
-    }
-    if opts.packets {
-        attach(&p.snoop_dev_queue, "tp_btf/net_dev_queue", &mut links)?;
-        attach(
-            &p.snoop_netif_receive,
-            "tp_btf/netif_receive_skb",
-            &mut links,
-        )?;
-    }
-    let mut iface_socks = Vec::new();
-    for name in &opts.ifaces {
-        iface_socks.push(iface_socket(
-            name,
-            p.snoop_iface_filter.as_fd().as_raw_fd(),
-        )?);
-    }
-    if opts.existing {
-        run_iter(&p.snoop_iter_task_file, "iter/task_file")?;
-        if opts.lifecycle {
-            run_iter(&p.snoop_iter_tcp, "iter/tcp")?;
+    tp(
+        Group::Processes,
+        &[
+            (&p.snoop_exec, "tp_btf/sched_process_exec"),
+            (&p.snoop_fork, "tp_btf/sched_process_fork"),
+            (&p.snoop_exit, "tp_btf/sched_process_exit"),
+        ],
+    )?;
+    tp(
+        Group::Messages,
+        &[
+            (&p.snoop_send_length, "tp_btf/sock_send_length"),
+            (&p.snoop_recv_length, "tp_btf/sock_recv_length"),
+        ],
+    )?;
+    tp(
+        Group::TcpState,
+        &[(&p.snoop_set_state, "tp_btf/inet_sock_set_state")],
+    )?;
+    tp(
+        Group::Packets,
+        &[
+            (&p.snoop_dev_queue, "tp_btf/net_dev_queue"),
+            (&p.snoop_netif_receive, "tp_btf/netif_receive_skb"),
+        ],
+    )?;
+    if plan.wanted(Group::Sockets) {
+        let g = Group::Sockets;
+        let cg_path = cgroup2_root().map_err(|e| (g, why(e)))?;
+        let cg = File::open(&cg_path)
+            .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
+            .with_context(|| format!("open cgroup v2 root {cg_path}"))
+            .map_err(|e| (g, why(e)))?;
+        let fd = if forced.contains(&g) {
+            -1
+        } else {
+            cg.as_raw_fd()
+        };
+        for (prog, name) in [
+            (&p.snoop_sock_create, "cgroup/sock_create"),
+            (&p.snoop_sock_release, "cgroup/sock_release"),
+            (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
+            (&p.snoop_sendmsg6, "cgroup/sendmsg6"),
+            (&p.snoop_recvmsg4, "cgroup/recvmsg4"),
+            (&p.snoop_recvmsg6, "cgroup/recvmsg6"),
+            (&p.snoop_post_bind4, "cgroup/post_bind4"),
+            (&p.snoop_post_bind6, "cgroup/post_bind6"),
+        ] {
+            let l = prog
+                .attach_cgroup(fd)
+                .map_err(perm::map_bpf_error_quiet)
+                .with_context(|| format!("attach {name} to {cg_path}"))
+                .map_err(|e| (g, why(e)))?;
+            links.push(l);
         }
     }
-
-    let pending = Rc::new(RefCell::new(RawBatch::default()));
-    let mut builder = RingBufferBuilder::new();
-    for r in &rings {
-        let sink = Rc::clone(&pending);
-        builder
-            .add(r, move |rec: &[u8]| {
-                sink.borrow_mut().push(rec);
-                0
-            })
-            .context("ring buffer")?;
+    let mut iface_socks = Vec::new();
+    if plan.wanted(Group::Iface) {
+        let fd = if forced.contains(&Group::Iface) {
+            -1
+        } else {
+            p.snoop_iface_filter.as_fd().as_raw_fd()
+        };
+        for name in &opts.ifaces {
+            iface_socks.push(iface_socket(name, fd).map_err(|e| (Group::Iface, why(e)))?);
+        }
     }
-    let rb = builder.build().context("ring buffer")?;
-    let mut src = BpfSource {
-        rb,
-        pending,
-        skel: &skel,
-    };
-    let r = body(&mut src);
-    drop(iface_socks);
-    drop(links);
-    r
+    Ok(Attached {
+        _links: links,
+        _iface_socks: iface_socks,
+    })
+}
+
+/// Run the pre-existing-socket iterators: task_file parks owners by socket
+/// inode, tcp and udp move them to the cookie map (and tcp emits the
+/// connections already open). The first failure is the group's reason.
+fn run_iterators(skel: &SnoopSkel<'_>) -> std::result::Result<(), String> {
+    let p = &skel.progs;
+    for (prog, name) in [
+        (&p.snoop_iter_task_file, "iter/task_file"),
+        (&p.snoop_iter_tcp, "iter/tcp"),
+        (&p.snoop_iter_udp, "iter/udp"),
+    ] {
+        run_iter(prog, name).map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(())
 }
 
 /// Processes alive now whose comm is one of `comms` (so --comm also covers
@@ -502,6 +714,19 @@ const _: () = assert!(kind::COUNT == 4);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup2_is_found_or_named_missing() {
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs ro 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(cgroup2_in(hybrid).unwrap(), "/sys/fs/cgroup/unified");
+        let v1 = "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n";
+        let e = format!("{:#}", cgroup2_in(v1).unwrap_err());
+        assert_eq!(
+            e,
+            "cgroup v2 not mounted (looked for a cgroup2 entry in /proc/mounts)"
+        );
+    }
 
     #[test]
     fn rings_split_the_total_in_powers_of_two() {

@@ -8,7 +8,9 @@
 //! testable without root.
 
 pub mod args;
+pub mod doctor;
 pub mod event;
+pub mod hooks;
 pub mod kernel;
 pub mod output;
 pub mod perm;
@@ -20,5 +22,6 @@ pub mod top;
 pub mod top_from;
 
 pub use args::RecordArgs;
+pub use doctor::{run_doctor, DoctorArgs};
 pub use record::{human_bytes, kernel_options, record_session, run_record};
 pub use top::{run_top, TopArgs};

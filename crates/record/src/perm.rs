@@ -102,6 +102,24 @@ pub fn map_bpf_error(e: libbpf_rs::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
+/// Like [`map_bpf_error`], but forgets libbpf's log instead of printing
+/// it (for failures the caller reports in its own words, like an
+/// optional hook group that could not attach).
+pub fn map_bpf_error_quiet(e: libbpf_rs::Error) -> anyhow::Error {
+    if e.kind() == libbpf_rs::ErrorKind::PermissionDenied && lacks_privileges() {
+        discard_libbpf_log();
+        return anyhow::Error::new(e).context(eperm_help("load eBPF programs", false));
+    }
+    discard_libbpf_log();
+    anyhow::Error::new(e)
+}
+
+/// True when not root, or root without a capability snoop needs: a
+/// refusal is then blamed on privileges, not on the kernel.
+pub fn lacks_privileges() -> bool {
+    !is_root() || !missing_caps(false).is_empty()
+}
+
 /// Wrap an io error of `what`, replacing permission failures by
 /// [`eperm_help`].
 pub fn map_io_error(e: io::Error, what: &str, iface: bool) -> anyhow::Error {
@@ -138,6 +156,11 @@ pub fn flush_libbpf_log() {
     if !log.is_empty() {
         eprint!("{log}");
     }
+}
+
+/// What libbpf said since the last take or discard (and forget it).
+pub fn take_libbpf_log() -> String {
+    std::mem::take(&mut *LIBBPF_LOG.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Forget what libbpf said.

@@ -35,6 +35,10 @@ pub trait EventSink {
     fn flush(&mut self) -> Result<()>;
     /// Bytes written to the output so far.
     fn bytes_written(&self) -> u64;
+    /// Record which hook groups ran (once, before the first event).
+    fn hooks(&mut self, _hooks: &[(String, String)]) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
@@ -85,6 +89,11 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
 
     fn bytes_written(&self) -> u64 {
         snoop_format::TraceWriter::bytes_written(self)
+    }
+
+    fn hooks(&mut self, hooks: &[(String, String)]) -> Result<()> {
+        self.write_hooks(hooks)?;
+        Ok(())
     }
 }
 
@@ -153,8 +162,14 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
     let mut batch = RawBatch::with_capacity(BATCH_RECORDS * 256);
     let mut last_counters = Instant::now();
     let mut last_flush = Instant::now();
+    w.sink.hooks(&src.hooks()).context("write hook groups")?;
     loop {
         let stopping = w.ctl.stopping();
+        if stopping {
+            // Nothing may be emitted after the last drain: detach first,
+            // then drain to empty, then read the counters.
+            src.detach();
+        }
         let mut wait = if stopping { Duration::ZERO } else { POLL };
         loop {
             src.poll(wait, &mut batch, BATCH_RECORDS)?;
@@ -177,12 +192,35 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
             w.counters(c, p)?;
         }
         if stopping {
+            // A program already running when the links went may still
+            // have submitted after the drain; it was counted above, so
+            // take it too.
+            drain_rest(src, w, &mut batch)?;
             return w.finish();
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
             w.sink.flush().context("flush trace")?;
             w.check_limits();
+        }
+    }
+}
+
+/// Take whatever the source still holds, without waiting.
+fn drain_rest<S: EventSink>(
+    src: &mut dyn EventSource,
+    w: &mut Writer<'_, S>,
+    batch: &mut RawBatch,
+) -> Result<()> {
+    loop {
+        src.poll(Duration::ZERO, batch, BATCH_RECORDS)?;
+        let n = batch.len();
+        if n > 0 {
+            w.batch(batch)?;
+            batch.clear();
+        }
+        if n < BATCH_RECORDS {
+            return Ok(());
         }
     }
 }
@@ -464,6 +502,85 @@ mod tests {
         )
         .expect("pipeline");
         assert_eq!(s.events[kind::MSG as usize], u64::from(n));
+    }
+
+    /// A live source keeps emitting until it is detached, like attached
+    /// BPF programs: every record it ever emitted must be written, and the
+    /// counters read at the end must say exactly that many (issue: the
+    /// records emitted between the last drain and the detach were lost
+    /// uncounted). The hook groups it reports land in the trace.
+    #[test]
+    fn records_until_detach_are_written_and_counted() {
+        struct Live {
+            emitted: u64,
+            attached: bool,
+            pending: Vec<Vec<u8>>,
+        }
+        impl Live {
+            /// Producers never pause while attached: a few records arrive
+            /// whenever time passes (before a poll, before a counter read).
+            fn tick(&mut self) {
+                if self.attached {
+                    for _ in 0..3 {
+                        self.emitted += 1;
+                        self.pending
+                            .push(msg(1, (self.emitted % 60_000) as u32 + 1, 0));
+                    }
+                }
+            }
+        }
+        impl EventSource for Live {
+            fn poll(&mut self, _: Duration, out: &mut RawBatch, max: usize) -> Result<()> {
+                self.tick();
+                let n = self.pending.len().min(max);
+                for r in self.pending.drain(..n) {
+                    out.push(&r);
+                }
+                Ok(())
+            }
+            fn counters(&mut self) -> Result<Counters> {
+                self.tick();
+                let mut c = Counters::default();
+                c[kind::MSG as usize].events = self.emitted;
+                Ok(c)
+            }
+            fn detach(&mut self) {
+                self.attached = false;
+            }
+            fn hooks(&self) -> Vec<(String, String)> {
+                vec![
+                    ("messages".into(), "active".into()),
+                    ("packets".into(), "refused: test".into()),
+                ]
+            }
+        }
+        let info = FileInfo::from_host(vec!["test".into()]);
+        let mut w = TraceWriter::new(Vec::new(), &info, WriterOptions::default()).expect("writer");
+        let ctl = Control::default();
+        let mut src = Live {
+            emitted: 0,
+            attached: true,
+            pending: Vec::new(),
+        };
+        let s = run_pipeline(
+            &mut w,
+            &ctl,
+            &Limits::default(),
+            |drain| drain(&mut src),
+            || {},
+            |ctl| {
+                if ctl.events.load(Ordering::Relaxed) > 30 {
+                    ctl.stop();
+                }
+            },
+        )
+        .expect("pipeline");
+        assert_eq!(s.events[kind::MSG as usize], src.emitted);
+        assert_eq!(s.kernel[kind::MSG as usize].events, src.emitted);
+        let t = Trace::from_bytes(w.finish(5000).expect("finish")).expect("read back");
+        assert_eq!(t.rows(Table::Messages), src.emitted);
+        let hooks = t.hooks().expect("hooks block");
+        assert_eq!(hooks.groups[1], ("packets".into(), "refused: test".into()));
     }
 
     #[test]

@@ -89,15 +89,59 @@ pub fn run_record(args: &RecordArgs) -> Result<()> {
         max_bytes: args.max_size,
     };
     let file = crate::output::create_output(&args.output, args.force)?;
-    let r = record_into(file, &args.output, &kopts, &limits, args.duration);
-    if let Err(e) = &r {
-        // Nothing was recorded if the kernel side never came up: do not
-        // leave an empty trace behind.
-        if e.chain().any(|c| c.to_string().starts_with("kernel:")) {
-            let _ = std::fs::remove_file(&args.output);
-        }
+    record_into(file, &args.output, &kopts, &limits, args.duration)
+}
+
+/// How a recording ended badly, worded by the stage that failed; the
+/// trace is removed only when it holds nothing.
+fn failed(
+    path: &Path,
+    e: anyhow::Error,
+    (chunks, events): (usize, u64),
+    stage: Stage,
+) -> anyhow::Error {
+    if chunks == 0 {
+        // Nothing was recorded (e.g. the kernel side never came up): do
+        // not leave an empty trace behind.
+        let _ = std::fs::remove_file(path);
+        return match stage {
+            Stage::SetUp => e,
+            _ => e.context(format!(
+                "recording to {} (nothing was kept)",
+                path.display()
+            )),
+        };
     }
-    r
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .or_else(|| {
+                c.downcast_ref::<snoop_format::FormatError>()
+                    .and_then(snoop_format::FormatError::raw_os_error)
+            })
+            == Some(libc::ENOSPC)
+    });
+    let what = match (full, stage) {
+        (true, _) => "disk full writing",
+        (false, Stage::Closing) => "closing",
+        (false, _) => "error writing",
+    };
+    e.context(format!(
+        "{what} {p}: kept {events} events in {chunks} chunks; the trace is readable \
+         (snoop info {p})",
+        p = path.display()
+    ))
+}
+
+/// Which part of a recording failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Loading and attaching (nothing recorded yet).
+    SetUp,
+    /// Draining and writing.
+    Recording,
+    /// Sealing the last chunks and writing the footer.
+    Closing,
 }
 
 fn record_into(
@@ -108,8 +152,14 @@ fn record_into(
     duration: Option<Duration>,
 ) -> Result<()> {
     let info = FileInfo::from_host(std::env::args().collect());
-    let mut writer =
-        TraceWriter::new(file, &info, WriterOptions::default()).context("write trace header")?;
+    let mut writer = match TraceWriter::new(file, &info, WriterOptions::default()) {
+        Ok(w) => w,
+        Err(e) => {
+            let e =
+                anyhow::Error::new(e).context(format!("write trace header to {}", path.display()));
+            return Err(failed(path, e, (0, 0), Stage::SetUp));
+        }
+    };
     // The drain thread pushes rows; sorting and compressing a full chunk
     // must not stop it from emptying the rings.
     writer
@@ -120,12 +170,14 @@ fn record_into(
     let started = Instant::now();
     let bar = status_bar();
     let mut rate = RateMeter::default();
+    let ready = std::cell::Cell::new(false);
     let summary = record_session(
         &mut writer,
         kopts,
         limits,
         &ctl,
         || {
+            ready.set(true);
             crate::perm::drop_privileges_or_warn();
             eprintln!("snoop: recording to {}", path.display());
         },
@@ -142,19 +194,24 @@ fn record_into(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    // Name the file on write errors: "No space left on device" alone does
-    // not say where. Kernel set-up errors say what they are already.
-    let summary = summary.map_err(|e| {
-        if e.chain().any(|c| c.to_string().starts_with("kernel:")) {
-            e
-        } else {
-            e.context(format!("writing {}", path.display()))
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            let stage = if ready.get() {
+                Stage::Recording
+            } else {
+                Stage::SetUp
+            };
+            return Err(failed(path, e, writer.written(), stage));
         }
-    })?;
+    };
     let bytes = writer.bytes_written();
-    writer
-        .finish(snoop_format::boottime_ns())
-        .with_context(|| format!("write trace footer to {}", path.display()))?;
+    // finish consumes the writer: note what is durable before.
+    let before = writer.written();
+    if let Err(e) = writer.finish(snoop_format::boottime_ns()) {
+        let e = anyhow::Error::new(e).context("write the last chunks and the footer");
+        return Err(failed(path, e, before, Stage::Closing));
+    }
     print_summary(path, &summary, bytes, started.elapsed());
     Ok(())
 }
@@ -176,7 +233,17 @@ pub fn record_session<W: std::io::Write + Send>(
         writer,
         ctl,
         limits,
-        |drain| with_kernel(kopts, |src| drain(src)).context("kernel: set up eBPF"),
+        |drain| {
+            // Set-up errors are worded as such; errors while recording
+            // pass through as they are (the caller words them).
+            let mut recording: Option<anyhow::Error> = None;
+            with_kernel(kopts, |src| {
+                recording = drain(src).err();
+                Ok(())
+            })
+            .context("set up eBPF")?;
+            recording.map_or(Ok(()), Err)
+        },
         on_ready,
         monitor,
     )

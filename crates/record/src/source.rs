@@ -120,6 +120,17 @@ pub trait EventSource {
     fn pressure(&mut self) -> anyhow::Result<Pressure> {
         Ok(Pressure::default())
     }
+
+    /// Stop producing records (detach the kernel's programs). Called once
+    /// when recording stops, before the last drain, so that drain sees
+    /// every record there will ever be.
+    fn detach(&mut self) {}
+
+    /// The hook groups and their states (`active`, `off: …`,
+    /// `refused: …`), for the trace; empty for sources without hooks.
+    fn hooks(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A source that replays prepared records once, then stays empty; for tests

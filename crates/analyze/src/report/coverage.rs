@@ -87,6 +87,17 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
         .iter()
         .filter(|r| r.0.attributed())
         .fold((0, 0), |a, r| (a.0 + r.1[2], a.1 + r.1[3]));
+    for file in ds.files.iter().filter(|file| !file.hook_ran("packets")) {
+        f.notes.push(format!(
+            "{}: no wire packets recorded (hook group packets {})",
+            file.path.display(),
+            file.hooks
+                .iter()
+                .flat_map(|h| &h.groups)
+                .find(|(g, _)| g == "packets")
+                .map_or("did not run", |(_, s)| s.as_str())
+        ));
+    }
     if total == 0 {
         f.notes.push(
             "no packet events in the selection (was the trace recorded with packet capture?)"

@@ -44,6 +44,13 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
                 end
             ),
         ));
+        let missing = f.hooks_not_run();
+        if !missing.is_empty() {
+            kv.push((
+                "not recorded".into(),
+                format!("hook groups {}", missing.join(", ")),
+            ));
+        }
         if let Some(r) = &f.recovery {
             kv.push((
                 "recovered".into(),

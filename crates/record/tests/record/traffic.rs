@@ -125,6 +125,14 @@ fn udp_case(test: &str, bind: &str, host: &str, connected: bool) {
         (total, total, 2 * count as u64),
         "client"
     );
+    // Every datagram is one packet each way on the wire, owned by the
+    // process that sent or received it: the server's first received
+    // datagram too, which arrives before the server's first receive.
+    let p = totals(&t, Table::Packets);
+    for (who, n) in [(&sn, "server"), (&cn, "client")] {
+        let got = p.get(who.as_str()).map_or(0, |e| e.0.n);
+        assert_eq!(got, 2 * count as u64, "{n} packets (sent + received)");
+    }
     // Unconnected UDP: the peer address comes from the cgroup hooks.
     let want = ColumnSet::of(&[col::FLOW, col::F_COMM, col::F_RPORT]);
     for b in event_batches(&t, Table::Messages, want) {

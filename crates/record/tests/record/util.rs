@@ -208,7 +208,8 @@ pub fn own_cgroup_id() -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .expect("a cgroup v2 line");
-    std::fs::metadata(format!("/sys/fs/cgroup{path}"))
+    let root = snoop_record::kernel::cgroup2_root().expect("cgroup v2 mounted");
+    std::fs::metadata(format!("{root}{path}"))
         .expect("cgroup directory")
         .ino()
 }
