@@ -166,7 +166,7 @@ fn help_teaches() {
 /// claiming groups ran or did not.
 #[test]
 fn info_of_a_trace_without_hook_groups_says_so() {
-    let f = fixtures().join("loopback.snp");
+    let f = fixtures().join("v1-synthetic.snp");
     let o = snoop(&["info", f.to_str().expect("utf-8 path")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
