@@ -28,12 +28,18 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         packets: false,
         events: false,
         connections: false,
-        processes: false,
+        // Process events are few; they give processes their latest name
+        // and end UDP flows at exit.
+        processes: true,
         stats: false,
         interval_ns,
     };
     match report {
-        Report::Throughput | Report::Timeline | Report::Coverage => p.packets = true,
+        Report::Throughput | Report::Timeline => p.packets = true,
+        Report::Coverage => {
+            p.packets = true;
+            p.processes = false;
+        }
         Report::Conns => {
             p.events = true;
             p.connections = true;
@@ -49,7 +55,6 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         Report::Lifecycle => {
             p.events = true;
             p.connections = true;
-            p.processes = true;
         }
         Report::Summary => {
             p.packets = true;
@@ -60,7 +65,6 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.packets = true;
             p.events = true;
             p.connections = true;
-            p.processes = true;
             p.stats = true;
         }
     }
