@@ -1344,3 +1344,40 @@ fn processes_show_their_latest_name() {
         v["connections"]
     );
 }
+
+/// Issue 16 item 7: `-o FILE.html` picks the html report as `-o FILE.json`
+/// picks the format; a table report into an .html file is a usage error
+/// unless `--format` asks for it.
+#[test]
+fn html_output_infers_the_html_report() {
+    let fx = known();
+    let out = fx.dir.join("inferred.html");
+    analyze(&[&fx.trace, "-o", out.to_str().unwrap()]).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &html[..html.len().min(200)]
+    );
+    let out = fx.dir.join("HTM.HTM");
+    analyze(&[&fx.trace, "--by", "pid", "-o", out.to_str().unwrap()]).unwrap();
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("<!DOCTYPE html>"));
+    let bad = fx.dir.join("conns.html");
+    let e = analyze(&[&fx.trace, "--report", "conns", "-o", bad.to_str().unwrap()]).unwrap_err();
+    assert!(is_usage_error(&e), "{e:#}");
+    assert!(format!("{e:#}").contains("--report html"), "{e:#}");
+    assert!(!bad.exists(), "nothing written on a usage error");
+    analyze(&[
+        &fx.trace,
+        "--report",
+        "conns",
+        "--format",
+        "table",
+        "-o",
+        bad.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(std::fs::read_to_string(&bad).unwrap().contains("TX_BYTES"));
+}

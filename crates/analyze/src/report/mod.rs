@@ -100,11 +100,12 @@ pub(crate) fn build(report: Report, ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
 
 /// Run `snoop analyze`.
 pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
-    let report = match (&args.report, &args.by) {
-        (Some(r), _) => Report::parse(r)?,
-        (None, Some(_)) => Report::Throughput,
-        (None, None) => Report::Summary,
-    };
+    let report = Report::resolve(
+        args.report.as_deref(),
+        args.by.is_some(),
+        args.format.as_deref(),
+        args.output.as_deref(),
+    )?;
     let key = args.by.as_deref().map(Key::parse).transpose()?;
     let format = Format::resolve(args.format.as_deref(), args.output.as_deref())?;
     let interval_ns = parse_duration(&args.interval)?;
