@@ -160,3 +160,39 @@ fn help_teaches() {
         assert!(text.contains(cmd), "{cmd} missing from --help: {text}");
     }
 }
+
+/// `top --from` of a trace whose end lies ten years after its start is a
+/// clear error (exit 1), not one table per second until memory runs out.
+#[test]
+#[cfg(feature = "record")]
+fn top_from_a_far_end_is_a_clear_error() {
+    use snoop_format::{comm_bytes, Direction, FileInfo, Flow, TraceWriter, WriterOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("far.snp");
+    let info = FileInfo {
+        start_ns: 1_000_000_000,
+        ..FileInfo::default()
+    };
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&p).expect("create"),
+        &info,
+        WriterOptions::default(),
+    )
+    .expect("writer");
+    let f = Flow {
+        pid: 7,
+        tid: 7,
+        comm: comm_bytes("far"),
+        proto: 17,
+        ..Flow::default()
+    };
+    w.push_message(1_000_000_001, &f, 10, Direction::Tx)
+        .expect("push");
+    w.finish(10 * 365 * 86_400 * 1_000_000_000).expect("finish");
+    let o = snoop(&["top", "--from", p.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_clean_error(&o, "give a longer INTERVAL or a COUNT");
+    let o = snoop(&["top", "--from", p.to_str().expect("path"), "1", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("PID").count(), 2);
+}
