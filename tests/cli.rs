@@ -161,6 +161,37 @@ fn help_teaches() {
     }
 }
 
+/// Issue 16 items 6 and 7: bad values of `top` and `record` are usage
+/// errors (exit 2, clap's message naming the value) before anything runs:
+/// no panic on an INTERVAL that overflows the clock, no trace file created.
+#[test]
+#[cfg(feature = "record")]
+fn bad_record_and_top_values_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("t.snp");
+    let o = out.to_str().expect("path");
+    for args in [
+        &["top", "0"][..],
+        &["top", "9999999999999999999"],
+        &["top", "99999999999"],
+        &["top", "1", "0"],
+        &["top", "-p", "0"],
+        &["record", "-o", o, "--port", "0"],
+        &["record", "-o", o, "--pid", "0"],
+        &["record", "-o", o, "--ring-size", "2G"],
+        &["record", "-o", o, "--ring-size", "100"],
+        &["record", "-o", o, "--duration", "0s"],
+        &["record", "-o", o, "--max-events", "0"],
+    ] {
+        let r = snoop(args);
+        let err = stderr(&r);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("invalid value"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} created the trace");
+    }
+}
+
 /// `top --from` of a trace whose end lies ten years after its start is a
 /// clear error (exit 1), not one table per second until memory runs out.
 #[test]
