@@ -180,3 +180,70 @@ fn info_of_a_trace_without_hook_groups_says_so() {
     assert!(v["hooks"].is_null(), "{v}");
     assert_eq!(v["format_version"], "1.0");
 }
+
+/// Issue 16 items 6 and 7: bad values of `top` and `record` are usage
+/// errors (exit 2, clap's message naming the value) before anything runs:
+/// no panic on an INTERVAL that overflows the clock, no trace file created.
+#[test]
+#[cfg(feature = "record")]
+fn bad_record_and_top_values_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("t.snp");
+    let o = out.to_str().expect("path");
+    for args in [
+        &["top", "0"][..],
+        &["top", "9999999999999999999"],
+        &["top", "99999999999"],
+        &["top", "1", "0"],
+        &["top", "-p", "0"],
+        &["record", "-o", o, "--port", "0"],
+        &["record", "-o", o, "--pid", "0"],
+        &["record", "-o", o, "--ring-size", "2G"],
+        &["record", "-o", o, "--ring-size", "100"],
+        &["record", "-o", o, "--duration", "0s"],
+        &["record", "-o", o, "--max-events", "0"],
+    ] {
+        let r = snoop(args);
+        let err = stderr(&r);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("invalid value"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} created the trace");
+    }
+}
+
+/// `top --from` of a trace whose end lies ten years after its start is a
+/// clear error (exit 1), not one table per second until memory runs out.
+#[test]
+#[cfg(feature = "record")]
+fn top_from_a_far_end_is_a_clear_error() {
+    use snoop_format::{comm_bytes, Direction, FileInfo, Flow, TraceWriter, WriterOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("far.snp");
+    let info = FileInfo {
+        start_ns: 1_000_000_000,
+        ..FileInfo::default()
+    };
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&p).expect("create"),
+        &info,
+        WriterOptions::default(),
+    )
+    .expect("writer");
+    let f = Flow {
+        pid: 7,
+        tid: 7,
+        comm: comm_bytes("far"),
+        proto: 17,
+        ..Flow::default()
+    };
+    w.push_message(1_000_000_001, &f, 10, Direction::Tx)
+        .expect("push");
+    w.finish(10 * 365 * 86_400 * 1_000_000_000).expect("finish");
+    let o = snoop(&["top", "--from", p.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_clean_error(&o, "give a longer INTERVAL or a COUNT");
+    let o = snoop(&["top", "--from", p.to_str().expect("path"), "1", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("PID").count(), 2);
+}

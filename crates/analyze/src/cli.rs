@@ -41,7 +41,8 @@ pub struct AnalyzeArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Report: summary (default without --by), throughput (default with
-    /// --by), conns, sizes, remotes, timeline, lifecycle, coverage, html.
+    /// --by), conns, sizes, remotes, timeline, lifecycle, coverage, html
+    /// (default when -o ends in .html).
     #[arg(long, value_name = "NAME")]
     pub report: Option<String>,
     /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup.
@@ -125,6 +126,37 @@ pub enum Report {
 }
 
 impl Report {
+    /// The report to run: `--report` if given; else html for an `-o` ending
+    /// in `.html`/`.htm` (unless `--format` says otherwise), throughput with
+    /// `--by`, summary without. A named report other than html written to
+    /// an .html file without `--format` is a usage error (it would be a
+    /// text table in a file a browser opens).
+    pub fn resolve(
+        given: Option<&str>,
+        by: bool,
+        format: Option<&str>,
+        output: Option<&Path>,
+    ) -> anyhow::Result<Report> {
+        let html_out = output
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        let r = match given {
+            Some(r) => Report::parse(r)?,
+            None if html_out && format.is_none() => Report::Html,
+            None if by => Report::Throughput,
+            None => Report::Summary,
+        };
+        if html_out && format.is_none() && r != Report::Html {
+            return Err(usage(format!(
+                "-o {}: only --report html writes HTML; give --report html, or --format \
+                 table|json|csv|parquet to write that into the file",
+                output.map(|p| p.display().to_string()).unwrap_or_default()
+            )));
+        }
+        Ok(r)
+    }
+
     const NAMES: &'static str =
         "summary, throughput, conns, sizes, remotes, timeline, lifecycle, coverage, html";
 

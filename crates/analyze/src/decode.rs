@@ -91,9 +91,9 @@ impl Acc {
             self.touched.push(id);
         }
         if dir == 0 {
-            c.0 += bytes as u64;
+            c.0 = c.0.saturating_add(bytes as u64);
         } else {
-            c.1 += bytes as u64;
+            c.1 = c.1.saturating_add(bytes as u64);
         }
         if let Some(e) = &mut self.events {
             e.ts.push(ts);

@@ -215,8 +215,8 @@ impl Dataset {
         for x in v {
             match out.last_mut() {
                 Some(l) if l.b == x.b && l.flow == x.flow => {
-                    l.tx += x.tx;
-                    l.rx += x.rx;
+                    l.tx = l.tx.saturating_add(x.tx);
+                    l.rx = l.rx.saturating_add(x.rx);
                 }
                 _ => out.push(x),
             }

@@ -176,11 +176,11 @@ impl Agg {
     #[inline]
     pub(crate) fn add(&mut self, ts: u64, bytes: u32, dir: u8) {
         if dir == 0 {
-            self.tx_bytes += bytes as u64;
-            self.tx_n += 1;
+            self.tx_bytes = self.tx_bytes.saturating_add(bytes as u64);
+            self.tx_n = self.tx_n.saturating_add(1);
         } else {
-            self.rx_bytes += bytes as u64;
-            self.rx_n += 1;
+            self.rx_bytes = self.rx_bytes.saturating_add(bytes as u64);
+            self.rx_n = self.rx_n.saturating_add(1);
         }
         self.first = self.first.min(ts);
         self.last = self.last.max(ts);
@@ -188,17 +188,17 @@ impl Agg {
 
     /// Add another aggregate.
     pub fn merge(&mut self, o: &Agg) {
-        self.tx_bytes += o.tx_bytes;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_n += o.tx_n;
-        self.rx_n += o.rx_n;
+        self.tx_bytes = self.tx_bytes.saturating_add(o.tx_bytes);
+        self.rx_bytes = self.rx_bytes.saturating_add(o.rx_bytes);
+        self.tx_n = self.tx_n.saturating_add(o.tx_n);
+        self.rx_n = self.rx_n.saturating_add(o.rx_n);
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
     }
 
     /// Events in both directions.
     pub fn events(&self) -> u64 {
-        self.tx_n + self.rx_n
+        self.tx_n.saturating_add(self.rx_n)
     }
 }
 

@@ -101,7 +101,11 @@ fn parse_datetime(t: &str) -> Option<i64> {
     let y: i64 = d.next()?.parse().ok()?;
     let mo: u32 = d.next()?.parse().ok()?;
     let da: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+    if d.next().is_some()
+        || !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+    {
         return None;
     }
     let (hms, frac) = match time.find('.') {
@@ -121,7 +125,11 @@ fn parse_datetime(t: &str) -> Option<i64> {
         (frac.parse::<f64>().ok()? * 1e9) as i64
     };
     let days = days_from_civil(y, mo, da);
-    Some(((days * 86400 + h * 3600 + mi * 60 + se) * 1_000_000_000) + frac_ns)
+    // Checked: a year with many digits must be an error, not an overflow.
+    days.checked_mul(86400)?
+        .checked_add(h * 3600 + mi * 60 + se)?
+        .checked_mul(1_000_000_000)?
+        .checked_add(frac_ns)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
@@ -254,6 +262,15 @@ mod tests {
         assert_eq!(wall(86_401_000_000_000), "1970-01-02 00:00:01.000000");
         let t = parse_datetime("2026-11-22 03:58:24.25").unwrap();
         assert_eq!(wall(t), "2026-11-22 03:58:24.250000");
+    }
+
+    /// Issue 16 item 5: a time whose year does not fit is a usage error,
+    /// not an arithmetic overflow.
+    #[test]
+    fn huge_years_are_errors() {
+        assert!(parse_time("9223372036854775807-01-01T00:00:00Z").is_err());
+        assert!(parse_time("300000000000-01-01T00:00:00Z").is_err());
+        assert!(parse_time("0000-01-01T00:00:00Z").is_err());
     }
 
     #[test]

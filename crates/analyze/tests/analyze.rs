@@ -1063,3 +1063,321 @@ fn export_of_many_chunks_keeps_every_row_in_order() {
         assert_eq!(got, want, "{ext}");
     }
 }
+
+/// A trace written by the test, analysed into `rows` of `args` as JSON.
+/// `write` returns the recording's end time.
+fn trace_fx(name: &str, write: impl FnOnce(&mut TraceWriter<std::fs::File>) -> u64) -> Fx {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(format!("{name}.snp"));
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&p).unwrap(),
+        &info("h"),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    let end = write(&mut w);
+    w.finish(end).unwrap();
+    Fx {
+        dir: d.path().to_path_buf(),
+        trace: p.display().to_string(),
+        _dir: d,
+    }
+}
+
+/// The flow the kernel records for a message on a socket already in
+/// TCP_CLOSE: the local port was released (0), the cookie stays.
+fn after_close(f: &Flow) -> Flow {
+    Flow { lport: 0, ..*f }
+}
+
+/// Issue 16 item 2: half-closed TCP connections, from both sides. The
+/// side that shuts down its sending half first (FIN_WAIT1 -> FIN_WAIT2)
+/// goes on receiving; what is still queued when its socket reaches CLOSE is
+/// read after CLOSE. Every byte the test wrote must be in a connection, the
+/// connection must last until CLOSE or the last read after it, and each
+/// process's connections must add up to its TCP bytes.
+#[test]
+fn conns_half_close_from_both_sides() {
+    const CLIENT: u32 = 600;
+    const SERVER: u32 = 700;
+    let fx = trace_fx("halfclose", |w| {
+        // 1. The client half-closes: sends 300, shutdown(SHUT_WR), reads
+        //    the 5000-byte reply, part of it after its socket's CLOSE.
+        let c = flow(CLIENT, "client", 6, "10.0.0.1", 41000, "10.0.0.2", 80, 41);
+        let syn = Flow {
+            lport: 0,
+            laddr: [0; 16],
+            ..c
+        };
+        w.push_conn(S, &syn, 7, 2, 0, 0).unwrap(); // CLOSE -> SYN_SENT
+        w.push_conn(S + MS, &pkt(&c, 0, 41, 0), 2, 1, 0, 0).unwrap(); // ESTABLISHED
+        w.push_message(S + 2 * MS, &c, 300, Direction::Tx).unwrap();
+        w.push_conn(S + 3 * MS, &c, 1, 4, 0, 0).unwrap(); // FIN_WAIT1
+        w.push_conn(S + 4 * MS, &pkt(&c, 0, 41, 0), 4, 5, 0, 0)
+            .unwrap(); // FIN_WAIT2
+        w.push_message(S + 10 * MS, &c, 1000, Direction::Rx)
+            .unwrap();
+        w.push_message(S + 20 * MS, &c, 1500, Direction::Rx)
+            .unwrap();
+        w.push_conn(S + 30 * MS, &pkt(&c, 0, 41, 0), 5, 7, 302, 5001)
+            .unwrap(); // CLOSE (TIME_WAIT)
+        w.push_message(S + 40 * MS, &after_close(&c), 2000, Direction::Rx)
+            .unwrap();
+        w.push_message(S + 50 * MS, &after_close(&c), 500, Direction::Rx)
+            .unwrap();
+        // The server of that connection (same host): reads 300, the
+        // client's FIN puts it in CLOSE_WAIT, it replies 5000, closes.
+        let s = flow(SERVER, "server", 6, "10.0.0.2", 80, "10.0.0.1", 41000, 42);
+        w.push_conn(S + MS, &pkt(&s, 0, 42, 0), 12, 1, 0, 0)
+            .unwrap(); // ESTABLISHED
+        w.push_message(S + 3 * MS, &s, 300, Direction::Rx).unwrap();
+        w.push_conn(S + 4 * MS, &pkt(&s, 0, 42, 0), 1, 8, 0, 0)
+            .unwrap(); // CLOSE_WAIT
+        w.push_message(S + 5 * MS, &s, 2500, Direction::Tx).unwrap();
+        w.push_message(S + 6 * MS, &s, 2500, Direction::Tx).unwrap();
+        w.push_conn(S + 7 * MS, &s, 8, 9, 0, 0).unwrap(); // LAST_ACK
+        w.push_conn(S + 30 * MS, &pkt(&s, 0, 42, 0), 9, 7, 5001, 301)
+            .unwrap(); // CLOSE
+                       // 2. The server half-closes: it sends a 100-byte banner and
+                       //    shuts down; the client uploads 7000, then closes; the
+                       //    server reads the upload, the last of it after CLOSE.
+        let u = flow(CLIENT, "client", 6, "10.0.0.1", 41001, "10.0.0.2", 21, 51);
+        let v = flow(SERVER, "server", 6, "10.0.0.2", 21, "10.0.0.1", 41001, 52);
+        w.push_conn(2 * S, &u, 7, 2, 0, 0).unwrap();
+        w.push_conn(2 * S + MS, &pkt(&u, 0, 51, 0), 2, 1, 0, 0)
+            .unwrap();
+        w.push_conn(2 * S + MS, &pkt(&v, 0, 52, 0), 12, 1, 0, 0)
+            .unwrap();
+        w.push_message(2 * S + 2 * MS, &v, 100, Direction::Tx)
+            .unwrap();
+        w.push_conn(2 * S + 3 * MS, &v, 1, 4, 0, 0).unwrap(); // FIN_WAIT1
+        w.push_conn(2 * S + 4 * MS, &pkt(&v, 0, 52, 0), 4, 5, 0, 0)
+            .unwrap(); // FIN_WAIT2
+        w.push_conn(2 * S + 4 * MS, &pkt(&u, 0, 51, 0), 1, 8, 0, 0)
+            .unwrap(); // CLOSE_WAIT
+        w.push_message(2 * S + 5 * MS, &u, 100, Direction::Rx)
+            .unwrap();
+        w.push_message(2 * S + 6 * MS, &u, 4000, Direction::Tx)
+            .unwrap();
+        w.push_message(2 * S + 7 * MS, &u, 3000, Direction::Tx)
+            .unwrap();
+        w.push_message(2 * S + 8 * MS, &v, 4000, Direction::Rx)
+            .unwrap();
+        w.push_conn(2 * S + 9 * MS, &u, 8, 9, 0, 0).unwrap(); // LAST_ACK
+        w.push_conn(2 * S + 10 * MS, &pkt(&v, 0, 52, 0), 5, 7, 101, 7001)
+            .unwrap(); // CLOSE
+        w.push_conn(2 * S + 11 * MS, &pkt(&u, 0, 51, 0), 9, 7, 7001, 101)
+            .unwrap(); // CLOSE
+        w.push_message(2 * S + 12 * MS, &after_close(&v), 3000, Direction::Rx)
+            .unwrap();
+        3 * S
+    });
+    let rows = json(&fx, &["--report", "conns"]);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let conn = |pid: u32, port: u64| {
+        rows.iter()
+            .find(|r| r["pid"] == pid && (r["sport"] == port || r["dport"] == port))
+            .unwrap_or_else(|| panic!("no {pid} :{port} in {rows:#?}"))
+    };
+    let bytes = |r: &Value| {
+        (
+            r["tx_bytes"].as_u64().unwrap(),
+            r["rx_bytes"].as_u64().unwrap(),
+        )
+    };
+    // Client half-closed: all 5000 reply bytes, until its last read.
+    let c = conn(CLIENT, 80);
+    assert_eq!(bytes(c), (300, 5000), "{c}");
+    assert_eq!(
+        (c["start_ns"].as_u64(), c["end_ns"].as_u64()),
+        (Some(S), Some(S + 50 * MS))
+    );
+    assert_eq!(c["sport"], 41000, "the port from before CLOSE");
+    let s = conn(SERVER, 80);
+    assert_eq!(bytes(s), (5000, 300), "{s}");
+    assert_eq!(s["end_ns"], S + 30 * MS);
+    // Server half-closed: the whole 7000-byte upload.
+    let v = conn(SERVER, 21);
+    assert_eq!(bytes(v), (100, 7000), "{v}");
+    assert_eq!(v["end_ns"], 2 * S + 12 * MS);
+    let u = conn(CLIENT, 21);
+    assert_eq!(bytes(u), (7000, 100), "{u}");
+    assert_eq!(u["end_ns"], 2 * S + 11 * MS);
+    // Each process's connections add up to its TCP bytes.
+    let procs = json(&fx, &["--by", "pid", "--proto", "tcp"]);
+    for (pid, want) in [(CLIENT, (7300, 5100)), (SERVER, (5100, 7300))] {
+        let p = row(&procs, "pid", pid as u64);
+        assert_eq!(bytes(p), want, "{p}");
+        let sum = rows
+            .iter()
+            .filter(|r| r["pid"] == pid && r["proto"] == "TCP")
+            .map(bytes)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!(sum, want, "connections of {pid}");
+    }
+}
+
+/// Issue 16 item 3: a UDP flow ends at its last message when its process
+/// exits, or when the trace goes on idle for 30 s after it; `end_ns` is
+/// null only for a flow still active at the end.
+#[test]
+fn udp_flows_end_at_exit_or_idle() {
+    let fx = trace_fx("udp", |w| {
+        // pid 800 sends for 1 ms and exits at 1.1 s; the trace runs to 2 s.
+        let brief = flow(800, "brief", 17, "10.0.0.1", 5000, "10.0.0.9", 53, 81);
+        w.push_process(&proc_row(
+            S / 2,
+            ProcessKind::Exec,
+            800,
+            1,
+            "brief",
+            "/bin/brief",
+            0,
+        ))
+        .unwrap();
+        w.push_message(S, &brief, 40, Direction::Tx).unwrap();
+        w.push_message(S + MS, &brief, 60, Direction::Rx).unwrap();
+        w.push_process(&proc_row(
+            S + 100 * MS,
+            ProcessKind::Exit,
+            800,
+            1,
+            "brief",
+            "",
+            0,
+        ))
+        .unwrap();
+        // A thread of pid 900 exits: not the process; pid 900 still sends
+        // at 1.9 s: still active at the end.
+        let live = flow(900, "live", 17, "10.0.0.1", 5001, "10.0.0.9", 53, 91);
+        w.push_message(S, &live, 10, Direction::Tx).unwrap();
+        let mut t = proc_row(S + 10 * MS, ProcessKind::Exit, 900, 1, "live", "", 0);
+        t.tid = 901;
+        w.push_process(&t).unwrap();
+        w.push_message(S + 900 * MS, &live, 10, Direction::Tx)
+            .unwrap();
+        2 * S
+    });
+    let rows = json(&fx, &["--report", "conns"]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let b = row(&rows, "pid", 800);
+    assert_eq!(
+        (b["start_ns"].as_u64(), b["end_ns"].as_u64()),
+        (Some(S), Some(S + MS)),
+        "{b}"
+    );
+    assert_eq!(b["duration_ns"], MS);
+    assert_eq!(
+        (b["tx_bytes"].as_u64(), b["rx_bytes"].as_u64()),
+        (Some(40), Some(60))
+    );
+    let l = row(&rows, "pid", 900);
+    assert!(l["end_ns"].is_null(), "{l}");
+    assert_eq!(l["duration_ns"], S, "to the end of the trace");
+    // The summary's top connections (no per-event data) end the same way.
+    let out = fx.dir.join("sum.json");
+    analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c = v["connections"].as_array().unwrap();
+    assert_eq!(row(c, "pid", 800)["duration_ns"], MS, "{c:?}");
+    assert_eq!(row(c, "pid", 900)["duration_ns"], S, "{c:?}");
+}
+
+/// Issue 16 item 4: a process is shown under its latest name: one that
+/// execs another program (and whose first name has more traffic) and one
+/// whose worker thread has a name of its own. `lifecycle` lists the names.
+#[test]
+fn processes_show_their_latest_name() {
+    let fx = trace_fx("names", |w| {
+        let before = flow(1000, "launcher", 6, "10.0.0.1", 42000, "10.0.0.9", 443, 101);
+        for i in 0..5 {
+            w.push_message(S + i * MS, &before, 100, Direction::Tx)
+                .unwrap();
+        }
+        w.push_process(&proc_row(
+            S + 10 * MS,
+            ProcessKind::Exec,
+            1000,
+            1,
+            "server",
+            "/bin/server",
+            0,
+        ))
+        .unwrap();
+        let after = Flow {
+            comm: comm_bytes("server"),
+            cookie: 102,
+            lport: 42001,
+            ..before
+        };
+        w.push_message(S + 20 * MS, &after, 100, Direction::Tx)
+            .unwrap();
+        // A worker thread, named differently, is the last to send.
+        let worker = Flow {
+            tid: 1001,
+            comm: comm_bytes("server-io"),
+            ..after
+        };
+        w.push_message(S + 30 * MS, &worker, 100, Direction::Tx)
+            .unwrap();
+        2 * S
+    });
+    let by_pid = json(&fx, &["--by", "pid"]);
+    assert_eq!(row(&by_pid, "pid", 1000)["comm"], "server", "{by_pid:?}");
+    let conns = json(&fx, &["--report", "conns"]);
+    assert!(conns.iter().all(|c| c["comm"] == "server"), "{conns:#?}");
+    let d = json(&fx, &["--report", "conns", "--by", "pid"]);
+    assert_eq!(row(&d, "pid", 1000)["comm"], "server");
+    let lc = json(&fx, &["--report", "lifecycle"]);
+    let p = row(&lc, "pid", 1000);
+    assert_eq!(
+        (p["comm"].as_str(), p["comms"].as_str()),
+        (Some("server"), Some("launcher,server"))
+    );
+    let out = fx.dir.join("sum.json");
+    analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["processes"][0]["comm"], "server", "{}", v["processes"]);
+    assert_eq!(
+        v["connections"][0]["comm"], "server",
+        "{}",
+        v["connections"]
+    );
+}
+
+/// Issue 16 item 7: `-o FILE.html` picks the html report as `-o FILE.json`
+/// picks the format; a table report into an .html file is a usage error
+/// unless `--format` asks for it.
+#[test]
+fn html_output_infers_the_html_report() {
+    let fx = known();
+    let out = fx.dir.join("inferred.html");
+    analyze(&[&fx.trace, "-o", out.to_str().unwrap()]).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &html[..html.len().min(200)]
+    );
+    let out = fx.dir.join("HTM.HTM");
+    analyze(&[&fx.trace, "--by", "pid", "-o", out.to_str().unwrap()]).unwrap();
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("<!DOCTYPE html>"));
+    let bad = fx.dir.join("conns.html");
+    let e = analyze(&[&fx.trace, "--report", "conns", "-o", bad.to_str().unwrap()]).unwrap_err();
+    assert!(is_usage_error(&e), "{e:#}");
+    assert!(format!("{e:#}").contains("--report html"), "{e:#}");
+    assert!(!bad.exists(), "nothing written on a usage error");
+    analyze(&[
+        &fx.trace,
+        "--report",
+        "conns",
+        "--format",
+        "table",
+        "-o",
+        bad.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(std::fs::read_to_string(&bad).unwrap().contains("TX_BYTES"));
+}

@@ -3,9 +3,11 @@
 //! `crates/format/tests/support`), applied to small valid traces, then
 //! every loading path of the analyzer runs on the result — the summary
 //! (messages, packets, connections, stats), the lifecycle report
-//! (processes), `conns`, `replay` and `export`. Each must return a result or
-//! a clear error; a panic fails the test and the input is saved to the
-//! temp dir. `SNOOP_FUZZ_ITERS=N` for a longer run.
+//! (processes), `conns`, `replay` and `export`, and the text tables of the
+//! summary and `--by pid`. Each must return a result or a clear error; a
+//! panic fails the test and the input is saved to the temp dir.
+//! `SNOOP_FUZZ_ITERS=N` for a longer run. Traces whose counters are at
+//! `u64::MAX` check that every sum saturates.
 
 #[path = "../../format/tests/support/mod.rs"]
 #[allow(unused_imports)] // shared with the reader tests, which use more of it
@@ -53,6 +55,9 @@ fn exercise(path: &Path, out: &Path) -> usize {
         vec![
             "analyze", p, "--report", "conns", "--format", "csv", "-o", o,
         ],
+        // The text path: every table of the summary, and throughput.
+        vec!["analyze", p, "--format", "table", "-o", o],
+        vec!["analyze", p, "--by", "pid", "--format", "table", "-o", o],
     ] {
         let a = A::try_parse_from(args).unwrap();
         match run_analyze(&a.a) {
@@ -122,4 +127,60 @@ fn mutated_traces_never_panic_the_analyzer() {
         "only {files_ok} of {n} mutated files analysed"
     );
     eprintln!("FIGURE analyzer fuzz: {n} mutated traces, {files_ok} analysed, {runs_ok} successful runs, 0 panics");
+}
+
+/// Issue 16 item 5: recorder statistics are u64 counters from the file; two
+/// rows at `u64::MAX` must give a saturated total in the summary's drops
+/// (text and JSON), not an overflow (a panic in a debug build).
+#[test]
+fn stats_at_u64_max_saturate() {
+    use snoop_format::{FileInfo, TraceWriter, WriterOptions};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("max.snp");
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&p).unwrap(),
+        &FileInfo::default(),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    for src in [
+        0u8,
+        0,
+        1,
+        snoop_format::source::OWNER_MAP_FULL,
+        snoop_format::source::OWNER_MAP_FULL,
+    ] {
+        w.push_stats(1_000, src, u64::MAX, u64::MAX).unwrap();
+    }
+    w.finish(2_000).unwrap();
+    let ps = p.to_str().unwrap();
+    let txt = d.path().join("s.txt");
+    let a = A::try_parse_from(["analyze", ps, "-o", txt.to_str().unwrap()]).unwrap();
+    run_analyze(&a.a).unwrap();
+    let text = std::fs::read_to_string(&txt).unwrap();
+    assert!(text.contains("drops during recording"), "{text}");
+    assert!(
+        text.contains(&format!("{} socket-owner inserts refused", u64::MAX)),
+        "{text}"
+    );
+    let js = d.path().join("s.json");
+    let a = A::try_parse_from([
+        "analyze",
+        ps,
+        "--format",
+        "json",
+        "-o",
+        js.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_analyze(&a.a).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    let drops = v["drops"].as_array().unwrap();
+    assert_eq!(drops.len(), 2, "{drops:?}");
+    for r in drops {
+        assert_eq!(r["dropped"], u64::MAX, "{r}");
+        assert_eq!(r["events"], u64::MAX, "{r}");
+    }
+    assert_eq!(drops[0]["dropped_share"].as_f64(), Some(0.5));
 }

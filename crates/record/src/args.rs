@@ -1,5 +1,9 @@
 //! Command-line arguments of `snoop record` and the parsing of their
-//! human-friendly values (durations like `10s`, sizes like `500M`).
+//! human-friendly values (durations like `10s`, sizes like `500M`). Every
+//! value is checked here, in clap's value parsers, so a bad one is a usage
+//! error (exit status 2) before anything is loaded or created, never a
+//! silent default: `--port 0`, `--pid 0`, zero limits and ring sizes out of
+//! range are refused.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +39,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub force: bool,
     /// Record only this process (repeatable).
-    #[arg(short, long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Vec<u32>,
     /// Record processes with this name, also ones started later (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -46,8 +50,8 @@ pub struct RecordArgs {
     /// Record only tasks in this cgroup v2 (path, absolute or relative to the mount).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
-    /// Record only traffic with this local or remote port.
-    #[arg(long, value_name = "N")]
+    /// Record only traffic with this local or remote port (1-65535).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// Record only this transport protocol.
     #[arg(long, value_enum)]
@@ -62,23 +66,24 @@ pub struct RecordArgs {
     #[arg(long, value_name = "IF")]
     pub iface: Vec<String>,
     /// Stop after this long (e.g. 10s, 5m, 1h).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
     /// Stop after this many events.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: Option<u64>,
     /// Stop once the file reaches this size (e.g. 500M, 2G).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_positive_size)]
     pub max_size: Option<u64>,
     /// Do not capture wire packets (device hooks). Messages, TCP states and
     /// processes stay, and per-process bytes stay exact; packet records are
     /// about half of the recording's CPU (60% on bulk TCP).
     #[arg(long)]
     pub no_packets: bool,
-    /// Ring buffer memory, split evenly over one ring per CPU (each a power
-    /// of two, at least 4K; e.g. 16M, 64M). Raise it when the summary
-    /// reports records lost because the ring was full.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
+    /// Ring buffer memory, 4K to 1G, split evenly over one ring per CPU
+    /// (each a power of two, at least 4K: a size that does not split so is
+    /// rounded, and snoop says to what; e.g. 16M, 64M). Raise it when the
+    /// summary reports records lost because the ring was full.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ring_size, default_value = "32M")]
     pub ring_size: u64,
     /// How many live sockets the kernel side remembers the owner of
     /// (entries leave when a socket closes). With more live sockets than
@@ -116,6 +121,61 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// [`parse_duration`], refusing zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// [`parse_size`], refusing zero.
+pub fn parse_positive_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("size {s:?} must be greater than zero")),
+        n => Ok(n),
+    }
+}
+
+/// The smallest and largest `--ring-size` the kernel side accepts.
+pub const RING_SIZE_RANGE: (u64, u64) = (4 << 10, 1 << 30);
+
+/// Parse `--ring-size`: a size in [`RING_SIZE_RANGE`]. The kernel needs
+/// each CPU's ring to be a power of two, so when the size does not split
+/// into equal powers of two over this machine's CPUs, say what it becomes.
+pub fn parse_ring_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    let (lo, hi) = RING_SIZE_RANGE;
+    if !(lo..=hi).contains(&n) {
+        return Err(format!(
+            "ring size {s:?} out of range: between 4K and 1G (all rings together)"
+        ));
+    }
+    if let Some(note) = libbpf_rs::num_possible_cpus()
+        .ok()
+        .and_then(|cpus| ring_size_note(s, n, cpus))
+    {
+        eprintln!("snoop: {note}");
+    }
+    Ok(n)
+}
+
+/// What `--ring-size` `total` becomes on `cpus` CPUs, when that is not
+/// `total` itself (each ring is a power of two, at least 4K).
+pub fn ring_size_note(given: &str, total: u64, cpus: usize) -> Option<String> {
+    let each = crate::kernel::per_cpu_ring_bytes(total, cpus);
+    let all = each.saturating_mul(cpus.max(1) as u64);
+    (all != total).then(|| {
+        format!(
+            "--ring-size {given}: {} rings of {} (one per CPU, each a power of two), {} in all",
+            cpus.max(1),
+            crate::human_bytes(each),
+            crate::human_bytes(all)
+        )
+    })
 }
 
 /// Parse `4096`, `64K`, `500M`, `2G` (powers of 1024; `B`/`iB` suffixes accepted).
@@ -170,5 +230,55 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("1Q").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    /// Issue 16 item 7: values that used to mean something else silently
+    /// (`--port 0`: no filter; a ring size clamped) are usage errors.
+    #[test]
+    fn bad_values_are_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: RecordArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied()))
+        };
+        for bad in [
+            &["--port", "0"][..],
+            &["--pid", "0"],
+            &["--max-events", "0"],
+            &["--duration", "0s"],
+            &["--max-size", "0"],
+            &["--ring-size", "1K"],
+            &["--ring-size", "2G"],
+            &["--ring-size", "0"],
+        ] {
+            let e = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        let ok =
+            parse(&["--port", "443", "--ring-size", "64M", "--iface", "lo"]).expect("good values");
+        assert_eq!((ok.a.port, ok.a.ring_size), (Some(443), 64 << 20));
+        assert_eq!(parse(&[]).expect("defaults").a.ring_size, 32 << 20);
+    }
+
+    #[test]
+    fn ring_rounding_is_told() {
+        assert_eq!(ring_size_note("32M", 32 << 20, 2), None);
+        assert_eq!(ring_size_note("32M", 32 << 20, 1), None);
+        let n = ring_size_note("32M", 32 << 20, 3).expect("3 CPUs round down");
+        assert!(
+            n.contains("3 rings of 8.0 MiB") && n.contains("24.0 MiB in all"),
+            "{n}"
+        );
+        let n = ring_size_note("8K", 8 << 10, 4).expect("4K minimum per ring");
+        assert!(
+            n.contains("4 rings of 4.0 KiB") && n.contains("16.0 KiB in all"),
+            "{n}"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! sent in the last interval and since start, TCP and UDP, IPv4 and IPv6 —
 //! computed from the same message programs as `snoop record`, aggregated in
 //! memory instead of written to a file. `--from FILE` shows a recorded trace
-//! through the same table instead (see `top_from`).
+//! through the same table instead (see `top_from`). A process is shown
+//! under the latest name seen for it, its main thread's when that thread
+//! was seen (as `ps` names it), and every sum saturates.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use snoop_format::{comm_str, Direction};
 
@@ -23,7 +25,7 @@ use crate::record::{install_signal_handlers, signalled};
 #[derive(Args, Clone, Debug)]
 pub struct TopArgs {
     /// Only this process (repeatable).
-    #[arg(short, long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Vec<u32>,
     /// Only processes with this name (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -31,20 +33,26 @@ pub struct TopArgs {
     /// Show a recorded trace instead of live traffic.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
-    /// Seconds between tables.
-    #[arg(default_value_t = 1)]
+    /// Seconds between tables (1 to 31536000, one year).
+    #[arg(default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_INTERVAL_SECS))]
     pub interval: u64,
     /// Number of tables, then exit (default: until Ctrl-C).
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 }
+
+/// The longest INTERVAL `snoop top` takes, in seconds (one year).
+pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;
 
 /// Byte counters of one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopRow {
     /// Process id.
     pub pid: u32,
-    /// Last comm seen.
+    /// Last comm seen (of the main thread, once it was seen).
     pub comm: String,
+    /// Whether `comm` is the main thread's (tid == pid).
+    pub comm_main: bool,
     /// Received in the current interval.
     pub rx: u64,
     /// Sent in the current interval.
@@ -62,24 +70,34 @@ pub struct TopTable {
 }
 
 impl TopTable {
-    /// Add one message.
+    /// Add one message of the process's main thread (or of a thread
+    /// unknown).
     pub fn add(&self, pid: u32, comm: &[u8; 16], bytes: u64, dir: Direction) {
+        self.add_msg(pid, pid, comm, bytes, dir);
+    }
+
+    /// Add one message sent or received by thread `tid` of process `pid`,
+    /// named `comm` at the time. Messages must come in time order: the
+    /// latest name wins, the main thread's over other threads'.
+    pub fn add_msg(&self, pid: u32, tid: u32, comm: &[u8; 16], bytes: u64, dir: Direction) {
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         let r = rows.entry(pid).or_insert_with(|| TopRow {
             pid,
             ..TopRow::default()
         });
-        if r.comm.is_empty() || comm[0] != 0 {
+        let main = tid == pid;
+        if r.comm.is_empty() || (comm[0] != 0 && (main || !r.comm_main)) {
             r.comm = comm_str(comm);
+            r.comm_main |= main && comm[0] != 0;
         }
         match dir {
             Direction::Rx => {
-                r.rx += bytes;
-                r.rx_sum += bytes;
+                r.rx = r.rx.saturating_add(bytes);
+                r.rx_sum = r.rx_sum.saturating_add(bytes);
             }
             Direction::Tx => {
-                r.tx += bytes;
-                r.tx_sum += bytes;
+                r.tx = r.tx.saturating_add(bytes);
+                r.tx_sum = r.tx_sum.saturating_add(bytes);
             }
         }
     }
@@ -94,11 +112,16 @@ impl TopTable {
             r.tx = 0;
         }
         out.sort_by(|a, b| {
-            (b.rx + b.tx, b.rx_sum + b.tx_sum, a.pid).cmp(&(
-                a.rx + a.tx,
-                a.rx_sum + a.tx_sum,
-                b.pid,
-            ))
+            (
+                b.rx.saturating_add(b.tx),
+                b.rx_sum.saturating_add(b.tx_sum),
+                a.pid,
+            )
+                .cmp(&(
+                    a.rx.saturating_add(a.tx),
+                    a.rx_sum.saturating_add(a.tx_sum),
+                    b.pid,
+                ))
         });
         out
     }
@@ -119,7 +142,7 @@ pub fn render(rows: &[TopRow]) -> String {
             r.tx / 1024,
             r.rx_sum / 1024,
             r.tx_sum / 1024,
-            (r.rx_sum + r.tx_sum) / 1024
+            r.rx_sum.saturating_add(r.tx_sum) / 1024
         ));
     }
     s
@@ -133,7 +156,8 @@ impl EventSink for TopSink {
             flow, bytes, dir, ..
         } = ev
         {
-            self.0.add(flow.pid, &flow.comm, u64::from(*bytes), *dir);
+            self.0
+                .add_msg(flow.pid, flow.tid, &flow.comm, u64::from(*bytes), *dir);
         }
         Ok(())
     }
@@ -150,9 +174,6 @@ impl EventSink for TopSink {
 
 /// Run `snoop top` until COUNT tables were printed or Ctrl-C.
 pub fn run_top(args: &TopArgs) -> Result<()> {
-    if args.interval == 0 {
-        bail!("INTERVAL must be at least 1 second");
-    }
     if let Some(path) = &args.from {
         return crate::top_from::run_top_from(path, args);
     }
@@ -167,7 +188,9 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     install_signal_handlers()?;
     let ctl = Control::default();
     let interval = Duration::from_secs(args.interval);
-    let mut next = Instant::now() + interval;
+    let mut next = Instant::now()
+        .checked_add(interval)
+        .with_context(|| format!("INTERVAL {} s is too long for this clock", args.interval))?;
     let mut printed = 0u64;
     let mut out_err: Option<std::io::Error> = None;
     run_pipeline(
@@ -187,7 +210,11 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             if Instant::now() < next {
                 return;
             }
-            next += interval;
+            // None is unreachable for INTERVAL <= MAX_INTERVAL_SECS; never panic.
+            match next.checked_add(interval) {
+                Some(n) => next = n,
+                None => ctl.stop(),
+            }
             // The drain thread decodes asynchronously; a row can land in
             // the next interval at worst.
             let rows = table.take_interval();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use snoop_format::{col, comm_bytes, ColumnSet, Direction, Table, Trace};
 
 use crate::top::{render, TopArgs, TopRow, TopTable};
@@ -42,7 +42,9 @@ impl TopFilter {
 #[derive(Default)]
 struct Acc {
     comm: [u8; 16],
-    comm_ts: u64,
+    /// (main thread, ts) of `comm`: the main thread's latest name wins.
+    comm_rank: (bool, u64),
+    tid: u32,
     rx: u64,
     tx: u64,
 }
@@ -56,6 +58,11 @@ pub struct Slice {
     pub rows: Vec<TopRow>,
 }
 
+/// The most tables `top --from` prints without a COUNT: a trace whose span
+/// (or a crafted or clock-skewed end time) needs more is refused with an
+/// error instead of printing (or, before, allocating) without end.
+pub const MAX_TABLES: u64 = 1_000_000;
+
 /// Cut the messages of `trace` into `interval_ns` slices (at most `count`).
 pub fn slices(
     trace: &Trace,
@@ -63,6 +70,26 @@ pub fn slices(
     interval_ns: u64,
     count: Option<u64>,
 ) -> Result<Vec<Slice>> {
+    let mut out = Vec::new();
+    for_each_slice(trace, filter, interval_ns, count, |s| {
+        out.push(s);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Cut the messages of `trace` into `interval_ns` slices (at most `count`)
+/// and hand each to `each` in time order, holding one table at a time.
+/// The tables run from the recording start to its end or its last message,
+/// whichever is later; more than [`MAX_TABLES`] of them is an error unless
+/// `count` bounds them.
+pub fn for_each_slice(
+    trace: &Trace,
+    filter: &TopFilter,
+    interval_ns: u64,
+    count: Option<u64>,
+    mut each: impl FnMut(Slice) -> Result<()>,
+) -> Result<()> {
     let interval_ns = interval_ns.max(1);
     let start = trace.info().start_ns;
     let want = ColumnSet::of(&[
@@ -71,6 +98,7 @@ pub fn slices(
         col::BYTES,
         col::DIR,
         col::F_PID,
+        col::F_TID,
         col::F_COMM,
     ]);
     let mut buckets: BTreeMap<u64, HashMap<u32, Acc>> = BTreeMap::new();
@@ -86,6 +114,7 @@ pub fn slices(
             let (Some(&pid), Some(comm)) = (b.flows.pid.get(f), b.flows.comm.get(f)) else {
                 continue;
             };
+            let tid = b.flows.tid.get(f).copied().unwrap_or(pid);
             if !filter.wants(pid, comm) {
                 continue;
             }
@@ -95,17 +124,22 @@ pub fn slices(
                 continue;
             }
             let a = buckets.entry(bucket).or_default().entry(pid).or_default();
-            if ts >= a.comm_ts {
+            let rank = (tid == pid, ts);
+            if comm[0] != 0 && rank >= a.comm_rank {
                 a.comm = *comm;
-                a.comm_ts = ts;
+                a.comm_rank = rank;
+                a.tid = tid;
             }
             let bytes = u64::from(b.bytes[r]);
             if b.dir[r] == Direction::Rx as u8 {
-                a.rx += bytes;
+                a.rx = a.rx.saturating_add(bytes);
             } else {
-                a.tx += bytes;
+                a.tx = a.tx.saturating_add(bytes);
             }
         }
+    }
+    if count == Some(0) {
+        return Ok(());
     }
     // The last slice is the one holding the recording's end (or the last
     // message of a recovered file without an end time).
@@ -118,24 +152,33 @@ pub fn slices(
     if let Some(c) = count {
         last = last.min(c.saturating_sub(1));
     }
-    let table = TopTable::default();
-    let mut out = Vec::new();
-    if count == Some(0) {
-        return Ok(out);
+    if last >= MAX_TABLES {
+        let what = if by_data >= by_end {
+            "last message"
+        } else {
+            "end"
+        };
+        bail!(
+            "the trace needs {} tables of {} s from its start to its {what} \
+             (more than {MAX_TABLES}): give a longer INTERVAL or a COUNT",
+            last.saturating_add(1),
+            interval_ns / 1_000_000_000
+        );
     }
+    let table = TopTable::default();
     for k in 0..=last {
         if let Some(b) = buckets.remove(&k) {
             for (pid, a) in b {
-                table.add(pid, &a.comm, a.rx, Direction::Rx);
-                table.add(pid, &a.comm, a.tx, Direction::Tx);
+                table.add_msg(pid, a.tid, &a.comm, a.rx, Direction::Rx);
+                table.add_msg(pid, a.tid, &a.comm, a.tx, Direction::Tx);
             }
         }
-        out.push(Slice {
+        each(Slice {
             offset_ns: k * interval_ns,
             rows: table.take_interval(),
-        });
+        })?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Print the tables of a recorded trace (no waiting between them).
@@ -151,17 +194,23 @@ pub fn run_top_from(path: &Path, args: &TopArgs) -> Result<()> {
         );
     }
     let interval_ns = args.interval.saturating_mul(1_000_000_000);
-    let slices = slices(&trace, &TopFilter::from_args(args), interval_ns, args.count)?;
     let mut o = std::io::stdout().lock();
-    for s in &slices {
-        write!(
-            o,
-            "\n+{}s\n{}",
-            s.offset_ns / 1_000_000_000,
-            render(&s.rows)
-        )
-        .context("write table")?;
-    }
+    for_each_slice(
+        &trace,
+        &TopFilter::from_args(args),
+        interval_ns,
+        args.count,
+        |s| {
+            write!(
+                o,
+                "\n+{}s\n{}",
+                s.offset_ns / 1_000_000_000,
+                render(&s.rows)
+            )
+            .context("write table")
+        },
+    )
+    .with_context(|| format!("top --from {}", path.display()))?;
     o.flush().context("write table")
 }
 
@@ -283,5 +332,109 @@ mod tests {
         let s = slices(&t, &only_alpha, S, None).expect("slices");
         assert_eq!(row(&s[3], 10).rx_sum, 5120);
         assert!(s.iter().all(|x| x.rows.iter().all(|r| r.pid == 10)));
+    }
+
+    /// Issue 16 item 6: an end time far past the recording start (crafted,
+    /// or a skewed clock) is refused with an error naming the way out, not
+    /// met with one table per interval; a COUNT still shows the start.
+    #[test]
+    fn a_far_end_is_an_error_not_a_blow_up() {
+        let start = 100 * S;
+        let info = FileInfo {
+            start_ns: start,
+            ..FileInfo::default()
+        };
+        let mut buf = Vec::new();
+        let mut w = TraceWriter::new(&mut buf, &info, WriterOptions::default()).expect("writer");
+        w.push_message(start + 1, &flow(10, "alpha"), 100, Direction::Tx)
+            .expect("push");
+        // Ten years later.
+        w.finish(start + 10 * 365 * 24 * 3600 * S).expect("finish");
+        let t = Trace::from_bytes(buf).expect("trace");
+        let e = slices(&t, &TopFilter::default(), S, None).expect_err("too many tables");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("more than 1000000") && msg.contains("INTERVAL or a COUNT"),
+            "{msg}"
+        );
+        let s = slices(&t, &TopFilter::default(), S, Some(3)).expect("COUNT bounds it");
+        assert_eq!(s.len(), 3);
+        assert_eq!(row(&s[0], 10).tx, 100);
+        // A message far in the future (skewed clock) counts the same way.
+        let mut buf = Vec::new();
+        let mut w = TraceWriter::new(&mut buf, &info, WriterOptions::default()).expect("writer");
+        w.push_message(start + 1, &flow(10, "alpha"), 100, Direction::Tx)
+            .expect("push");
+        w.push_message(u64::MAX - 1, &flow(10, "alpha"), 100, Direction::Tx)
+            .expect("push");
+        w.flush().expect("flush");
+        drop(w);
+        let t = Trace::from_bytes(buf).expect("trace");
+        let e = slices(&t, &TopFilter::default(), S, None).expect_err("too many tables");
+        assert!(format!("{e:#}").contains("last message"), "{e:#}");
+    }
+
+    /// Issue 16 item 4: a process shows its latest name, and its main
+    /// thread's rather than a worker thread's (as ps does).
+    #[test]
+    fn latest_main_thread_name_wins() {
+        let start = 100 * S;
+        let info = FileInfo {
+            start_ns: start,
+            ..FileInfo::default()
+        };
+        let mut buf = Vec::new();
+        let mut w = TraceWriter::new(&mut buf, &info, WriterOptions::default()).expect("writer");
+        let old = flow(10, "alpha");
+        let renamed = flow(10, "omega");
+        let worker = Flow {
+            tid: 11,
+            comm: comm_bytes("worker"),
+            ..old
+        };
+        w.push_message(start + 1, &old, 100, Direction::Tx)
+            .expect("push");
+        w.push_message(start + S + 1, &renamed, 100, Direction::Tx)
+            .expect("push");
+        w.push_message(start + S + 2, &worker, 100, Direction::Tx)
+            .expect("push");
+        w.push_message(start + 2 * S + 2, &worker, 100, Direction::Tx)
+            .expect("push");
+        w.finish(start + 3 * S).expect("finish");
+        let t = Trace::from_bytes(buf).expect("trace");
+        let s = slices(&t, &TopFilter::default(), S, None).expect("slices");
+        let names: Vec<&str> = s.iter().map(|x| row(x, 10).comm.as_str()).collect();
+        assert_eq!(names, ["alpha", "omega", "omega"]);
+        assert_eq!(row(&s[2], 10).tx_sum, 400);
+        // The live table, fed message by message.
+        let live = TopTable::default();
+        live.add_msg(10, 10, &comm_bytes("alpha"), 1, Direction::Tx);
+        live.add_msg(10, 11, &comm_bytes("worker"), 1, Direction::Tx);
+        assert_eq!(live.take_interval()[0].comm, "alpha");
+        live.add_msg(10, 10, &comm_bytes("omega"), 1, Direction::Tx);
+        assert_eq!(live.take_interval()[0].comm, "omega");
+        // A process whose main thread was never seen: its thread's latest name.
+        live.add_msg(20, 21, &comm_bytes("w1"), 1, Direction::Rx);
+        live.add_msg(20, 22, &comm_bytes("w2"), 1, Direction::Rx);
+        let rows = live.take_interval();
+        assert_eq!(
+            rows.iter().find(|r| r.pid == 20).map(|r| r.comm.as_str()),
+            Some("w2")
+        );
+    }
+
+    /// Issue 16 item 5: sums saturate instead of overflowing.
+    #[test]
+    fn sums_saturate() {
+        let t = TopTable::default();
+        let c = comm_bytes("big");
+        t.add(1, &c, u64::MAX, Direction::Tx);
+        t.add(1, &c, u64::MAX, Direction::Rx);
+        t.add(1, &c, 5, Direction::Rx);
+        t.add(2, &c, u64::MAX, Direction::Tx);
+        let rows = t.take_interval();
+        assert_eq!((rows[0].rx_sum, rows[0].tx_sum), (u64::MAX, u64::MAX));
+        let text = render(&rows);
+        assert!(text.contains(&(u64::MAX / 1024).to_string()), "{text}");
     }
 }

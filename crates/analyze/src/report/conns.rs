@@ -1,13 +1,16 @@
 //! The conns report: one row per connection. TCP connections come from the
 //! lifecycle (state change) events, grouped per socket cookie and cut at
-//! CLOSE; their owner is the process that sent/received on that cookie (the
-//! state-change pid is only trustworthy at SYN_SENT). UDP "connections" are
-//! message flows by 5-tuple, cut after an idle gap. A second frame gives the
-//! duration distribution per process.
+//! CLOSE; every TCP message flow is counted in exactly one of them (what an
+//! application reads after CLOSE included), so a process's connections add
+//! up to its TCP bytes. Their owner is the process that sent/received on
+//! that cookie (the state-change pid is only trustworthy at SYN_SENT). UDP
+//! "connections" are message flows by 5-tuple, cut after an idle gap or at
+//! the process's exit. A second frame gives the duration distribution per
+//! process.
 
 use std::collections::HashMap;
 
-use snoop_format::{comm_str, Flow};
+use snoop_format::{comm_str, Flow, ProcessKind};
 
 use super::{nearest_rank, Ctx};
 use crate::filter::addr_str;
@@ -67,28 +70,29 @@ pub fn trace_ends(ctx: &Ctx) -> Vec<u64> {
     end
 }
 
-/// Every connection in the dataset, by start time.
-pub fn connections(ctx: &Ctx) -> Vec<Conn> {
+/// One TCP connection as its state changes delimit it, and the message
+/// flows assigned to it.
+struct Seg {
+    file: u16,
+    flow: Flow,
+    start: u64,
+    /// Time of its CLOSE (None: no CLOSE in the trace).
+    close: Option<u64>,
+    /// Its last state change (bytes_acked / bytes_received at CLOSE).
+    last: usize,
+    seq: SeqFlags,
+    hint: (u32, [u8; 16]),
+    tx: u64,
+    rx: u64,
+    /// (events, flow) of its busiest message flow: the owner.
+    best: Option<(u64, usize)>,
+    first_msg: u64,
+    last_msg: u64,
+}
+
+/// The TCP sockets' state changes cut into connections (at CLOSE), by start.
+fn tcp_segments(ctx: &Ctx) -> Vec<Seg> {
     let ds = ctx.ds;
-    let ends = trace_ends(ctx);
-    // Message flows by cookie and by tuple: owner and bytes.
-    let mut by_cookie: HashMap<(u16, u64), Vec<usize>> = HashMap::new();
-    let mut by_tuple: HashMap<TupleKey, Vec<usize>> = HashMap::new();
-    for (i, r) in ds.flows.iter().enumerate() {
-        if r.origin != Origin::Message || ds.agg[i].events() == 0 {
-            continue;
-        }
-        let f = &r.flow;
-        if f.cookie != 0 {
-            by_cookie.entry((r.file, f.cookie)).or_default().push(i);
-        }
-        by_tuple
-            .entry((r.file, f.proto, f.laddr, f.lport, f.raddr, f.rport))
-            .or_default()
-            .push(i);
-    }
-    let mut out = Vec::new();
-    // TCP: state changes per socket.
     let mut per_sock: HashMap<SockKey, Vec<usize>> = HashMap::new();
     for (i, c) in ds.conns.iter().enumerate() {
         let r = &ds.flows[c.flow as usize];
@@ -102,8 +106,10 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
     }
     let mut socks: Vec<_> = per_sock.into_values().collect();
     socks.sort_by_key(|v| v.first().map(|&i| (ds.conns[i].ts, i)));
+    let mut out = Vec::new();
     for evs in socks {
-        let mut cur: Option<(u64, usize, Flow)> = None; // start, first event, flow
+        let mut cur: Option<(u64, Flow)> = None; // start, flow
+        let mut last = 0;
         let mut owner_hint: (u32, [u8; 16]) = (0, [0; 16]);
         let mut seq = SeqFlags::default();
         for &i in &evs {
@@ -119,58 +125,207 @@ pub fn connections(ctx: &Ctx) -> Vec<Conn> {
                 owner_hint = (row.flow.pid, row.flow.comm);
             }
             seq.see(c.old, c.new);
-            if cur.is_none() {
-                cur = Some((c.ts, i, row.flow));
+            last = i;
+            let (_, fl) = cur.get_or_insert((c.ts, row.flow));
+            if fl.raddr == [0; 16] {
+                *fl = row.flow;
             }
-            if let Some((_, _, fl)) = &mut cur {
-                if fl.raddr == [0; 16] {
-                    *fl = row.flow;
-                }
-                // An active opener's first event (SYN_SENT) is emitted
-                // before the kernel picks the source port and address.
-                if fl.lport == 0 && row.flow.lport != 0 {
-                    fl.lport = row.flow.lport;
-                    fl.laddr = row.flow.laddr;
-                }
+            // An active opener's first event (SYN_SENT) is emitted
+            // before the kernel picks the source port and address.
+            if fl.lport == 0 && row.flow.lport != 0 {
+                fl.lport = row.flow.lport;
+                fl.laddr = row.flow.laddr;
             }
             if c.new == tcp::CLOSE {
-                if let Some((start, _, fl)) = cur.take() {
-                    out.push(tcp_conn(
-                        ctx,
+                if let Some((start, fl)) = cur.take() {
+                    out.push(Seg::new(
                         row.file,
                         fl,
-                        (start, Some(c.ts)),
-                        c,
+                        start,
+                        Some(c.ts),
+                        i,
                         seq,
                         owner_hint,
-                        &by_cookie,
-                        &by_tuple,
                     ));
                 }
                 owner_hint = (0, [0; 16]);
                 seq = SeqFlags::default();
             }
         }
-        if let Some((start, i, fl)) = cur {
-            let file = ds.flows[ds.conns[i].flow as usize].file;
-            let c = &ds.conns[i];
-            let mut conn = tcp_conn(
-                ctx,
-                file,
-                fl,
-                (start, None),
-                c,
-                seq,
-                owner_hint,
-                &by_cookie,
-                &by_tuple,
-            );
-            conn.duration = ends[file as usize].saturating_sub(start);
-            out.push(conn);
+        if let Some((start, fl)) = cur {
+            let file = ds.flows[ds.conns[last].flow as usize].file;
+            out.push(Seg::new(file, fl, start, None, last, seq, owner_hint));
         }
     }
-    // UDP: message flows by tuple, split at idle gaps.
-    out.extend(udp_conns(ctx, &ends));
+    out
+}
+
+impl Seg {
+    fn new(
+        file: u16,
+        flow: Flow,
+        start: u64,
+        close: Option<u64>,
+        last: usize,
+        seq: SeqFlags,
+        hint: (u32, [u8; 16]),
+    ) -> Seg {
+        Seg {
+            file,
+            flow,
+            start,
+            close,
+            last,
+            seq,
+            hint,
+            tx: 0,
+            rx: 0,
+            best: None,
+            first_msg: u64::MAX,
+            last_msg: 0,
+        }
+    }
+
+    /// Whether time `t` falls between its start and its CLOSE.
+    fn holds(&self, t: u64) -> bool {
+        self.start <= t && self.close.is_none_or(|c| t <= c)
+    }
+}
+
+/// The connection of `segs` (indices into `all`, by start) a message flow
+/// whose first message is at `t` belongs to: the one open at `t`, else the
+/// last one started before `t` (an application reads what is left in the
+/// receive queue after CLOSE), else the first.
+fn pick(all: &[Seg], segs: &[usize], t: u64) -> usize {
+    segs.iter()
+        .copied()
+        .find(|&s| all[s].holds(t))
+        .or_else(|| segs.iter().copied().rfind(|&s| all[s].start <= t))
+        .unwrap_or(segs[0])
+}
+
+/// Every TCP connection. Each TCP message flow is counted in exactly one
+/// connection, so a process's connections add up to its TCP bytes: a flow
+/// belongs to the connection of its socket (cookie, else 5-tuple) it falls
+/// in (see [`pick`]); flows of sockets with no state change in the trace
+/// make connections of their own, open at the end.
+fn tcp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> Vec<Conn> {
+    let ds = ctx.ds;
+    let mut segs = tcp_segments(ctx);
+    let mut seg_by_cookie: HashMap<(u16, u64), Vec<usize>> = HashMap::new();
+    let mut seg_by_tuple: HashMap<TupleKey, Vec<usize>> = HashMap::new();
+    for (i, s) in segs.iter().enumerate() {
+        let f = &s.flow;
+        if f.cookie != 0 {
+            seg_by_cookie.entry((s.file, f.cookie)).or_default().push(i);
+        }
+        seg_by_tuple
+            .entry((s.file, 6, f.laddr, f.lport, f.raddr, f.rport))
+            .or_default()
+            .push(i);
+    }
+    // Message flows of sockets without state changes, by socket.
+    let mut orphans: HashMap<SockKey, Vec<usize>> = HashMap::new();
+    for (i, r) in ds.flows.iter().enumerate() {
+        let a = &ds.agg[i];
+        if r.origin != Origin::Message || r.flow.proto != 6 || a.events() == 0 {
+            continue;
+        }
+        let f = &r.flow;
+        let cands = (f.cookie != 0)
+            .then(|| seg_by_cookie.get(&(r.file, f.cookie)))
+            .flatten()
+            .or_else(|| seg_by_tuple.get(&(r.file, 6, f.laddr, f.lport, f.raddr, f.rport)));
+        let Some(cands) = cands else {
+            let k = if f.cookie != 0 {
+                (r.file, f.cookie, [0; 16], 0, [0; 16], 0)
+            } else {
+                (r.file, 0, f.laddr, f.lport, f.raddr, f.rport)
+            };
+            orphans.entry(k).or_default().push(i);
+            continue;
+        };
+        let at = pick(&segs, cands, a.first);
+        let s = &mut segs[at];
+        s.tx = s.tx.saturating_add(a.tx_bytes);
+        s.rx = s.rx.saturating_add(a.rx_bytes);
+        s.first_msg = s.first_msg.min(a.first);
+        s.last_msg = s.last_msg.max(a.last);
+        if s.best.is_none_or(|(w, _)| a.events() > w) {
+            s.best = Some((a.events(), i));
+        }
+    }
+    let mut out = Vec::with_capacity(segs.len() + orphans.len());
+    for s in segs {
+        let (pid, mut comm) = match s.best {
+            Some((_, m)) => (ds.flows[m].flow.pid, ds.flows[m].flow.comm),
+            None if s.hint.0 != 0 => s.hint,
+            None => (0, [0; 16]),
+        };
+        if let Some(c) = names.get(&(s.file, pid)) {
+            comm = *c;
+        }
+        let (mut tx, mut rx) = (s.tx, s.rx);
+        if s.best.is_none() && s.close.is_some() {
+            let last = &ds.conns[s.last];
+            (tx, rx) = s.seq.payload(last.acked, last.received);
+        }
+        let start = s.start.min(s.first_msg);
+        // Closed at CLOSE, or at the last read of what was still queued.
+        let end = s.close.map(|c| c.max(s.last_msg));
+        let duration = end.unwrap_or(ends[s.file as usize]).saturating_sub(start);
+        out.push(Conn {
+            file: s.file,
+            pid,
+            comm,
+            flow: s.flow,
+            start,
+            end,
+            duration,
+            tx,
+            rx,
+        });
+    }
+    for (_, flows) in orphans {
+        let r0 = &ds.flows[flows[0]];
+        let (mut c, mut best) = (
+            Conn {
+                file: r0.file,
+                pid: r0.flow.pid,
+                comm: r0.flow.comm,
+                flow: r0.flow,
+                start: u64::MAX,
+                end: None,
+                duration: 0,
+                tx: 0,
+                rx: 0,
+            },
+            0,
+        );
+        for &i in &flows {
+            let a = &ds.agg[i];
+            c.start = c.start.min(a.first);
+            c.tx = c.tx.saturating_add(a.tx_bytes);
+            c.rx = c.rx.saturating_add(a.rx_bytes);
+            if a.events() > best {
+                best = a.events();
+                (c.pid, c.flow) = (ds.flows[i].flow.pid, ds.flows[i].flow);
+            }
+        }
+        c.comm = names.get(&(c.file, c.pid)).copied().unwrap_or(c.flow.comm);
+        c.duration = ends[c.file as usize].saturating_sub(c.start);
+        out.push(c);
+    }
+    out
+}
+
+/// Every connection in the dataset, by start time.
+pub fn connections(ctx: &Ctx) -> Vec<Conn> {
+    let ends = trace_ends(ctx);
+    let names = super::keys::latest_comms(ctx.ds);
+    let mut out = tcp_conns(ctx, &ends, &names);
+    // UDP: message flows by tuple, split at idle gaps and process exits.
+    out.extend(udp_conns(ctx, &ends, &names));
     out.retain(|c| {
         ctx.ds.files[c.file as usize]
             .filter
@@ -223,63 +378,29 @@ impl SeqFlags {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn tcp_conn(
-    ctx: &Ctx,
-    file: u16,
-    flow: Flow,
-    (start, end): (u64, Option<u64>),
-    last: &crate::load::ConnEvent,
-    seq: SeqFlags,
-    hint: (u32, [u8; 16]),
-    by_cookie: &HashMap<(u16, u64), Vec<usize>>,
-    by_tuple: &HashMap<TupleKey, Vec<usize>>,
-) -> Conn {
-    let ds = ctx.ds;
-    let msgs = (flow.cookie != 0)
-        .then(|| by_cookie.get(&(file, flow.cookie)))
-        .flatten()
-        .or_else(|| {
-            by_tuple.get(&(
-                file, flow.proto, flow.laddr, flow.lport, flow.raddr, flow.rport,
-            ))
-        });
-    let (mut tx, mut rx, mut best) = (0u64, 0u64, None::<(u64, usize)>);
-    if let Some(ms) = msgs {
-        for &m in ms {
-            let a = &ds.agg[m];
-            if a.last < start || end.is_some_and(|e| a.first > e) {
-                continue;
-            }
-            tx += a.tx_bytes;
-            rx += a.rx_bytes;
-            if best.is_none_or(|(w, _)| a.events() > w) {
-                best = Some((a.events(), m));
-            }
+/// Process exit times per (file, pid), in time order.
+fn process_exits(ctx: &Ctx) -> HashMap<(u16, u32), Vec<u64>> {
+    let mut out: HashMap<(u16, u32), Vec<u64>> = HashMap::new();
+    for e in &ctx.ds.procs {
+        let r = &e.row;
+        // A thread's exit does not end the process.
+        if r.kind == ProcessKind::Exit && (r.tid == r.pid || r.tid == 0) {
+            out.entry((e.file, r.pid)).or_default().push(r.ts_ns);
         }
     }
-    let (pid, comm) = match best {
-        Some((_, m)) => (ds.flows[m].flow.pid, ds.flows[m].flow.comm),
-        None if hint.0 != 0 => hint,
-        None => (0, [0; 16]),
-    };
-    if best.is_none() && end.is_some() {
-        (tx, rx) = seq.payload(last.acked, last.received);
+    for v in out.values_mut() {
+        v.sort_unstable();
     }
-    Conn {
-        file,
-        pid,
-        comm,
-        flow,
-        start,
-        end,
-        duration: end.map(|e| e.saturating_sub(start)).unwrap_or(0),
-        tx,
-        rx,
-    }
+    out
 }
 
-fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
+/// UDP "connections": a process's messages with one peer (5-tuple), cut
+/// where the flow was idle longer than [`UDP_IDLE_NS`] or the process
+/// exited in between. One ends at its last message when the process exited
+/// after it or the trace went on for the idle gap after it; otherwise it was
+/// still active at the end (`end` None). The trace records no socket
+/// release, so a socket closed by a live process ends by the idle rule.
+fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> Vec<Conn> {
     let ds = ctx.ds;
     type K = (u16, u32, [u8; 16], u16, [u8; 16], u16);
     let key = |g: usize| -> Option<K> {
@@ -293,22 +414,25 @@ fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
             r.flow.rport,
         ))
     };
+    let exits = process_exits(ctx);
+    // The first exit of the process at or after `t`.
+    let exit_after = |k: &K, t: u64| -> Option<u64> {
+        let v = exits.get(&(k.0, k.1))?;
+        v.get(v.partition_point(|&x| x < t)).copied()
+    };
     let mut out = Vec::new();
     let mut emit = |k: &K, g: usize, s: u64, e: u64, tx: u64, rx: u64| {
-        let open = ends[k.0 as usize].saturating_sub(e) < UDP_IDLE_NS;
+        let end = ends[k.0 as usize];
+        let open = exit_after(k, e).is_none() && end.saturating_sub(e) < UDP_IDLE_NS;
         let f = ds.flows[g].flow;
         out.push(Conn {
             file: k.0,
             pid: f.pid,
-            comm: f.comm,
+            comm: names.get(&(k.0, f.pid)).copied().unwrap_or(f.comm),
             flow: f,
             start: s,
             end: (!open).then_some(e),
-            duration: if open {
-                ends[k.0 as usize].saturating_sub(s)
-            } else {
-                e.saturating_sub(s)
-            },
+            duration: if open { end } else { e }.saturating_sub(s),
             tx,
             rx,
         });
@@ -326,8 +450,8 @@ fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
             let e = per.entry(k).or_insert((g, u64::MAX, 0, 0, 0));
             e.1 = e.1.min(a.first);
             e.2 = e.2.max(a.last);
-            e.3 += a.tx_bytes;
-            e.4 += a.rx_bytes;
+            e.3 = e.3.saturating_add(a.tx_bytes);
+            e.4 = e.4.saturating_add(a.rx_bytes);
         }
         for (k, (g, s, e, tx, rx)) in per {
             emit(&k, g, s, e, tx, rx);
@@ -351,15 +475,16 @@ fn udp_conns(ctx: &Ctx, ends: &[u64]) -> Vec<Conn> {
         v.sort_unstable();
         let (mut s, mut last, mut tx, mut rx) = (v[0].0, v[0].0, 0u64, 0u64);
         for &(ts, b, d) in &v {
-            if ts - last > UDP_IDLE_NS {
+            let exited = exit_after(&k, last).is_some_and(|x| x < ts);
+            if ts - last > UDP_IDLE_NS || exited {
                 emit(&k, g, s, last, tx, rx);
                 (s, tx, rx) = (ts, 0, 0);
             }
             last = ts;
             if d == 0 {
-                tx += b as u64;
+                tx = tx.saturating_add(u64::from(b));
             } else {
-                rx += b as u64;
+                rx = rx.saturating_add(u64::from(b));
             }
         }
         emit(&k, g, s, last, tx, rx);

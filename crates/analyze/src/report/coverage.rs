@@ -16,10 +16,10 @@ pub fn by_origin(ctx: &Ctx) -> Vec<(Origin, [u64; 4])> {
     for (i, r) in ds.flows.iter().enumerate() {
         if let Some(e) = out.iter_mut().find(|e| e.0 == r.origin) {
             let a = &ds.agg[i];
-            e.1[0] += a.tx_n;
-            e.1[1] += a.rx_n;
-            e.1[2] += a.tx_bytes;
-            e.1[3] += a.rx_bytes;
+            e.1[0] = e.1[0].saturating_add(a.tx_n);
+            e.1[1] = e.1[1].saturating_add(a.rx_n);
+            e.1[2] = e.1[2].saturating_add(a.tx_bytes);
+            e.1[3] = e.1[3].saturating_add(a.rx_bytes);
         }
     }
     out
@@ -32,7 +32,10 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
         .into_iter()
         .filter(|r| r.1.iter().any(|&x| x > 0))
         .collect();
-    let total: u64 = rows.iter().map(|r| r.1[2] + r.1[3]).sum();
+    let total: u64 = rows
+        .iter()
+        .map(|r| r.1[2].saturating_add(r.1[3]))
+        .fold(0, u64::saturating_add);
     let cols = vec![
         strc(
             "reason",
@@ -55,7 +58,7 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
                     if total == 0 {
                         0.0
                     } else {
-                        (r.1[2] + r.1[3]) as f64 / total as f64
+                        r.1[2].saturating_add(r.1[3]) as f64 / total as f64
                     }
                 })
                 .collect(),
@@ -74,19 +77,21 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     let att: u64 = rows
         .iter()
         .filter(|r| r.0.attributed())
-        .map(|r| r.1[2] + r.1[3])
-        .sum();
+        .map(|r| r.1[2].saturating_add(r.1[3]))
+        .fold(0, u64::saturating_add);
     let (mut app_tx, mut app_rx) = (0u64, 0u64);
     for (i, r) in ds.flows.iter().enumerate() {
         if r.origin == Origin::Message {
-            app_tx += ds.agg[i].tx_bytes;
-            app_rx += ds.agg[i].rx_bytes;
+            app_tx = app_tx.saturating_add(ds.agg[i].tx_bytes);
+            app_rx = app_rx.saturating_add(ds.agg[i].rx_bytes);
         }
     }
     let (w_tx, w_rx): (u64, u64) = rows
         .iter()
         .filter(|r| r.0.attributed())
-        .fold((0, 0), |a, r| (a.0 + r.1[2], a.1 + r.1[3]));
+        .fold((0, 0), |a, r| {
+            (a.0.saturating_add(r.1[2]), a.1.saturating_add(r.1[3]))
+        });
     for file in ds.files.iter().filter(|file| !file.hook_ran("packets")) {
         f.notes.push(format!(
             "{}: no wire packets recorded (hook group packets {})",

@@ -52,7 +52,8 @@ fn rate_charts(ctx: &Ctx) -> (String, String) {
     let mut totals = vec![0u64; groups.len()];
     for (i, &g) in groups.of_flow.iter().enumerate() {
         if g != u32::MAX {
-            totals[g as usize] += ds.agg[i].tx_bytes + ds.agg[i].rx_bytes;
+            totals[g as usize] = totals[g as usize]
+                .saturating_add(ds.agg[i].tx_bytes.saturating_add(ds.agg[i].rx_bytes));
         }
     }
     let mut order: Vec<usize> = (0..groups.len()).collect();
@@ -90,25 +91,25 @@ fn rate_charts(ctx: &Ctx) -> (String, String) {
                     .entry((g as usize, e.ts[i].saturating_sub(t0) / step))
                     .or_default();
                 if e.dir[i] == 0 {
-                    c.0 += e.bytes[i] as u64;
+                    c.0 = c.0.saturating_add(e.bytes[i] as u64);
                 } else {
-                    c.1 += e.bytes[i] as u64;
+                    c.1 = c.1.saturating_add(e.bytes[i] as u64);
                 }
             }
         }
         (0, step)
     } else {
-        let k = ((b1 - b0 + 1) / 300).max(1);
+        let k = ((b1 - b0).saturating_add(1) / 300).max(1);
         for b in &ds.buckets {
             let g = groups.of_flow[b.flow as usize];
             if g == u32::MAX {
                 continue;
             }
             let e = cells.entry((g as usize, (b.b - b0) / k)).or_default();
-            e.0 += b.tx;
-            e.1 += b.rx;
+            e.0 = e.0.saturating_add(b.tx);
+            e.1 = e.1.saturating_add(b.rx);
         }
-        (k, ctx.interval_ns * k)
+        (k, ctx.interval_ns.saturating_mul(k))
     };
     let secs = step_ns as f64 / 1e9;
     let n = if fine {
@@ -281,9 +282,10 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
     let rows = remotes::rows(ctx);
     let mut per: HashMap<[u8; 16], u64> = HashMap::new();
     for r in &rows {
-        *per.entry(r.raddr).or_default() += r.tx + r.rx;
+        let t = per.entry(r.raddr).or_default();
+        *t = t.saturating_add(r.tx.saturating_add(r.rx));
     }
-    let total: u64 = per.values().sum();
+    let total: u64 = per.values().fold(0, |a, &b| a.saturating_add(b));
     let mut top: Vec<([u8; 16], u64)> = per.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(12);

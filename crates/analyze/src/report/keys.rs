@@ -3,6 +3,8 @@
 //! remote address, service port, protocol, interface, cgroup; plus the host
 //! when several traces are analysed), and each group gets its key columns.
 //! Reports aggregate on the integer ids and join the key columns at the end.
+//! The name shown for a process is the latest one seen for its pid, as `ps`
+//! shows it ([`names_over_time`]), not the first.
 
 use std::collections::HashMap;
 
@@ -93,13 +95,25 @@ impl Groups {
                 (g.reps.len() - 1) as u32
             });
             g.of_flow[i] = id;
-            let w = ds.agg[i].events().max(1);
+            // The latest name seen: message flows (the calling thread's
+            // name at the time) before packet and connection flows (the
+            // owner's name when the socket was learned).
+            let a = &ds.agg[i];
+            let w = (u64::from(is_msg(r)) << 63) | (a.last.min(u64::MAX >> 1) + 1);
             let b = &mut g.best_comm[id as usize];
-            if r.flow.pid != 0 && (w > b.1 || b.1 == 0) {
+            if r.flow.pid != 0 && w > b.1 {
                 *b = (r.flow.comm, w);
             }
             if !r.origin.is_packet() || r.origin.attributed() {
                 g.unattributed[id as usize] = false;
+            }
+        }
+        if matches!(key, Key::Pid | Key::Conn) {
+            let names = latest_comms(ds);
+            for (id, rep) in g.reps.iter().enumerate() {
+                if let Some(c) = names.get(&(rep.file, rep.flow.pid)) {
+                    g.best_comm[id].0 = *c;
+                }
             }
         }
         g
@@ -217,4 +231,59 @@ pub fn iface_name(ds: &Dataset, file: u16, ifindex: u32) -> String {
 /// Whether a flow row counts as application traffic (messages).
 pub fn is_msg(r: &FlowRow) -> bool {
     r.origin == Origin::Message
+}
+
+/// The names a process had over time, per (file, pid), oldest first, each
+/// name once per stretch it was held. A name is seen in the process events
+/// (fork, exec, exit) and on the process's message flows (at their first and
+/// last message). Threads have names of their own; like `ps`, a process is
+/// named after its main thread (tid == pid) when that thread was seen, else
+/// after whichever thread was.
+pub fn names_over_time(ds: &Dataset) -> HashMap<(u16, u32), Vec<[u8; 16]>> {
+    /// (time, seen on the main thread, name).
+    type Seen = (u64, bool, [u8; 16]);
+    let mut seen: HashMap<(u16, u32), Vec<Seen>> = HashMap::new();
+    for e in &ds.procs {
+        let r = &e.row;
+        if r.pid == 0 || r.comm[0] == 0 {
+            continue;
+        }
+        let main = r.tid == r.pid || r.tid == 0;
+        seen.entry((e.file, r.pid))
+            .or_default()
+            .push((r.ts_ns, main, r.comm));
+    }
+    for (i, r) in ds.flows.iter().enumerate() {
+        let a = &ds.agg[i];
+        if !is_msg(r) || a.events() == 0 || r.flow.pid == 0 || r.flow.comm[0] == 0 {
+            continue;
+        }
+        let main = r.flow.tid == r.flow.pid;
+        let v = seen.entry((r.file, r.flow.pid)).or_default();
+        v.push((a.first, main, r.flow.comm));
+        v.push((a.last, main, r.flow.comm));
+    }
+    seen.into_iter()
+        .map(|(k, mut v)| {
+            if v.iter().any(|x| x.1) {
+                v.retain(|x| x.1);
+            }
+            v.sort_by_key(|x| x.0);
+            let mut names: Vec<[u8; 16]> = Vec::new();
+            for (_, _, c) in v {
+                if names.last() != Some(&c) {
+                    names.push(c);
+                }
+            }
+            (k, names)
+        })
+        .collect()
+}
+
+/// The latest name of every process, per (file, pid) (see [`names_over_time`]).
+pub fn latest_comms(ds: &Dataset) -> HashMap<(u16, u32), [u8; 16]> {
+    names_over_time(ds)
+        .into_iter()
+        .filter_map(|(k, v)| v.last().map(|c| (k, *c)))
+        .collect()
 }

@@ -1,7 +1,8 @@
 //! The lifecycle report: per process, its parent, start (fork/exec), exit
 //! and exit code, first and last network activity, and how long after its
 //! start it opened its first and each connection — the seed study's "how
-//! long after start was this sent".
+//! long after start was this sent". `comm` is the latest name of the
+//! process, `comms` every name it had, oldest first.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +73,12 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
         }
         p.first_net = Some(p.first_net.map_or(a.first, |x| x.min(a.first)));
         p.last_net = Some(p.last_net.map_or(a.last, |x| x.max(a.last)));
+    }
+    let names = super::keys::names_over_time(ds);
+    for ((f, pid), p) in ps.iter_mut() {
+        if let Some(c) = names.get(&(*f, *pid)).and_then(|v| v.last()) {
+            p.comm = *c;
+        }
     }
     for c in connections(ctx) {
         if let Some(p) = ps.get_mut(&(c.file, c.pid)) {
@@ -153,6 +160,17 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
             })
             .collect(),
     ));
+    cols.push(strc(
+        "comms",
+        rows.iter()
+            .map(|r| {
+                names
+                    .get(&r.0)
+                    .map(|v| v.iter().map(comm_str).collect::<Vec<_>>().join(","))
+                    .unwrap_or_else(|| comm_str(&r.1.comm))
+            })
+            .collect(),
+    ));
     let off = ds
         .files
         .first()
@@ -161,5 +179,7 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     let mut f = Frame::new("process lifecycle", cols, off)?;
     f.notes
         .push("conn_after_ns: ns from process start to each connection, comma-separated".into());
+    f.notes
+        .push("comm: the latest name; comms: every name the process had, oldest first".into());
     Ok(f)
 }

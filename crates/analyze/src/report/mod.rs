@@ -28,12 +28,18 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         packets: false,
         events: false,
         connections: false,
-        processes: false,
+        // Process events are few; they give processes their latest name
+        // and end UDP flows at exit.
+        processes: true,
         stats: false,
         interval_ns,
     };
     match report {
-        Report::Throughput | Report::Timeline | Report::Coverage => p.packets = true,
+        Report::Throughput | Report::Timeline => p.packets = true,
+        Report::Coverage => {
+            p.packets = true;
+            p.processes = false;
+        }
         Report::Conns => {
             p.events = true;
             p.connections = true;
@@ -49,7 +55,6 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         Report::Lifecycle => {
             p.events = true;
             p.connections = true;
-            p.processes = true;
         }
         Report::Summary => {
             p.packets = true;
@@ -60,7 +65,6 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.packets = true;
             p.events = true;
             p.connections = true;
-            p.processes = true;
             p.stats = true;
         }
     }
@@ -96,11 +100,12 @@ pub(crate) fn build(report: Report, ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
 
 /// Run `snoop analyze`.
 pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
-    let report = match (&args.report, &args.by) {
-        (Some(r), _) => Report::parse(r)?,
-        (None, Some(_)) => Report::Throughput,
-        (None, None) => Report::Summary,
-    };
+    let report = Report::resolve(
+        args.report.as_deref(),
+        args.by.is_some(),
+        args.format.as_deref(),
+        args.output.as_deref(),
+    )?;
     let key = args.by.as_deref().map(Key::parse).transpose()?;
     let format = Format::resolve(args.format.as_deref(), args.output.as_deref())?;
     let interval_ns = parse_duration(&args.interval)?;

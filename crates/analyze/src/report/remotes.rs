@@ -19,7 +19,7 @@ pub struct RemoteRow {
     pub file: u16,
     /// pid.
     pub pid: u32,
-    /// Most active comm.
+    /// The process's latest comm.
     pub comm: [u8; 16],
     /// Remote address.
     pub raddr: [u8; 16],
@@ -43,7 +43,7 @@ pub struct RemoteRow {
 pub fn rows(ctx: &Ctx) -> Vec<RemoteRow> {
     let ds = ctx.ds;
     let mut per: HashMap<(u16, u32, [u8; 16]), RemoteRow> = HashMap::new();
-    let mut comm_w: HashMap<(u16, u32), ([u8; 16], u64)> = HashMap::new();
+    let names = super::keys::latest_comms(ds);
     for (i, r) in ds.flows.iter().enumerate() {
         let a = &ds.agg[i];
         let attributed = r.origin == Origin::Message || r.origin.attributed();
@@ -60,22 +60,23 @@ pub fn rows(ctx: &Ctx) -> Vec<RemoteRow> {
                 ..RemoteRow::default()
             });
         if r.origin == Origin::Message {
-            row.tx += a.tx_bytes;
-            row.rx += a.rx_bytes;
+            row.tx = row.tx.saturating_add(a.tx_bytes);
+            row.rx = row.rx.saturating_add(a.rx_bytes);
             row.conns.insert((f.proto, f.lport, f.rport));
-            *row.ports.entry(f.rport).or_default() += a.tx_bytes + a.rx_bytes;
-            let c = comm_w.entry((r.file, f.pid)).or_insert((f.comm, 0));
-            if a.events() > c.1 {
-                *c = (f.comm, a.events());
+            let p = row.ports.entry(f.rport).or_default();
+            *p = p.saturating_add(a.tx_bytes.saturating_add(a.rx_bytes));
+            if row.comm == [0; 16] {
+                row.comm = f.comm;
             }
         } else {
-            row.tx_wire += a.tx_bytes;
-            row.rx_wire += a.rx_bytes;
+            row.tx_wire = row.tx_wire.saturating_add(a.tx_bytes);
+            row.rx_wire = row.rx_wire.saturating_add(a.rx_bytes);
         }
     }
     let mut totals: HashMap<(u16, u32), u64> = HashMap::new();
     for r in per.values() {
-        *totals.entry((r.file, r.pid)).or_default() += r.tx + r.rx;
+        let t = totals.entry((r.file, r.pid)).or_default();
+        *t = t.saturating_add(r.tx.saturating_add(r.rx));
     }
     let mut out: Vec<RemoteRow> = per
         .into_values()
@@ -84,9 +85,11 @@ pub fn rows(ctx: &Ctx) -> Vec<RemoteRow> {
             r.share = if t == 0 {
                 0.0
             } else {
-                (r.tx + r.rx) as f64 / t as f64
+                r.tx.saturating_add(r.rx) as f64 / t as f64
             };
-            r.comm = comm_w.get(&(r.file, r.pid)).map(|c| c.0).unwrap_or([0; 16]);
+            if let Some(c) = names.get(&(r.file, r.pid)) {
+                r.comm = *c;
+            }
             r
         })
         .collect();
@@ -96,7 +99,7 @@ pub fn rows(ctx: &Ctx) -> Vec<RemoteRow> {
         tb.cmp(&ta)
             .then(a.file.cmp(&b.file))
             .then(a.pid.cmp(&b.pid))
-            .then((b.tx + b.rx).cmp(&(a.tx + a.rx)))
+            .then(b.tx.saturating_add(b.rx).cmp(&a.tx.saturating_add(a.rx)))
             .then(a.raddr.cmp(&b.raddr))
     });
     out

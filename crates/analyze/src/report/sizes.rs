@@ -58,8 +58,8 @@ pub fn dists(ctx: &Ctx) -> (Groups, Vec<Dist>) {
         })
         .collect();
     out.sort_by(|a, b| {
-        let ta: u64 = a.sizes.iter().sum();
-        let tb: u64 = b.sizes.iter().sum();
+        let ta = a.sizes.iter().fold(0u64, |t, &v| t.saturating_add(v));
+        let tb = b.sizes.iter().fold(0u64, |t, &v| t.saturating_add(v));
         (a.kind, std::cmp::Reverse(ta), a.group, a.dir).cmp(&(
             b.kind,
             std::cmp::Reverse(tb),
@@ -96,7 +96,7 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     cols.push(f64c(
         "mean_bytes",
         d.iter()
-            .map(|x| x.sizes.iter().sum::<u64>() as f64 / x.sizes.len().max(1) as f64)
+            .map(|x| x.sizes.iter().map(|&v| v as f64).sum::<f64>() / x.sizes.len().max(1) as f64)
             .collect(),
     ));
     for (name, q) in [("p50_bytes", 0.5), ("p90_bytes", 0.9), ("p99_bytes", 0.99)] {

@@ -65,10 +65,10 @@ fn overview(ctx: &Ctx) -> anyhow::Result<Frame> {
     for (i, r) in ds.flows.iter().enumerate() {
         let a = &ds.agg[i];
         if r.origin == Origin::Message {
-            msgs += a.events();
-            bytes += a.tx_bytes + a.rx_bytes;
+            msgs = msgs.saturating_add(a.events());
+            bytes = bytes.saturating_add(a.tx_bytes.saturating_add(a.rx_bytes));
         } else if r.origin.is_packet() {
-            pkts += a.events();
+            pkts = pkts.saturating_add(a.events());
         }
     }
     kv.push((
@@ -126,8 +126,8 @@ fn drops(ctx: &Ctx) -> anyhow::Result<Frame> {
         .filter(|s| !source::is_pressure(s.source))
     {
         let e = per.entry(s.source).or_default();
-        e.0 += s.events;
-        e.1 += s.dropped;
+        e.0 = e.0.saturating_add(s.events);
+        e.1 = e.1.saturating_add(s.dropped);
     }
     let rows: Vec<(u8, (u64, u64))> = per.into_iter().collect();
     Frame::new(
@@ -140,10 +140,12 @@ fn drops(ctx: &Ctx) -> anyhow::Result<Frame> {
                 "dropped_share",
                 rows.iter()
                     .map(|r| {
-                        if r.1 .0 + r.1 .1 == 0 {
+                        // In f64: events + dropped may not fit in a u64.
+                        let all = r.1 .0 as f64 + r.1 .1 as f64;
+                        if all == 0.0 {
                             0.0
                         } else {
-                            r.1 .1 as f64 / (r.1 .0 + r.1 .1) as f64
+                            r.1 .1 as f64 / all
                         }
                     })
                     .collect(),
@@ -156,8 +158,8 @@ fn drops(ctx: &Ctx) -> anyhow::Result<Frame> {
 fn top_conns(ctx: &Ctx) -> anyhow::Result<Frame> {
     let mut c = connections(ctx);
     c.sort_by(|a, b| {
-        (b.tx + b.rx)
-            .cmp(&(a.tx + a.rx))
+        b.tx.saturating_add(b.rx)
+            .cmp(&a.tx.saturating_add(a.rx))
             .then(a.start.cmp(&b.start))
     });
     c.truncate(TOP);

@@ -21,8 +21,8 @@ pub fn peaks(ctx: &Ctx, groups: &Groups) -> Vec<(u64, u64)> {
             continue;
         }
         let e = per.entry((g, b.b)).or_default();
-        e.0 += b.tx;
-        e.1 += b.rx;
+        e.0 = e.0.saturating_add(b.tx);
+        e.1 = e.1.saturating_add(b.rx);
     }
     let mut out = vec![(0u64, 0u64); groups.len()];
     for ((g, _), (tx, rx)) in per {

@@ -22,18 +22,22 @@ pub fn cells(ctx: &Ctx, groups: &Groups) -> Vec<((u64, u32), [u64; 4])> {
         }
         let e = per.entry((b.b, g)).or_default();
         if ds.flows[b.flow as usize].origin == Origin::Message {
-            e[0] += b.tx;
-            e[1] += b.rx;
+            e[0] = e[0].saturating_add(b.tx);
+            e[1] = e[1].saturating_add(b.rx);
         } else {
-            e[2] += b.tx;
-            e[3] += b.rx;
+            e[2] = e[2].saturating_add(b.tx);
+            e[3] = e[3].saturating_add(b.rx);
         }
     }
     let mut v: Vec<_> = per.into_iter().collect();
     v.sort_by(|a, b| {
         a.0 .0
             .cmp(&b.0 .0)
-            .then((b.1[0] + b.1[1]).cmp(&(a.1[0] + a.1[1])))
+            .then(
+                b.1[0]
+                    .saturating_add(b.1[1])
+                    .cmp(&a.1[0].saturating_add(a.1[1])),
+            )
             .then(a.0 .1.cmp(&b.0 .1))
     });
     v
