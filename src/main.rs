@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("snoop: {err:#}");
+            eprintln!("snoop: {}", snoop_format::Shown(&format!("{err:#}")));
             if is_usage_error(&err) {
                 ExitCode::from(2)
             } else {

@@ -122,6 +122,11 @@ pub fn width(s: &str) -> usize {
     s.width()
 }
 
+/// The [`width`] of `s` once [`shown`]: the columns a [`Shown`] takes.
+pub fn shown_width(s: &str) -> usize {
+    width(&shown(s))
+}
+
 /// A string shown through [`shown`] by `Display`, padded by display width:
 /// `format!("{:<16}", Shown(name))` keeps a column aligned whatever the
 /// name holds (the width and alignment of the format spec are honoured; a
