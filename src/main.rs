@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("snoop: {err:#}");
+            eprintln!("snoop: {}", snoop_format::Shown(&format!("{err:#}")));
             if is_usage_error(&err) {
                 ExitCode::from(2)
             } else {

@@ -57,6 +57,10 @@ pub struct AnalyzeArgs {
     /// Show only the first N rows (table default 20; 0 = all).
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
+    /// CSV: keep text cells exactly as recorded (by default a cell starting
+    /// with = + - @ gets a leading ' so spreadsheets do not run it).
+    #[arg(long)]
+    pub raw: bool,
     /// Interval for peak rates and the timeline (default 1s).
     #[arg(long, value_name = "DUR", default_value = "1s")]
     pub interval: String,
@@ -97,6 +101,10 @@ pub struct ExportArgs {
     /// Output format: parquet or csv (default: from the extension of -o).
     #[arg(long, value_name = "parquet|csv")]
     pub format: Option<String>,
+    /// CSV: keep text cells exactly as recorded (by default a cell starting
+    /// with = + - @ gets a leading ' so spreadsheets do not run it).
+    #[arg(long)]
+    pub raw: bool,
     /// Event filters.
     #[command(flatten)]
     pub filter: FilterArgs,

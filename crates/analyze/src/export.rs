@@ -16,7 +16,7 @@ use snoop_format::{comm_str, ProcessKind, Table, Trace};
 
 use crate::cli::{ExportArgs, Format};
 use crate::filter::{addr_str, FileFilter, Filter};
-use crate::frame::{i64c, strc, u32c, u64c, write_df};
+use crate::frame::{csv_safe, i64c, strc, u32c, u64c, write_df};
 use crate::load::{all_columns, open_all};
 use crate::usage;
 
@@ -256,6 +256,12 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
                     &files[fi].filter,
                     multi.then_some(files[fi].host.as_str()),
                 )
+                .and_then(|mut df| {
+                    if format == Format::Csv && !args.raw {
+                        csv_safe(&mut df)?;
+                    }
+                    Ok(df)
+                })
                 .with_context(|| format!("{}: chunk {ci}", files[fi].path.display()));
                 traces[fi].release_chunk(ci);
                 pb.inc(1);

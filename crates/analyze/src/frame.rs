@@ -12,6 +12,9 @@ use std::path::Path;
 use anyhow::Context;
 use polars::prelude::*;
 
+use snoop_format::names::{csv_cell, width};
+use snoop_format::{shown, Shown};
+
 use crate::cli::Format;
 use crate::units;
 
@@ -235,7 +238,7 @@ pub(crate) fn cell(v: AnyValue, style: Style, off: i64) -> (String, bool) {
 pub fn write_table(w: &mut dyn Write, f: &Frame, top: usize) -> anyhow::Result<()> {
     let df = &f.df;
     if !f.title.is_empty() {
-        writeln!(w, "{}", f.title)?;
+        writeln!(w, "{}", Shown(&f.title))?;
     }
     let n = if top == 0 {
         df.height()
@@ -248,19 +251,20 @@ pub fn write_table(w: &mut dyn Write, f: &Frame, top: usize) -> anyhow::Result<(
         let style = f.style_for(c.name());
         let mut v = vec![(c.name().to_uppercase(), false)];
         for i in 0..n {
-            v.push(cell(c.get(i)?, style, f.wall_offset));
+            let (text, right) = cell(c.get(i)?, style, f.wall_offset);
+            v.push((shown(&text).into_owned(), right));
         }
         grid.push(v);
     }
     let widths: Vec<usize> = grid
         .iter()
-        .map(|c| c.iter().map(|(s, _)| s.chars().count()).max().unwrap_or(0))
+        .map(|c| c.iter().map(|(s, _)| width(s)).max().unwrap_or(0))
         .collect();
     for r in 0..=n {
         let mut line = String::new();
         for (ci, c) in grid.iter().enumerate() {
             let (s, right) = &c[r];
-            let pad = widths[ci] - s.chars().count();
+            let pad = widths[ci] - width(s);
             if ci > 0 {
                 line.push_str("  ");
             }
@@ -282,7 +286,7 @@ pub fn write_table(w: &mut dyn Write, f: &Frame, top: usize) -> anyhow::Result<(
         writeln!(w, "... {} more rows (--top 0 shows all)", df.height() - n)?;
     }
     for note in &f.notes {
-        writeln!(w, "{note}")?;
+        writeln!(w, "{}", Shown(note))?;
     }
     Ok(())
 }
@@ -333,6 +337,26 @@ pub fn write_frames(
             let mut df = limit(&f.df, top);
             write_df(&mut df, format, output)?;
         }
+    }
+    Ok(())
+}
+
+/// Neutralise text cells a spreadsheet would run as a formula
+/// ([`csv_cell`]) in every string column of `df`: CSV without `--raw`.
+pub fn csv_safe(df: &mut DataFrame) -> anyhow::Result<()> {
+    let names: Vec<PlSmallStr> = df
+        .columns()
+        .iter()
+        .filter(|c| c.dtype() == &DataType::String)
+        .map(|c| c.name().clone())
+        .collect();
+    for name in names {
+        let col = df.column(&name)?.str()?;
+        let safe: StringChunked = col
+            .iter()
+            .map(|v| v.map(|s| csv_cell(s).into_owned()))
+            .collect();
+        df.with_column(safe.with_name(name).into_column())?;
     }
     Ok(())
 }

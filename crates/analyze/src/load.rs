@@ -28,7 +28,7 @@ pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace
         if let Some(r) = t.recovery() {
             eprintln!(
                 "snoop: warning: {} was not closed cleanly: recovered {} chunks / {} events, {} bytes ignored{}",
-                p.display(),
+                snoop_format::Shown(&p.display().to_string()),
                 r.chunks,
                 r.events,
                 r.ignored_bytes,

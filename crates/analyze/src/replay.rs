@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 use std::io::Write;
 
 use anyhow::Context;
-use snoop_format::{comm_str, Flow, ProcessRow, Table, Trace};
+use snoop_format::{comm_str, Flow, ProcessRow, Shown, Table, Trace};
 
 use crate::attrib::{AttribIndex, PktResolver};
 use crate::cli::ReplayArgs;
@@ -216,14 +216,14 @@ impl Printer<'_> {
             writeln!(self.w, "{o}")?;
         } else {
             let host = if self.multi {
-                format!("{} ", m.host)
+                format!("{} ", Shown(&m.host))
             } else {
                 String::new()
             };
             let who = if f.pid == 0 {
                 "pid ?".to_string()
             } else {
-                format!("pid {}/{}", f.pid, comm_str(&f.comm))
+                format!("pid {}/{}", f.pid, Shown(&comm_str(&f.comm)))
             };
             let what = match (len, &extra) {
                 (Some(l), _) => format!("{dir_s} {l}"),
@@ -232,8 +232,9 @@ impl Printer<'_> {
             };
             writeln!(
                 self.w,
-                "{host}{} {iface} {} {} -> {} {what} {who}",
+                "{host}{} {} {} {} -> {} {what} {who}",
                 units::wall_time(wall),
+                Shown(&iface),
                 proto_name(f.proto),
                 hp(&src, sport),
                 hp(&dst, dport)
@@ -268,12 +269,12 @@ impl Printer<'_> {
             writeln!(self.w, "{o}")?;
         } else {
             let host = if self.multi {
-                format!("{} ", m.host)
+                format!("{} ", Shown(&m.host))
             } else {
                 String::new()
             };
             let detail = match r.kind {
-                snoop_format::ProcessKind::Exec => format!(" {}", r.filename),
+                snoop_format::ProcessKind::Exec => format!(" {}", Shown(&r.filename)),
                 snoop_format::ProcessKind::Exit => format!(" code {}", r.exit_code),
                 _ => String::new(),
             };
@@ -282,7 +283,7 @@ impl Printer<'_> {
                 "{host}{} process {kind} pid {}/{} ppid {}{detail}",
                 units::wall_time(wall),
                 r.pid,
-                comm_str(&r.comm),
+                Shown(&comm_str(&r.comm)),
                 r.ppid
             )?;
         }

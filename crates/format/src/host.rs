@@ -47,8 +47,10 @@ pub fn interfaces() -> Vec<(u32, String)> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let idx = read_trim(&format!("/sys/class/net/{name}/ifindex"))
+            let name = crate::names::name_text(e.file_name().as_encoded_bytes());
+            let idx = std::fs::read_to_string(e.path().join("ifindex"))
+                .ok()?
+                .trim()
                 .parse()
                 .ok()?;
             Some((idx, name))

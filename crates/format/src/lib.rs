@@ -16,6 +16,7 @@ mod error;
 mod host;
 pub mod layout;
 pub mod meta;
+pub mod names;
 mod reader;
 mod schema;
 pub mod synth;
@@ -26,6 +27,7 @@ pub use codec::{ColumnData, MAX_CHUNK_ROWS, MAX_STR_BYTES};
 pub use error::{FormatError, Result};
 pub use host::{boot_to_wall_ns, boottime_ns, interfaces};
 pub use meta::{ChunkEntry, FileInfo, Hooks};
+pub use names::{name_text, shown, Shown};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
     addr, addr_bytes, col, column_def, comm_bytes, comm_str, fold_mix, fx_step, source, ColType,

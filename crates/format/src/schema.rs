@@ -468,10 +468,12 @@ pub struct ProcessRow {
     pub filename: String,
 }
 
-/// A comm as text: bytes up to the first NUL, lossily decoded.
+/// A comm as text: bytes up to the first NUL, as the lossless
+/// [`crate::names::name_text`] (exact unless it holds a backslash or
+/// invalid UTF-8).
 pub fn comm_str(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    crate::names::name_text(&comm[..end])
 }
 
 /// A comm from text: truncated to 15 bytes and NUL padded, like the kernel.

@@ -264,7 +264,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 ppid: p.ppid,
                 comm: comm(&p.comm),
                 exit_code: p.exit_code,
-                filename: String::from_utf8_lossy(&name).into_owned(),
+                filename: snoop_format::name_text(&name),
             }))
         }
         other => Err(DecodeError::UnknownKind(other)),

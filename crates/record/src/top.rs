@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use snoop_format::{comm_str, Direction};
+use snoop_format::names::shown_width;
+use snoop_format::{comm_str, Direction, Shown};
 
 use crate::event::Event;
 use crate::kernel::{with_kernel, KernelOptions};
@@ -129,15 +130,20 @@ impl TopTable {
 
 /// Render the table (header plus one line per row).
 pub fn render(rows: &[TopRow]) -> String {
+    // Names are shown escaped, and COMM widens to the widest one.
+    let cw = rows
+        .iter()
+        .map(|r| shown_width(&r.comm))
+        .fold(16, usize::max);
     let mut s = format!(
-        "{:<7} {:<16} {:>9} {:>9} {:>10} {:>10} {:>10}\n",
+        "{:<7} {:<cw$} {:>9} {:>9} {:>10} {:>10} {:>10}\n",
         "PID", "COMM", "RX_KB", "TX_KB", "RXSUM_KB", "TXSUM_KB", "SUM_KB"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<7} {:<16} {:>9} {:>9} {:>10} {:>10} {:>10}\n",
+            "{:<7} {:<cw$} {:>9} {:>9} {:>10} {:>10} {:>10}\n",
             r.pid,
-            r.comm,
+            Shown(&r.comm),
             r.rx / 1024,
             r.tx / 1024,
             r.rx_sum / 1024,

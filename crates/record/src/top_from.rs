@@ -187,7 +187,7 @@ pub fn run_top_from(path: &Path, args: &TopArgs) -> Result<()> {
     if let Some(r) = trace.recovery() {
         eprintln!(
             "snoop: {} was not closed cleanly: {} chunks / {} events recovered, {} bytes ignored",
-            path.display(),
+            snoop_format::Shown(&path.display().to_string()),
             r.chunks,
             r.events,
             r.ignored_bytes

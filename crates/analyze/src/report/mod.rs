@@ -138,6 +138,9 @@ pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if report == Report::Summary && format == Format::Json {
         return summary::write_json(&frames, args.output.as_deref());
     }
+    if let (Format::Csv, false, Some(f)) = (format, args.raw, frames.first_mut()) {
+        crate::frame::csv_safe(&mut f.df)?;
+    }
     write_frames(&mut frames, format, args.output.as_deref(), args.top)
 }
 

@@ -10,12 +10,15 @@ pub const PALETTE: [&str; 10] = [
     "#9c755f", "#bab0ac",
 ];
 
-/// Escape text for HTML/SVG.
+/// Escape text for HTML/SVG (element text, `<title>` and quoted
+/// attributes alike), control characters first shown as `\xNN`.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    snoop_format::shown(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 const W: f64 = 900.0;
