@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use snoop_format::{source, Table, Trace};
+use snoop_format::{shown, source, Shown, Table, Trace};
 
 use crate::units;
 
@@ -154,7 +154,7 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     let info = t.info();
     let file_bytes = t.file_len();
     let dropped = s.dropped.values().fold(0u64, |a, n| a.saturating_add(*n));
-    writeln!(o, "file:         {}", path.display())?;
+    writeln!(o, "file:         {}", Shown(&path.display().to_string()))?;
     writeln!(o, "format:       snoop trace v{}", t.version())?;
     match t.recovery() {
         None => writeln!(o, "state:        complete (closed cleanly)")?,
@@ -164,15 +164,20 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
             r.chunks,
             r.events,
             r.ignored_bytes,
-            if r.stopped_because.is_empty() { String::new() } else { format!(" ({})", r.stopped_because) }
+            if r.stopped_because.is_empty() { String::new() } else { format!(" ({})", Shown(&r.stopped_because)) }
         )?,
     }
-    writeln!(o, "host:         {} (kernel {})", info.host, info.kernel)?;
+    writeln!(
+        o,
+        "host:         {} (kernel {})",
+        Shown(&info.host),
+        Shown(&info.kernel)
+    )?;
     writeln!(
         o,
         "recorded by:  snoop {}: {}",
-        info.snoop_version,
-        info.command.join(" ")
+        Shown(&info.snoop_version),
+        Shown(&info.command.join(" "))
     )?;
     writeln!(o, "start:        {}", units::wall(info.wall_ns(s.start_ns)))?;
     writeln!(o, "end:          {}", units::wall(info.wall_ns(s.end_ns)))?;
@@ -224,11 +229,11 @@ fn print_hooks(o: &mut impl Write, t: &Trace) -> std::io::Result<()> {
             "hooks:        not recorded (written by a snoop before hook groups were recorded)"
         );
     };
-    let active: Vec<&str> = h
+    let active: Vec<std::borrow::Cow<'_, str>> = h
         .groups
         .iter()
         .filter(|(_, s)| s == "active")
-        .map(|(g, _)| g.as_str())
+        .map(|(g, _)| shown(g))
         .collect();
     writeln!(
         o,
@@ -240,7 +245,9 @@ fn print_hooks(o: &mut impl Write, t: &Trace) -> std::io::Result<()> {
         }
     )?;
     for (g, state) in h.groups.iter().filter(|(_, s)| s != "active") {
-        writeln!(o, "  {g:<17}{state}")?;
+        // A trace is a file from anywhere: its group states are shown
+        // escaped like any other text from it.
+        writeln!(o, "  {:<17}{}", Shown(g), Shown(state))?;
     }
     Ok(())
 }
@@ -263,7 +270,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     if let Some(r) = s.trace.recovery() {
         eprintln!(
             "snoop: warning: {} was not closed cleanly; recovered {} chunks / {} events, ignored {} bytes",
-            args.file.display(),
+            Shown(&args.file.display().to_string()),
             r.chunks,
             r.events,
             r.ignored_bytes

@@ -315,11 +315,12 @@ fn load_and_attach<R>(
         fill_maps(&skel, opts, &rings)?;
         let links = match attach_groups(&skel, opts, &plan, &forced) {
             Ok(l) => l,
-            Err((g, reason)) if g.optional() => {
+            Err(AttachFail::Fatal(e)) => return Err(e),
+            Err(AttachFail::Refused(g, reason)) if g.optional() => {
                 refuse(&mut plan, g, &reason, warn);
                 continue;
             }
-            Err((_, reason)) => bail!(
+            Err(AttachFail::Refused(_, reason)) => bail!(
                 "this kernel cannot record messages: attaching failed ({reason}); snoop \
                  record needs {ESSENTIAL_NEEDS} (run `snoop doctor`)"
             ),
@@ -491,6 +492,21 @@ pub(crate) struct Attached {
     _iface_socks: Vec<OwnedFd>,
 }
 
+/// Why attaching stopped.
+enum AttachFail {
+    /// The kernel refused a group: which, and its reason.
+    Refused(Group, String),
+    /// The user's request cannot be met (e.g. `--iface` names no
+    /// interface): no group to leave out, recording stops.
+    Fatal(anyhow::Error),
+}
+
+impl From<(Group, String)> for AttachFail {
+    fn from((g, why): (Group, String)) -> AttachFail {
+        AttachFail::Refused(g, why)
+    }
+}
+
 /// Attach every wanted group's programs. On failure: the group whose
 /// attach failed and the kernel's reason (everything attached so far is
 /// detached again when the links drop).
@@ -499,11 +515,13 @@ fn attach_groups(
     opts: &KernelOptions,
     plan: &HookPlan,
     forced: &[Group],
-) -> std::result::Result<Attached, (Group, String)> {
+) -> std::result::Result<Attached, AttachFail> {
     let mut links: Vec<Link> = Vec::new();
     let p = &skel.progs;
     let why = |e: anyhow::Error| format!("{e:#}");
-    let mut tp = |g: Group, progs: &[(&libbpf_rs::ProgramMut<'_>, &str)]| {
+    let mut tp = |g: Group,
+                  progs: &[(&libbpf_rs::ProgramMut<'_>, &str)]|
+     -> std::result::Result<(), (Group, String)> {
         if !plan.wanted(g) {
             return Ok(());
         }
@@ -582,7 +600,10 @@ fn attach_groups(
             p.snoop_iface_filter.as_fd().as_raw_fd()
         };
         for name in &opts.ifaces {
-            iface_socks.push(iface_socket(name, fd).map_err(|e| (Group::Iface, why(e)))?);
+            // A name that is no interface is the user's mistake, not the
+            // kernel's refusal.
+            let ifindex = ifindex_of(name).map_err(AttachFail::Fatal)?;
+            iface_socks.push(iface_socket(name, ifindex, fd).map_err(|e| (Group::Iface, why(e)))?);
         }
     }
     Ok(Attached {
@@ -641,15 +662,20 @@ fn run_iter(prog: &libbpf_rs::ProgramMut<'_>, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// An AF_PACKET raw socket bound to `name` with the interface filter
-/// attached (the filter drops every packet after recording it).
-fn iface_socket(name: &str, prog_fd: i32) -> Result<OwnedFd> {
+/// The index of interface `name`.
+fn ifindex_of(name: &str) -> Result<u32> {
     let cname = CString::new(name).with_context(|| format!("interface name {name:?}"))?;
     // SAFETY: cname is a valid NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     if ifindex == 0 {
         bail!("no such interface: {name}");
     }
+    Ok(ifindex)
+}
+
+/// An AF_PACKET raw socket bound to `name` with the interface filter
+/// attached (the filter drops every packet after recording it).
+fn iface_socket(name: &str, ifindex: u32, prog_fd: i32) -> Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call.
     let fd = unsafe {
