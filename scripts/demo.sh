@@ -4,13 +4,21 @@
 # shows something), then analyze the trace without root.
 #
 #   bash scripts/demo.sh [SECONDS]      (default 5; needs root for recording)
+#
+# SNOOP_DEMO_BIN / SNOOP_DEMO_PEER: use these binaries instead of building
+# (the demo's own test runs it with stand-ins that fail on purpose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
-bash scripts/setup.sh
-cargo build --release --workspace --bins
-snoop=target/release/snoop
-peer=target/release/snoop-peer
+if [ -n "${SNOOP_DEMO_BIN:-}" ]; then
+    snoop=$SNOOP_DEMO_BIN
+    peer=${SNOOP_DEMO_PEER:?SNOOP_DEMO_PEER must be set with SNOOP_DEMO_BIN}
+else
+    bash scripts/setup.sh
+    cargo build --release --workspace --bins
+    snoop=target/release/snoop
+    peer=target/release/snoop-peer
+fi
 out=${SNOOP_DEMO_OUT:-/tmp/snoop-demo.snp}
 log=$(mktemp)
 sudo=""
