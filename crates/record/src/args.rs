@@ -82,9 +82,9 @@ pub struct RecordArgs {
     /// Ring buffer memory, 4K to 1G, split evenly over one ring per CPU
     /// (each a power of two, at least 4K: a size that does not split so is
     /// rounded, and snoop says to what; e.g. 16M, 64M). Raise it when the
-    /// summary reports records lost because the ring was full.
-    #[arg(long, value_name = "SIZE", value_parser = parse_ring_size, default_value = "32M")]
-    pub ring_size: u64,
+    /// summary reports records lost because the ring was full. [default: 32M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_ring_size)]
+    pub ring_size: Option<u64>,
     /// How many live sockets the kernel side remembers the owner of
     /// (entries leave when a socket closes). With more live sockets than
     /// this, new sockets' owners do not fit: counted and reported, and
@@ -143,9 +143,12 @@ pub fn parse_positive_size(s: &str) -> Result<u64, String> {
 /// The smallest and largest `--ring-size` the kernel side accepts.
 pub const RING_SIZE_RANGE: (u64, u64) = (4 << 10, 1 << 30);
 
-/// Parse `--ring-size`: a size in [`RING_SIZE_RANGE`]. The kernel needs
-/// each CPU's ring to be a power of two, so when the size does not split
-/// into equal powers of two over this machine's CPUs, say what it becomes.
+/// The ring buffer memory when `--ring-size` is not given.
+pub const DEFAULT_RING_SIZE: u64 = 32 << 20;
+
+/// Parse `--ring-size`: a size in [`RING_SIZE_RANGE`]. (The kernel needs
+/// each CPU's ring to be a power of two; `snoop record` says what a given
+/// size that does not split so becomes: [`ring_size_note`].)
 pub fn parse_ring_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     let (lo, hi) = RING_SIZE_RANGE;
@@ -153,12 +156,6 @@ pub fn parse_ring_size(s: &str) -> Result<u64, String> {
         return Err(format!(
             "ring size {s:?} out of range: between 4K and 1G (all rings together)"
         ));
-    }
-    if let Some(note) = libbpf_rs::num_possible_cpus()
-        .ok()
-        .and_then(|cpus| ring_size_note(s, n, cpus))
-    {
-        eprintln!("snoop: {note}");
     }
     Ok(n)
 }
@@ -262,8 +259,8 @@ mod tests {
         }
         let ok =
             parse(&["--port", "443", "--ring-size", "64M", "--iface", "lo"]).expect("good values");
-        assert_eq!((ok.a.port, ok.a.ring_size), (Some(443), 64 << 20));
-        assert_eq!(parse(&[]).expect("defaults").a.ring_size, 32 << 20);
+        assert_eq!((ok.a.port, ok.a.ring_size), (Some(443), Some(64 << 20)));
+        assert_eq!(parse(&[]).expect("defaults").a.ring_size, None);
     }
 
     #[test]

@@ -264,38 +264,30 @@ fn load_and_attach<R>(
     perm::capture_libbpf_log();
     let cpus = libbpf_rs::num_possible_cpus().context("count possible CPUs")?;
     let ring = per_cpu_ring_bytes(opts.ring_bytes, cpus);
-    let rings = (0..cpus)
-        .map(|cpu| {
-            libbpf_rs::MapHandle::create(
-                libbpf_rs::MapType::RingBuf,
-                Some(format!("snoop_ring{cpu}")),
-                0,
-                0,
-                ring as u32,
-                &libbpf_rs::libbpf_sys::bpf_map_create_opts {
-                    sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
-                    ..Default::default()
-                },
-            )
-            .map_err(perm::map_bpf_error)
-            .with_context(|| format!("create the ring buffer of CPU {cpu} ({ring} bytes)"))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let forced = crate::hooks::forced_refusals();
     let mut plan = plan_for(opts);
     let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; LOAD_ATTEMPTS] =
         std::array::from_fn(|_| MaybeUninit::uninit());
     for storage in storages.iter_mut() {
         perm::discard_libbpf_log();
+        // Fresh rings for every attempt: records of an attempt given up
+        // (emitted by groups attached before another group's attach
+        // failed, and counted in that attempt's counters) leave with it.
+        let rings = create_rings(cpus, ring)?;
         let open = open_configured(storage, opts, &plan, &forced, &rings, ring, cpus)?;
         let skel = match open.load() {
             Ok(skel) => skel,
             Err(e) => {
                 let log = perm::take_libbpf_log();
-                if e.kind() == libbpf_rs::ErrorKind::PermissionDenied && perm::lacks_privileges() {
-                    return Err(perm::map_bpf_error(e)).context("load BPF programs");
-                }
+                // A program the verifier refused is named in libbpf's log
+                // (EACCES too, so check that first); privileges are to
+                // blame only when a capability is missing.
                 let Some((prog, reason)) = crate::hooks::failed_program(&log) else {
+                    if e.kind() == libbpf_rs::ErrorKind::PermissionDenied
+                        && perm::lacks_privileges()
+                    {
+                        return Err(perm::map_bpf_error(e)).context("load BPF programs");
+                    }
                     eprint!("{log}");
                     return Err(anyhow::Error::new(e)).context("load BPF programs (verifier)");
                 };
@@ -304,14 +296,21 @@ fn load_and_attach<R>(
                         refuse(&mut plan, g, &reason, warn);
                         continue;
                     }
-                    _ => bail!(
+                    Some(_) => bail!(
                         "this kernel cannot record messages: it refused BPF program {prog} \
                          ({reason}); snoop record needs {ESSENTIAL_NEEDS} (run `snoop doctor`)"
                     ),
+                    None => bail!("the kernel refused BPF program {prog}: {reason}"),
                 }
             }
         };
         perm::discard_libbpf_log();
+        if !plan.wanted(Group::Iface) {
+            // Refused at load: a mistyped --iface is still the user's error.
+            for name in &opts.ifaces {
+                ifindex_of(name)?;
+            }
+        }
         fill_maps(&skel, opts, &rings)?;
         let links = match attach_groups(&skel, opts, &plan, &forced) {
             Ok(l) => l,
@@ -354,6 +353,27 @@ fn load_and_attach<R>(
         return body(&mut src);
     }
     bail!("could not load the BPF programs after {LOAD_ATTEMPTS} attempts")
+}
+
+/// One ring buffer per CPU, `ring` bytes each.
+fn create_rings(cpus: usize, ring: u64) -> Result<Vec<libbpf_rs::MapHandle>> {
+    (0..cpus)
+        .map(|cpu| {
+            libbpf_rs::MapHandle::create(
+                libbpf_rs::MapType::RingBuf,
+                Some(format!("snoop_ring{cpu}")),
+                0,
+                0,
+                ring as u32,
+                &libbpf_rs::libbpf_sys::bpf_map_create_opts {
+                    sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+                    ..Default::default()
+                },
+            )
+            .map_err(perm::map_bpf_error)
+            .with_context(|| format!("create the ring buffer of CPU {cpu} ({ring} bytes)"))
+        })
+        .collect()
 }
 
 /// Note a refused group and warn, once.
@@ -614,15 +634,31 @@ fn attach_groups(
 
 /// Run the pre-existing-socket iterators: task_file parks owners by socket
 /// inode, tcp and udp move them to the cookie map (and tcp emits the
-/// connections already open). The first failure is the group's reason.
+/// connections already open); then the parked owners are let go. The
+/// first failure is the group's reason, naming what ran before it.
 fn run_iterators(skel: &SnoopSkel<'_>) -> std::result::Result<(), String> {
     let p = &skel.progs;
+    let mut ran: Vec<&str> = Vec::new();
     for (prog, name) in [
         (&p.snoop_iter_task_file, "iter/task_file"),
         (&p.snoop_iter_tcp, "iter/tcp"),
         (&p.snoop_iter_udp, "iter/udp"),
     ] {
-        run_iter(prog, name).map_err(|e| format!("{e:#}"))?;
+        if let Err(e) = run_iter(prog, name) {
+            let before = if ran.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} ran)", ran.join(", "))
+            };
+            return Err(format!("{e:#}{before}"));
+        }
+        ran.push(name);
+    }
+    // Only the iterators read the parked owners: free the memory.
+    let parked = &skel.maps.snoop_iter_owners;
+    let keys: Vec<Vec<u8>> = parked.keys().collect();
+    for k in keys {
+        let _ = parked.delete(&k);
     }
     Ok(())
 }
@@ -740,6 +776,34 @@ const _: () = assert!(kind::COUNT == 4);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every program in the BPF object belongs to a hook group (a program
+    /// in none would never be attached, and its refusal would be blamed on
+    /// the wrong group). Opening the object needs no privilege.
+    #[test]
+    fn every_bpf_program_has_a_group() {
+        let mut storage = MaybeUninit::uninit();
+        let open = SnoopSkelBuilder::default()
+            .open(&mut storage)
+            .expect("open the BPF object");
+        let names: Vec<String> = open
+            .open_object()
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() >= 20, "{names:?}");
+        for n in &names {
+            assert!(Group::of_program(n).is_some(), "{n} is in no hook group");
+        }
+        for g in Group::ALL {
+            for p in g.programs() {
+                assert!(
+                    names.iter().any(|n| n == p),
+                    "{p} of {g} is not in the object"
+                );
+            }
+        }
+    }
 
     #[test]
     fn cgroup2_is_found_or_named_missing() {

@@ -114,10 +114,11 @@ pub fn map_bpf_error_quiet(e: libbpf_rs::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-/// True when not root, or root without a capability snoop needs: a
-/// refusal is then blamed on privileges, not on the kernel.
+/// True when a capability snoop needs is not effective (root has them
+/// all; a binary given them with setcap has them too): a refusal is then
+/// blamed on privileges, not on the kernel.
 pub fn lacks_privileges() -> bool {
-    !is_root() || !missing_caps(false).is_empty()
+    !missing_caps(false).is_empty()
 }
 
 /// Wrap an io error of `what`, replacing permission failures by

@@ -193,9 +193,12 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
         }
         if stopping {
             // A program already running when the links went may still
-            // have submitted after the drain; it was counted above, so
-            // take it too.
+            // have reserved after the counters were read: take its record
+            // and read the counters again, so both include it.
             drain_rest(src, w, &mut batch)?;
+            let c = src.counters()?;
+            let p = src.pressure()?;
+            w.counters(c, p)?;
             return w.finish();
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
@@ -506,9 +509,8 @@ mod tests {
 
     /// A live source keeps emitting until it is detached, like attached
     /// BPF programs: every record it ever emitted must be written, and the
-    /// counters read at the end must say exactly that many (issue: the
-    /// records emitted between the last drain and the detach were lost
-    /// uncounted). The hook groups it reports land in the trace.
+    /// counters read at the end must say exactly that many (records emitted
+    /// between the last drain and the detach were once lost uncounted). The hook groups it reports land in the trace.
     #[test]
     fn records_until_detach_are_written_and_counted() {
         struct Live {

@@ -76,7 +76,7 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
         lifecycle: true,
         existing: true,
         ifaces: args.iface.clone(),
-        ring_bytes: args.ring_size,
+        ring_bytes: args.ring_size.unwrap_or(crate::args::DEFAULT_RING_SIZE),
         owner_entries: args.owner_map_entries,
     })
 }
@@ -84,6 +84,16 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
 /// Run `snoop record` with these arguments until a limit or a signal.
 pub fn run_record(args: &RecordArgs) -> Result<()> {
     let kopts = kernel_options(args)?;
+    // A size the user gave that does not split into one power-of-two ring
+    // per CPU: say what it becomes (the default is not the user's doing).
+    if let Some(given) = args.ring_size {
+        if let Some(note) = libbpf_rs::num_possible_cpus()
+            .ok()
+            .and_then(|cpus| crate::args::ring_size_note(&crate::human_bytes(given), given, cpus))
+        {
+            eprintln!("snoop: {note}");
+        }
+    }
     let limits = Limits {
         max_events: args.max_events,
         max_bytes: args.max_size,
@@ -94,12 +104,19 @@ pub fn run_record(args: &RecordArgs) -> Result<()> {
 
 /// How a recording ended badly, worded by the stage that failed; the
 /// trace is removed only when it holds nothing.
-fn failed(
-    path: &Path,
-    e: anyhow::Error,
-    (chunks, events): (usize, u64),
-    stage: Stage,
-) -> anyhow::Error {
+fn failed(path: &Path, e: anyhow::Error, written: (usize, u64), stage: Stage) -> anyhow::Error {
+    // What the file holds, as a reader will see it (the writer's own count
+    // misses chunks sealed in the background and written by a failed
+    // close); the writer's count only if the file cannot be read.
+    let (chunks, events) = match snoop_format::Trace::open(path) {
+        Ok(t) => (
+            t.chunks().len(),
+            t.chunks()
+                .iter()
+                .fold(0u64, |a, c| a.saturating_add(u64::from(c.rows))),
+        ),
+        Err(_) => written,
+    };
     if chunks == 0 {
         // Nothing was recorded (e.g. the kernel side never came up): do
         // not leave an empty trace behind.
