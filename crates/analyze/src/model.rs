@@ -104,7 +104,8 @@ impl FileMeta {
         self.hooks
             .iter()
             .flat_map(|h| &h.groups)
-            .filter(|(_, s)| s != "active")
+            // Interface capture is off unless asked for: not news.
+            .filter(|(g, s)| s != "active" && !(g == "iface" && s.starts_with("off")))
             .map(|(g, s)| format!("{g} ({s})"))
             .collect()
     }
