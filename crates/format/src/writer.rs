@@ -658,8 +658,10 @@ impl<W: Write> TraceWriter<W> {
         }
     }
 
-    /// Write every chunk the sealing thread has finished, without waiting.
-    fn collect_ready(&mut self) -> Result<()> {
+    /// Write every chunk the sealing thread has finished, without waiting
+    /// (cheap when there is none: callers may ask often, so a sealed chunk
+    /// reaches the file soon instead of at the next flush).
+    pub fn collect_ready(&mut self) -> Result<()> {
         while self.collect(false)? {}
         Ok(())
     }

@@ -35,6 +35,10 @@ pub trait EventSink {
     fn flush(&mut self) -> Result<()>;
     /// Bytes written to the output so far.
     fn bytes_written(&self) -> u64;
+    /// Write what is ready without waiting (chunks sealed meanwhile).
+    fn write_ready(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Record which hook groups ran (once, before the first event).
     fn hooks(&mut self, _hooks: &[(String, String)]) -> Result<()> {
         Ok(())
@@ -93,6 +97,11 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
 
     fn hooks(&mut self, hooks: &[(String, String)]) -> Result<()> {
         self.write_hooks(hooks)?;
+        Ok(())
+    }
+
+    fn write_ready(&mut self) -> Result<()> {
+        self.collect_ready()?;
         Ok(())
     }
 }
@@ -205,6 +214,10 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
             last_flush = Instant::now();
             w.sink.flush().context("flush trace")?;
             w.check_limits();
+        } else {
+            // A chunk sealed since the last flush goes to the file now,
+            // not a second later: a killed recorder loses less.
+            w.sink.write_ready().context("write trace")?;
         }
     }
 }
