@@ -297,3 +297,43 @@ fn doctor_loads_every_group_and_says_what_is_missing() {
         );
     }
 }
+
+/// Without privileges nothing can be loaded: doctor says which
+/// capabilities are missing, checks no group, and exits 1.
+#[test]
+fn doctor_without_privileges_says_what_is_missing() {
+    let Some(_g) = bpf_or_skip("doctor_without_privileges_says_what_is_missing") else {
+        return;
+    };
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            SNOOP,
+            "doctor",
+            "--json",
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["can_record"], false);
+    let checks = v["checks"].as_array().unwrap();
+    let privileges = checks.iter().find(|c| c["item"] == "privileges").unwrap();
+    assert_eq!(privileges["ok"], false);
+    assert!(
+        privileges["detail"].as_str().unwrap().contains("CAP_BPF"),
+        "{privileges}"
+    );
+    assert!(
+        v["hooks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s.as_str().unwrap().starts_with("not checked")),
+        "{v}"
+    );
+}

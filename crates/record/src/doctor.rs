@@ -109,7 +109,12 @@ pub fn run_doctor(args: &DoctorArgs) -> Result<u8> {
     } else {
         Group::ALL
             .iter()
-            .map(|g| (g.name().to_string(), "not checked (see above)".to_string()))
+            .map(|g| {
+                (
+                    g.name().to_string(),
+                    "not checked (needs BTF and the privileges above)".to_string(),
+                )
+            })
             .collect()
     };
     for g in Group::ALL {
@@ -121,6 +126,8 @@ pub fn run_doctor(args: &DoctorArgs) -> Result<u8> {
         let ok = state == "active";
         let detail = if ok {
             "loads and attaches".to_string()
+        } else if state.starts_with("not checked") {
+            state
         } else if g == Group::Messages {
             format!("{state}: nothing can be recorded; snoop record needs {ESSENTIAL_NEEDS}")
         } else {
