@@ -305,16 +305,24 @@ fn doctor_without_privileges_says_what_is_missing() {
     let Some(_g) = bpf_or_skip("doctor_without_privileges_says_what_is_missing") else {
         return;
     };
+    // A copy nobody can reach, wherever the build tree lives.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = dir.path().join("snoop");
+    std::fs::copy(SNOOP, &bin).unwrap();
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            SNOOP,
-            "doctor",
-            "--json",
         ])
+        .arg(&bin)
+        .args(["doctor", "--json"])
         .output()
         .expect("setpriv (util-linux)");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
