@@ -30,7 +30,8 @@ pub use meta::{ChunkEntry, FileInfo, Hooks};
 pub use names::{name_text, shown, Shown};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
-    addr, addr_bytes, col, column_def, comm_bytes, comm_str, fold_mix, fx_step, source, ColType,
-    ColumnDef, Direction, Flow, ProcessKind, ProcessRow, Table, AF_INET, AF_INET6, FLOW_COLUMNS,
+    addr, addr_bytes, col, column_def, column_optional, comm_bytes, comm_str, fold_mix, fx_step,
+    source, ColType, ColumnDef, Direction, Flow, ProcessKind, ProcessRow, Table, TcpOutcome,
+    AF_INET, AF_INET6, FLOW_COLUMNS,
 };
 pub use writer::{TraceWriter, WriterOptions};

@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{FormatError, Result};
 use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
 use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer, Hooks};
-use crate::schema::{column_def, Table};
+use crate::schema::{column_def, column_optional, Table};
 
 enum Data {
     Mmap(memmap2::Mmap),
@@ -390,7 +390,10 @@ fn decode_chunk(
         columns.push((c.id, codec::decode(c, def.ty, stored, what, at)?));
     }
     for def in table.columns() {
-        if want.has(def.id) && !columns.iter().any(|(id, _)| *id == def.id) {
+        if want.has(def.id)
+            && !column_optional(table, def.id)
+            && !columns.iter().any(|(id, _)| *id == def.id)
+        {
             return Err(FormatError::corrupt(
                 what,
                 at,

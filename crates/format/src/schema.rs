@@ -139,6 +139,18 @@ pub mod col {
     pub const BYTES_ACKED: u16 = 4;
     /// Connections: tcp_sock bytes_received at the change.
     pub const BYTES_RECEIVED: u16 = 5;
+    /// Connections (since 1.2): `sk->sk_err` at CLOSE, an errno.
+    pub const SK_ERR: u16 = 6;
+    /// Connections (since 1.2): tcp_sock total_retrans at CLOSE.
+    pub const RETRANS_SEGS: u16 = 7;
+    /// Connections (since 1.2): smoothed RTT in µs at CLOSE.
+    pub const SRTT_US: u16 = 8;
+    /// Connections (since 1.2): minimum RTT in µs at CLOSE.
+    pub const MIN_RTT_US: u16 = 9;
+    /// Connections (since 1.2): tcp_sock segs_out at CLOSE.
+    pub const SEGS_OUT: u16 = 10;
+    /// Connections (since 1.2): tcp_sock segs_in at CLOSE.
+    pub const SEGS_IN: u16 = 11;
     /// Processes: event kind.
     pub const KIND: u16 = 1;
     /// Processes: pid (tgid).
@@ -226,7 +238,34 @@ const CONNECTION_COLUMNS: &[ColumnDef] = &[
     c(col::NEW_STATE, "new_state", U8),
     c(col::BYTES_ACKED, "bytes_acked", U64),
     c(col::BYTES_RECEIVED, "bytes_received", U64),
+    c(col::SK_ERR, "sk_err", U16),
+    c(col::RETRANS_SEGS, "retrans_segs", U32),
+    c(col::SRTT_US, "srtt_us", U32),
+    c(col::MIN_RTT_US, "min_rtt_us", U32),
+    c(col::SEGS_OUT, "segs_out", U32),
+    c(col::SEGS_IN, "segs_in", U32),
 ];
+
+/// How a TCP connection stood when its state last changed, as the kernel's
+/// socket counts it (since format 1.2). The recorder reads it once, at
+/// CLOSE and for connections already open when recording began; other
+/// state changes carry zeros (`Default`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpOutcome {
+    /// `sk->sk_err`: why the kernel gave up on the connection (an errno:
+    /// 111 ECONNREFUSED, 110 ETIMEDOUT, 104 ECONNRESET, ...), 0 if it did not.
+    pub sk_err: u16,
+    /// Segments retransmitted over the connection's life (`total_retrans`).
+    pub retrans_segs: u32,
+    /// Smoothed round-trip time, µs; 0 = no sample.
+    pub srtt_us: u32,
+    /// Minimum round-trip time seen, µs; 0 = no sample.
+    pub min_rtt_us: u32,
+    /// Segments sent, retransmissions included (`segs_out`).
+    pub segs_out: u32,
+    /// Segments received (`segs_in`).
+    pub segs_in: u32,
+}
 
 const PROCESS_COLUMNS: &[ColumnDef] = &[
     c(col::TS, "ts_ns", U64),
@@ -257,6 +296,13 @@ pub fn column_def(table: Table, id: u16) -> Option<&'static ColumnDef> {
     } else {
         table.columns().iter().find(|c| c.id == id)
     }
+}
+
+/// Whether column `id` of `table` may be absent from a chunk: it was added
+/// by a later minor version (connections' outcome columns, 1.2), so chunks
+/// of older traces lack it and readers treat its values as unknown.
+pub fn column_optional(table: Table, id: u16) -> bool {
+    table == Table::Connections && (col::SK_ERR..=col::SEGS_IN).contains(&id)
 }
 
 /// Stats sources: which recorder stage a stats row counts.

@@ -16,7 +16,7 @@ use crate::codec::{self, EncodedColumn, MAX_CHUNK_ROWS};
 use crate::error::{FormatError, Result};
 use crate::layout::{self, kind, BlockHeader, FileHeader, Trailer};
 use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer};
-use crate::schema::{col, Direction, Flow, ProcessRow, Table};
+use crate::schema::{col, Direction, Flow, ProcessRow, Table, TcpOutcome};
 
 /// Writer settings.
 #[derive(Clone, Debug)]
@@ -173,6 +173,8 @@ struct Builder {
     /// bytes_received (connections), events (stats)
     b64: Vec<u64>,
     procs: Vec<ProcessRow>,
+    /// TCP outcomes (connections)
+    outcomes: Vec<TcpOutcome>,
 }
 
 impl Builder {
@@ -191,6 +193,7 @@ impl Builder {
         self.a64.clear();
         self.b64.clear();
         self.procs.clear();
+        self.outcomes.clear();
     }
 
     /// Encode the rows as the columns of `table`.
@@ -241,6 +244,29 @@ impl Builder {
                 cols.push(codec::u8s(col::NEW_STATE, &self.b8, level)?);
                 cols.push(codec::u64s(col::BYTES_ACKED, &self.a64, false, level)?);
                 cols.push(codec::u64s(col::BYTES_RECEIVED, &self.b64, false, level)?);
+                permute(&mut self.outcomes, &order);
+                let o = &self.outcomes;
+                cols.push(codec::u16s(
+                    col::SK_ERR,
+                    &o.iter().map(|x| x.sk_err).collect::<Vec<_>>(),
+                    level,
+                )?);
+                for (id, field) in [
+                    (
+                        col::RETRANS_SEGS,
+                        (|x: &TcpOutcome| x.retrans_segs) as fn(&TcpOutcome) -> u32,
+                    ),
+                    (col::SRTT_US, |x| x.srtt_us),
+                    (col::MIN_RTT_US, |x| x.min_rtt_us),
+                    (col::SEGS_OUT, |x| x.segs_out),
+                    (col::SEGS_IN, |x| x.segs_in),
+                ] {
+                    cols.push(codec::u32s(
+                        id,
+                        &o.iter().map(field).collect::<Vec<_>>(),
+                        level,
+                    )?);
+                }
             }
             Table::Processes => {
                 let p = &self.procs;
@@ -574,7 +600,8 @@ impl<W: Write> TraceWriter<W> {
         self.after_push(Table::Packets)
     }
 
-    /// Add one TCP state change.
+    /// Add one TCP state change (its outcome columns zero: see
+    /// [`TraceWriter::push_conn_outcome`]).
     pub fn push_conn(
         &mut self,
         ts_ns: u64,
@@ -584,7 +611,32 @@ impl<W: Write> TraceWriter<W> {
         bytes_acked: u64,
         bytes_received: u64,
     ) -> Result<()> {
+        self.push_conn_outcome(
+            ts_ns,
+            flow,
+            old_state,
+            new_state,
+            bytes_acked,
+            bytes_received,
+            &TcpOutcome::default(),
+        )
+    }
+
+    /// Add one TCP state change with the socket's outcome counters (read
+    /// at CLOSE, and for connections already open at the start).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_conn_outcome(
+        &mut self,
+        ts_ns: u64,
+        flow: &Flow,
+        old_state: u8,
+        new_state: u8,
+        bytes_acked: u64,
+        bytes_received: u64,
+        outcome: &TcpOutcome,
+    ) -> Result<()> {
         let b = &mut self.builders[slot(Table::Connections)];
+        b.outcomes.push(*outcome);
         b.ts.push(ts_ns);
         let i = b.dict.get(flow);
         b.flow.push(i);
