@@ -31,7 +31,7 @@ pub use names::{name_text, shown, Shown};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
     addr, addr_bytes, col, column_def, column_optional, comm_bytes, comm_str, fold_mix, fx_step,
-    source, ColType, ColumnDef, Direction, Flow, ProcessKind, ProcessRow, Table, TcpOutcome,
-    AF_INET, AF_INET6, FLOW_COLUMNS,
+    source, ColType, ColumnDef, ConnStatus, Direction, Flow, ProcessKind, ProcessRow, Table,
+    TcpOutcome, AF_INET, AF_INET6, FLOW_COLUMNS,
 };
 pub use writer::{TraceWriter, WriterOptions};

@@ -298,6 +298,83 @@ pub fn column_def(table: Table, id: u16) -> Option<&'static ColumnDef> {
     }
 }
 
+/// How a TCP connection ended (or did not), from its last state change:
+/// the `status` of `snoop analyze conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnStatus {
+    /// No CLOSE in the trace: still open at its end.
+    Open,
+    /// Orderly close (FINs both ways).
+    Closed,
+    /// The peer reset it (a RST after the handshake: ECONNRESET, or EPIPE
+    /// in CLOSE_WAIT).
+    ResetByPeer,
+    /// This end reset it: closed with unread data or `SO_LINGER` 0 (an
+    /// ESTABLISHED or CLOSE_WAIT socket going straight to CLOSE with no
+    /// error), or aborted (ECONNABORTED, e.g. `ss -K`).
+    ResetLocal,
+    /// The connect was answered by a RST (ECONNREFUSED).
+    Refused,
+    /// The kernel gave up retransmitting (ETIMEDOUT): the connect or an
+    /// established connection timed out.
+    Timeout,
+    /// Any other error (e.g. EHOSTUNREACH), or a connect abandoned before
+    /// it completed.
+    Failed,
+}
+
+impl ConnStatus {
+    /// Every status, in report order.
+    pub const ALL: [ConnStatus; 7] = [
+        ConnStatus::Open,
+        ConnStatus::Closed,
+        ConnStatus::ResetByPeer,
+        ConnStatus::ResetLocal,
+        ConnStatus::Refused,
+        ConnStatus::Timeout,
+        ConnStatus::Failed,
+    ];
+
+    /// The status of a connection whose CLOSE change left `old_state` with
+    /// `sk_err` (an errno, 0 for none).
+    pub fn at_close(old_state: u8, sk_err: u16) -> ConnStatus {
+        const SYN_SENT: u8 = 2;
+        const SYN_RECV: u8 = 3;
+        const ESTABLISHED: u8 = 1;
+        const CLOSE_WAIT: u8 = 8;
+        match sk_err {
+            111 => ConnStatus::Refused,
+            110 => ConnStatus::Timeout,
+            104 | 32 => ConnStatus::ResetByPeer,
+            103 => ConnStatus::ResetLocal,
+            0 => match old_state {
+                ESTABLISHED | CLOSE_WAIT => ConnStatus::ResetLocal,
+                SYN_SENT | SYN_RECV => ConnStatus::Failed,
+                _ => ConnStatus::Closed,
+            },
+            _ => ConnStatus::Failed,
+        }
+    }
+
+    /// Lowercase name (JSON value of `status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnStatus::Open => "open",
+            ConnStatus::Closed => "closed",
+            ConnStatus::ResetByPeer => "reset_by_peer",
+            ConnStatus::ResetLocal => "reset_local",
+            ConnStatus::Refused => "refused",
+            ConnStatus::Timeout => "timeout",
+            ConnStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the connection ended badly (anything but open or closed).
+    pub fn is_problem(self) -> bool {
+        !matches!(self, ConnStatus::Open | ConnStatus::Closed)
+    }
+}
+
 /// Whether column `id` of `table` may be absent from a chunk: it was added
 /// by a later minor version (connections' outcome columns, 1.2), so chunks
 /// of older traces lack it and readers treat its values as unknown.

@@ -64,13 +64,15 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
                 new_state,
                 bytes_acked,
                 bytes_received,
-            } => self.push_conn(
+                outcome,
+            } => self.push_conn_outcome(
                 *ts_ns,
                 flow,
                 *old_state,
                 *new_state,
                 *bytes_acked,
                 *bytes_received,
+                outcome,
             )?,
             Event::Process(row) => self.push_process(row)?,
         }

@@ -12,10 +12,13 @@
 //! veth pair joining two network namespaces), `lifecycle` (TCP connection
 //! open/close times and kernel byte counters), `pressure` (a full owner
 //! map counted, closed and never-connected sockets leaving it), `pidreuse` (a pid
-//! given to a new process keeps the two apart).
+//! given to a new process keeps the two apart), `outcomes` (how TCP
+//! connections end: refused, closed, reset, retransmissions on a lossy
+//! link between two namespaces).
 
 mod iface;
 mod lifecycle;
+mod outcomes;
 mod pidreuse;
 mod pressure;
 mod traffic;
