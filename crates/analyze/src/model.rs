@@ -95,6 +95,8 @@ pub struct FileMeta {
     pub end_ns: Option<u64>,
     /// Which hook groups the recorder ran (None: a trace from before 1.1).
     pub hooks: Option<snoop_format::Hooks>,
+    /// Format minor version (2 and later record TCP outcomes).
+    pub minor: u16,
 }
 
 impl FileMeta {
@@ -107,6 +109,13 @@ impl FileMeta {
             .filter(|(_, s)| s != "active")
             .map(|(g, s)| format!("{g} ({s})"))
             .collect()
+    }
+
+    /// Does the trace say how TCP connections ended (format 1.2 or later,
+    /// with the TCP state hooks running)? When not, statuses and outcome
+    /// counters are unknown (null), not "open" or zero.
+    pub fn has_outcomes(&self) -> bool {
+        self.minor >= 2 && self.hook_ran("tcp_state")
     }
 
     /// Did the recorder run hook group `name`? (Assumed yes for traces from
@@ -243,6 +252,9 @@ pub struct ConnEvent {
     pub acked: u64,
     /// bytes_received at the change.
     pub received: u64,
+    /// The socket's outcome counters (format 1.2; None in older traces).
+    /// Read at CLOSE and for already open connections, zero otherwise.
+    pub outcome: Option<snoop_format::TcpOutcome>,
 }
 
 /// One process lifecycle event.

@@ -1381,3 +1381,158 @@ fn html_output_infers_the_html_report() {
     .unwrap();
     assert!(std::fs::read_to_string(&bad).unwrap().contains("TX_BYTES"));
 }
+
+/// Issue 17: how each TCP connection ended, from its CLOSE row's sk_err
+/// and counters (format 1.2): `status` per connection, null RTTs when the
+/// kernel had no sample, the duration table's `failed` count, the
+/// summary's connection problems and the HTML outcomes chart.
+#[test]
+fn conns_status_from_tcp_outcomes() {
+    use snoop_format::TcpOutcome;
+    const CLIENT: u32 = 600;
+    const SERVER: u32 = 700;
+    let fx = trace_fx("outcomes", |w| {
+        let err = |sk_err: u16| TcpOutcome {
+            sk_err,
+            segs_out: 1,
+            ..TcpOutcome::default()
+        };
+        // Refused and timed-out connects (SYN_SENT -> CLOSE).
+        for (port, e, ck) in [(81u16, 111u16, 61u64), (82, 110, 62)] {
+            let c = flow(
+                CLIENT,
+                "cli",
+                6,
+                "10.0.0.1",
+                42000 + port,
+                "10.0.0.2",
+                port,
+                ck,
+            );
+            w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+            w.push_conn_outcome(S + MS, &c, 2, 7, 0, 0, &err(e))
+                .unwrap();
+        }
+        // A clean close with retransmissions (FIN_WAIT2 -> CLOSE).
+        let c = flow(CLIENT, "cli", 6, "10.0.0.1", 42090, "10.0.0.2", 90, 63);
+        w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+        w.push_conn(S + MS, &c, 2, 1, 0, 0).unwrap();
+        w.push_message(S + 2 * MS, &c, 1000, Direction::Tx).unwrap();
+        w.push_conn(S + 3 * MS, &c, 1, 4, 0, 0).unwrap();
+        w.push_conn(S + 4 * MS, &c, 4, 5, 0, 0).unwrap();
+        let clean = TcpOutcome {
+            sk_err: 0,
+            retrans_segs: 5,
+            srtt_us: 900,
+            min_rtt_us: 300,
+            segs_out: 100,
+            segs_in: 60,
+        };
+        w.push_conn_outcome(S + 5 * MS, &c, 5, 7, 1002, 1, &clean)
+            .unwrap();
+        // Reset by the peer: an RST in ESTABLISHED (ECONNRESET).
+        let c = flow(CLIENT, "cli", 6, "10.0.0.1", 42091, "10.0.0.2", 91, 64);
+        w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+        w.push_conn(S + MS, &c, 2, 1, 0, 0).unwrap();
+        w.push_conn_outcome(S + 6 * MS, &c, 1, 7, 1, 0, &err(104))
+            .unwrap();
+        // The server resets (ESTABLISHED -> CLOSE, no error) and keeps
+        // one connection open.
+        let s = flow(SERVER, "srv", 6, "10.0.0.2", 80, "10.0.0.3", 50000, 71);
+        w.push_conn(S, &s, 12, 1, 0, 0).unwrap();
+        w.push_message(S + MS, &s, 10, Direction::Rx).unwrap();
+        w.push_conn_outcome(S + 7 * MS, &s, 1, 7, 0, 10, &err(0))
+            .unwrap();
+        let o = flow(SERVER, "srv", 6, "10.0.0.2", 80, "10.0.0.3", 50001, 72);
+        w.push_conn(S, &o, 12, 1, 0, 0).unwrap();
+        w.push_message(S + MS, &o, 10, Direction::Rx).unwrap();
+        2 * S
+    });
+    let rows = json(&fx, &["--report", "conns"]);
+    let status = |port: u64| -> &Value {
+        &rows
+            .iter()
+            .find(|r| r["dport"] == port)
+            .unwrap_or_else(|| panic!("no :{port} in {rows:#?}"))["status"]
+    };
+    assert_eq!(status(81), "refused");
+    assert_eq!(status(82), "timeout");
+    assert_eq!(status(90), "closed");
+    assert_eq!(status(91), "reset_by_peer");
+    assert_eq!(status(50000), "reset_local");
+    assert_eq!(status(50001), "open");
+    let clean = rows.iter().find(|r| r["dport"] == 90).unwrap();
+    assert_eq!(clean["retrans_segs"], 5);
+    assert_eq!(clean["srtt_us"], 900);
+    assert_eq!(clean["min_rtt_us"], 300);
+    assert_eq!(
+        (&clean["segs_out"], &clean["segs_in"]),
+        (&100.into(), &60.into())
+    );
+    let refused = rows.iter().find(|r| r["dport"] == 81).unwrap();
+    assert!(refused["srtt_us"].is_null(), "no RTT sample: {refused}");
+    assert_eq!(refused["retrans_segs"], 0);
+    let open = rows.iter().find(|r| r["dport"] == 50001).unwrap();
+    assert!(open["retrans_segs"].is_null(), "open: no counters yet");
+
+    let per = json(&fx, &["--report", "conns", "--by", "pid"]);
+    assert_eq!(row(&per, "pid", CLIENT as u64)["failed"], 2);
+    assert_eq!(row(&per, "pid", SERVER as u64)["failed"], 0);
+
+    let out = fx.dir.join("summary.json");
+    analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let probs = v["connection_problems"].as_array().unwrap();
+    let cli = row(probs, "pid", CLIENT as u64);
+    assert_eq!(cli["tcp_conns"], 4);
+    assert_eq!(cli["failed_connects"], 2);
+    assert_eq!((&cli["refused"], &cli["timeout"]), (&1.into(), &1.into()));
+    assert_eq!(cli["reset_by_peer"], 1);
+    assert_eq!(cli["retrans_segs"], 5);
+    assert_eq!(cli["segs_out"], 103);
+    let share = cli["retrans_share"].as_f64().unwrap();
+    assert!((share - 5.0 / 103.0).abs() < 1e-9, "{share}");
+    assert_eq!(row(probs, "pid", SERVER as u64)["reset_local"], 1);
+    assert_eq!(probs[0]["pid"], CLIENT, "worst first");
+
+    let html = fx.dir.join("r.html");
+    analyze(&[&fx.trace, "--report", "html", "-o", html.to_str().unwrap()]).unwrap();
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(h.contains("Connection outcomes") && h.contains("TCP connections by outcome"));
+    assert!(h.contains("reset_by_peer") && h.contains("Connection problems"));
+}
+
+/// Issue 17: a trace recorded before format 1.2 (the committed real
+/// loopback fixture, 1.1) still opens; its connections' status and
+/// counters are null, not "closed" and zero.
+#[test]
+fn old_traces_have_null_outcomes() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/loopback.snp");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("c.json");
+    analyze(&[
+        p.to_str().unwrap(),
+        "--report",
+        "conns",
+        "--format",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["proto"] == "TCP"), "{rows:#?}");
+    for r in rows {
+        for k in [
+            "status",
+            "retrans_segs",
+            "srtt_us",
+            "min_rtt_us",
+            "segs_out",
+            "segs_in",
+        ] {
+            assert!(r[k].is_null(), "{k} in {r}");
+        }
+    }
+}

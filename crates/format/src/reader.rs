@@ -139,6 +139,12 @@ impl Trace {
         self.hooks.as_ref()
     }
 
+    /// Minor format version of the file (what it may hold: 1 hook groups,
+    /// 2 connection outcomes).
+    pub fn minor(&self) -> u16 {
+        self.header.minor
+    }
+
     /// Format version as `major.minor`.
     pub fn version(&self) -> String {
         format!("{}.{}", self.header.major, self.header.minor)

@@ -373,6 +373,20 @@ impl ConnStatus {
     pub fn is_problem(self) -> bool {
         !matches!(self, ConnStatus::Open | ConnStatus::Closed)
     }
+
+    /// Whether the connection failed (refused, timed out or another
+    /// error) rather than being reset or closed.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ConnStatus::Refused | ConnStatus::Timeout | ConnStatus::Failed
+        )
+    }
+
+    /// Whether either end reset it.
+    pub fn is_reset(self) -> bool {
+        matches!(self, ConnStatus::ResetByPeer | ConnStatus::ResetLocal)
+    }
 }
 
 /// Whether column `id` of `table` may be absent from a chunk: it was added

@@ -78,7 +78,10 @@ impl Group {
             Group::Packets => {
                 "no wire packets (wire sizes, packet counts); per-process bytes stay exact"
             }
-            Group::TcpState => "no TCP connection lifecycle (open/close times, durations)",
+            Group::TcpState => {
+                "no TCP connection lifecycle (open/close times, durations) or outcomes \
+                 (status, retransmissions, RTTs)"
+            }
             Group::Processes => {
                 "no process lifecycle (exec, fork, exit, start times); --comm misses \
                  processes renamed by exec and --follow misses children"
