@@ -88,7 +88,9 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 		c->min_rtt_us = min_rtt == ~0U ? 0 : min_rtt;
 		c->segs_out = tp->segs_out;
 		c->segs_in = tp->segs_in;
-		c->sk_err = (__u16)sk->sk_err;
+		/* iter/tcp hands a sock_common: the cast makes the load a
+		 * BTF-checked read of the full sock. */
+		c->sk_err = (__u16)bpf_core_cast(sk, struct sock)->sk_err;
 	}
 	__builtin_memcpy(c->laddr, laddr, 16);
 	__builtin_memcpy(c->raddr, raddr, 16);
