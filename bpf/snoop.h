@@ -51,6 +51,9 @@ enum snoop_proc_kind {
 	SNOOP_PROC_EXEC = 0,
 	SNOOP_PROC_FORK = 1,
 	SNOOP_PROC_EXIT = 2,
+	/* Already running when recording began (iter/task): ts_ns is the
+	 * process's start (task->start_boottime), ppid its parent then. */
+	SNOOP_PROC_RUNNING = 3,
 };
 
 /* Packet sources (snoop_pkt.source). */
@@ -136,7 +139,8 @@ struct snoop_conn {
 	__u32 segs_in;    /* tcp_sock segs_in: segments received */
 };
 
-/* exec / fork / exit. For fork, pid/tid are the child and ppid the parent. */
+/* exec / fork / exit / running. For fork, pid/tid are the child and ppid
+ * the parent; for running, ts_ns is the process's start time. */
 struct snoop_proc {
 	__u8 kind; /* SNOOP_KIND_PROC */
 	__u8 pkind; /* enum snoop_proc_kind */

@@ -1536,3 +1536,48 @@ fn old_traces_have_null_outcomes() {
         }
     }
 }
+
+/// Issue 17: a process already running when recording began has a
+/// "running" row at its kernel start time (before the recording), so
+/// lifecycle gives it a start, first_net_after_ns and conn_after_ns; a
+/// process known only from such a row, without network activity, is not
+/// listed.
+#[test]
+fn lifecycle_of_processes_running_before_the_recording() {
+    let fx = trace_fx("running", |w| {
+        // sshd started 100 s after boot, long before the recording (S).
+        w.push_process(&proc_row(
+            100 * MS,
+            ProcessKind::Running,
+            800,
+            1,
+            "sshd",
+            "",
+            0,
+        ))
+        .unwrap();
+        w.push_process(&proc_row(
+            50 * MS,
+            ProcessKind::Running,
+            801,
+            1,
+            "idle",
+            "",
+            0,
+        ))
+        .unwrap();
+        let c = flow(800, "sshd", 6, "10.0.0.1", 22, "10.0.0.9", 50000, 81);
+        w.push_conn(S + 2 * MS, &c, 3, 1, 0, 0).unwrap();
+        w.push_message(S + 5 * MS, &c, 100, Direction::Tx).unwrap();
+        2 * S
+    });
+    let rows = json(&fx, &["--report", "lifecycle"]);
+    assert_eq!(rows.len(), 1, "the idle process is not listed: {rows:#?}");
+    let r = row(&rows, "pid", 800);
+    assert_eq!(r["start_ns"], 100 * MS);
+    assert_eq!(r["ppid"], 1);
+    assert!(r["exec_ns"].is_null());
+    assert_eq!(r["first_net_after_ns"], S + 5 * MS - 100 * MS);
+    assert_eq!(r["first_conn_after_ns"], S + 2 * MS - 100 * MS);
+    assert_eq!(r["conn_after_ns"], format!("{}", S + 2 * MS - 100 * MS));
+}

@@ -561,6 +561,11 @@ pub enum ProcessKind {
     Fork = 1,
     /// The process exited.
     Exit = 2,
+    /// The process was already running when recording began (since 1.2):
+    /// the row's time is the process's start (the kernel's
+    /// `task->start_boottime`, possibly before the recording), `ppid` its
+    /// parent when recording began. Older readers skip the kind.
+    Running = 3,
 }
 
 impl ProcessKind {
@@ -570,6 +575,7 @@ impl ProcessKind {
             0 => Some(ProcessKind::Exec),
             1 => Some(ProcessKind::Fork),
             2 => Some(ProcessKind::Exit),
+            3 => Some(ProcessKind::Running),
             _ => None,
         }
     }
@@ -580,6 +586,7 @@ impl ProcessKind {
             ProcessKind::Exec => "exec",
             ProcessKind::Fork => "fork",
             ProcessKind::Exit => "exit",
+            ProcessKind::Running => "running",
         }
     }
 }
