@@ -36,6 +36,9 @@ pub mod kind {
     pub const FOOTER: u8 = 3;
     /// Which hook groups ran (format 1.1): right after the info block.
     pub const HOOKS: u8 = 4;
+    /// cgroup v2 ids and their paths (format 1.2): anywhere after the info
+    /// block, as many as the recorder writes.
+    pub const CGROUPS: u8 = 5;
 }
 
 /// Round `n` up to [`ALIGN`].

@@ -477,6 +477,8 @@ pub struct TraceWriter<W: Write> {
     entries: Vec<ChunkEntry>,
     builders: [Builder; TABLES],
     sealer: Option<Sealer>,
+    /// A cgroups block was written (the hooks block must come first).
+    wrote_cgroups: bool,
 }
 
 /// Tables, one builder (and spare pool) each, indexed by [`slot`].
@@ -504,6 +506,7 @@ impl<W: Write> TraceWriter<W> {
             entries: Vec::new(),
             builders: Default::default(),
             sealer: None,
+            wrote_cgroups: false,
         };
         let header = FileHeader {
             major: layout::MAJOR,
@@ -534,7 +537,7 @@ impl<W: Write> TraceWriter<W> {
     /// Only before the first chunk: readers look for it right after the
     /// info block, so a later call is refused.
     pub fn write_hooks(&mut self, groups: &[(String, String)]) -> Result<()> {
-        if self.seq > 0 || !self.entries.is_empty() {
+        if self.seq > 0 || !self.entries.is_empty() || self.wrote_cgroups {
             return Err(FormatError::Invalid(
                 "hook groups must be written before the first chunk".into(),
             ));
@@ -543,6 +546,20 @@ impl<W: Write> TraceWriter<W> {
             groups: groups.to_vec(),
         })?;
         self.write(&block(kind::HOOKS, 0, &meta, &[]))
+    }
+
+    /// Record cgroup v2 ids and their paths (format 1.2): one block, any
+    /// time after the hook groups (readers merge every such block; a later
+    /// block repeats no id an earlier one named, unless its path changed).
+    pub fn write_cgroups(&mut self, paths: &[(u64, String)]) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let meta = meta::to_bytes(&meta::Cgroups {
+            paths: paths.to_vec(),
+        })?;
+        self.wrote_cgroups = true;
+        self.write(&block(kind::CGROUPS, 0, &meta, &[]))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {

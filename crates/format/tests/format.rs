@@ -567,3 +567,51 @@ fn old_traces_have_no_tcp_outcomes() {
     }
     assert!(rows > 0, "the fixture has connection rows");
 }
+
+/// Issue 17: cgroup id -> path blocks (format 1.2) written between chunks
+/// are found in a complete file (in the gaps of the chunk index) and in a
+/// recovered one, merged by id; the chunks around them read as before.
+#[test]
+fn cgroup_paths_round_trip_and_survive_recovery() {
+    let mut w = TraceWriter::new(Vec::new(), &info(), opts(16)).unwrap();
+    w.write_hooks(&[("messages".into(), "active".into())])
+        .unwrap();
+    let flow = Flow {
+        pid: 7,
+        cgroup: 42,
+        ..Flow::default()
+    };
+    w.write_cgroups(&[(42, "/system.slice/nginx.service".into())])
+        .unwrap();
+    for i in 0..40u64 {
+        w.push_message(2_000 + i, &flow, 10, Direction::Tx).unwrap();
+    }
+    w.flush().unwrap();
+    w.write_cgroups(&[(1, "/".into()), (99, "/docker/abc".into())])
+        .unwrap();
+    for i in 0..40u64 {
+        w.push_message(3_000 + i, &flow, 10, Direction::Tx).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(w.write_hooks(&[]).is_err(), "hooks come first");
+    let complete = w.finish(10_000).unwrap();
+    let want = [
+        (1, "/".to_string()),
+        (42, "/system.slice/nginx.service".to_string()),
+        (99, "/docker/abc".to_string()),
+    ];
+    let t = Trace::from_bytes(complete.clone()).unwrap();
+    assert!(t.recovery().is_none());
+    assert_eq!(t.cgroups(), &want[..]);
+    assert_eq!(t.rows(Table::Messages), 80);
+    assert!(t.hooks().is_some());
+    let cut = complete.len() - 100;
+    let t = Trace::from_bytes(complete[..cut].to_vec()).unwrap();
+    assert!(t.recovery().is_some());
+    assert_eq!(t.cgroups(), &want[..]);
+    // A trace without such blocks has none.
+    assert!(Trace::from_bytes(small_trace(true))
+        .unwrap()
+        .cgroups()
+        .is_empty());
+}
