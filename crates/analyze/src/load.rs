@@ -44,6 +44,7 @@ pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace
             end_ns: t.end_ns(),
             hooks: t.hooks().cloned(),
             minor: t.minor(),
+            cgroups: t.cgroups().iter().cloned().collect(),
         });
         traces.push(t);
     }

@@ -97,6 +97,9 @@ pub struct FileMeta {
     pub hooks: Option<snoop_format::Hooks>,
     /// Format minor version (2 and later record TCP outcomes).
     pub minor: u16,
+    /// cgroup id -> path (relative to the cgroup v2 mount), as recorded
+    /// (format 1.2; empty for older traces).
+    pub cgroups: std::collections::HashMap<u64, String>,
 }
 
 impl FileMeta {
@@ -109,6 +112,17 @@ impl FileMeta {
             .filter(|(_, s)| s != "active")
             .map(|(g, s)| format!("{g} ({s})"))
             .collect()
+    }
+
+    /// The recorded path of cgroup `id`, if the trace names it.
+    pub fn cgroup_path(&self, id: u64) -> Option<&str> {
+        self.cgroups.get(&id).map(String::as_str)
+    }
+
+    /// The container or service cgroup `id` belongs to (`docker:ID12`,
+    /// `nginx.service`, ...), if its recorded path names one.
+    pub fn container(&self, id: u64) -> Option<String> {
+        snoop_format::cgroup::container(self.cgroup_path(id)?).map(|c| c.name())
     }
 
     /// Does the trace say how TCP connections ended (format 1.2 or later,

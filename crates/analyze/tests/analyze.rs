@@ -1581,3 +1581,63 @@ fn lifecycle_of_processes_running_before_the_recording() {
     assert_eq!(r["first_conn_after_ns"], S + 2 * MS - 100 * MS);
     assert_eq!(r["conn_after_ns"], format!("{}", S + 2 * MS - 100 * MS));
 }
+
+/// Issue 17: a trace that names its cgroups (format 1.2) shows their paths
+/// and containers with `--by cgroup`, and groups by container or service
+/// with `--by container` ("-" for neither or unnamed).
+#[test]
+fn by_cgroup_and_container_show_names() {
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let fx = trace_fx("cgroups", |w| {
+        w.write_cgroups(&[
+            (10, format!("/system.slice/docker-{ID}.scope")),
+            (11, format!("/system.slice/docker-{ID}.scope/init")),
+            (20, "/system.slice/nginx.service".into()),
+            (30, "/user.slice/session-1.scope".into()),
+        ])
+        .unwrap();
+        let mut f = |pid: u32, cgroup: u64, bytes: u32| {
+            let fl = Flow {
+                cgroup,
+                ..flow(
+                    pid,
+                    "p",
+                    6,
+                    "10.0.0.1",
+                    1000 + pid as u16,
+                    "10.0.0.2",
+                    80,
+                    pid as u64,
+                )
+            };
+            w.push_message(S + u64::from(pid), &fl, bytes, Direction::Tx)
+                .unwrap();
+        };
+        f(1, 10, 100);
+        f(2, 11, 50);
+        f(3, 20, 7);
+        f(4, 30, 3);
+        f(5, 40, 1); // a cgroup the trace does not name
+        2 * S
+    });
+    let rows = json(&fx, &["--by", "cgroup"]);
+    let r = row(&rows, "cgroup", 10);
+    assert_eq!(r["cgroup_path"], format!("/system.slice/docker-{ID}.scope"));
+    assert_eq!(r["container"], "docker:0123456789ab");
+    assert_eq!(row(&rows, "cgroup", 20)["container"], "nginx.service");
+    assert!(row(&rows, "cgroup", 30)["container"].is_null());
+    assert!(row(&rows, "cgroup", 40)["cgroup_path"].is_null());
+
+    let rows = json(&fx, &["--by", "container"]);
+    let by = |name: &str| {
+        rows.iter()
+            .find(|r| r["container"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {rows:#?}"))["tx_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(by("docker:0123456789ab"), 150, "both of its cgroups");
+    assert_eq!(by("nginx.service"), 7);
+    assert_eq!(by("-"), 4, "a session scope and an unnamed cgroup");
+    assert_eq!(rows.len(), 3);
+}
