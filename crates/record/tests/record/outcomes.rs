@@ -270,7 +270,14 @@ impl LossyLink {
         let r = &l.ns[1];
         run(
             "ip",
-            &["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            &[
+                "netns",
+                "exec",
+                r,
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            ],
         );
         let to_b = &ends[1][0].1;
         let netem = Command::new("ip")
@@ -385,7 +392,6 @@ fn tcp_retransmits_on_a_lossy_link() {
     assert_eq!(sum.kernel.iter().map(|k| k.drops).sum::<u64>(), 0);
 
     let (st, o) = status(&t, "lossy client", cport, sport);
-    eprintln!("lossy link ({}): {o:?}", link.loss);
     assert!(
         o.retrans_segs > 0,
         "retransmissions recorded ({}): {o:?}",
