@@ -102,7 +102,10 @@ int BPF_PROG(snoop_exit, struct task_struct *t, bool group_dead)
  * process hooks are attached): one SNOOP_PROC_RUNNING record per thread
  * group leader the filters want, with the kernel's start time of the
  * process, so "how long after its start" works for long-running services
- * too. Nothing runs per message or per packet for it. */
+ * too. Nothing runs per message or per packet for it. The records go into
+ * the ring of the CPU that runs the walk before the reader drains it: a
+ * host with more user processes than that ring holds loses the rest,
+ * counted as dropped process records. */
 SEC("iter/task")
 int snoop_iter_task(struct bpf_iter__task *ctx)
 {
@@ -110,6 +113,10 @@ int snoop_iter_task(struct bpf_iter__task *ctx)
 
 	if (!t || t->pid != t->tgid)
 		return 0; /* end of the walk, or a thread */
+	/* Kernel threads make no sends or receives of their own (and on a
+	 * large host they are hundreds of records in one CPU's ring). */
+	if (t->flags & 0x00200000 /* PF_KTHREAD */)
+		return 0;
 	__u32 tgid = t->tgid;
 
 	if (snoop_cfg.cgroup && snoop_task_cgroup(t) != snoop_cfg.cgroup)
