@@ -4,7 +4,9 @@
  * whatever context changes the state (often softirq), so the owner comes
  * from the cookie -> owner map, never from the current task (the tcplife
  * rule). At TCP_CLOSE the tcp_sock's bytes_acked / bytes_received are
- * recorded so the analyzer can cross-check message totals.
+ * recorded so the analyzer can cross-check message totals, with the
+ * connection's outcome: sk_err (why the kernel gave up, if it did),
+ * retransmitted segments, smoothed and minimum RTT, segments out and in.
  */
 
 static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_state,
@@ -59,17 +61,36 @@ static __always_inline void snoop_emit_conn(const struct sock *sk, __u8 old_stat
 	c->family = family;
 	c->old_state = old_state;
 	c->new_state = new_state;
-	c->_pad0 = 0;
 	c->_pad1 = 0;
 	c->ts_ns = bpf_ktime_get_boot_ns();
 	c->cookie = cookie;
 	c->bytes_acked = 0;
 	c->bytes_received = 0;
+	c->retrans_segs = 0;
+	c->sk_err = 0;
+	c->srtt_us = 0;
+	c->min_rtt_us = 0;
+	c->segs_out = 0;
+	c->segs_in = 0;
 	if (new_state == SNOOP_TCP_CLOSE || old_state == 0) {
+		/* One read of what the kernel already counts per socket: the
+		 * connection's outcome costs nothing per packet. sk_err is set
+		 * before the state becomes CLOSE when the kernel gives up on the
+		 * connection (tcp_done_with_error: ECONNREFUSED for a RST to a
+		 * SYN, ECONNRESET / EPIPE for a RST later, ETIMEDOUT, ...). */
 		const struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
+		__u32 min_rtt = tp->rtt_min.s[0].v;
 
 		c->bytes_acked = tp->bytes_acked;
 		c->bytes_received = tp->bytes_received;
+		c->retrans_segs = tp->total_retrans;
+		c->srtt_us = tp->srtt_us >> 3;
+		c->min_rtt_us = min_rtt == ~0U ? 0 : min_rtt;
+		c->segs_out = tp->segs_out;
+		c->segs_in = tp->segs_in;
+		/* iter/tcp hands a sock_common: the cast makes the load a
+		 * BTF-checked read of the full sock. */
+		c->sk_err = (__u16)bpf_core_cast(sk, struct sock)->sk_err;
 	}
 	__builtin_memcpy(c->laddr, laddr, 16);
 	__builtin_memcpy(c->raddr, raddr, 16);

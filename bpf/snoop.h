@@ -51,6 +51,9 @@ enum snoop_proc_kind {
 	SNOOP_PROC_EXEC = 0,
 	SNOOP_PROC_FORK = 1,
 	SNOOP_PROC_EXIT = 2,
+	/* Already running when recording began (iter/task): ts_ns is the
+	 * process's start (task->start_boottime), ppid its parent then. */
+	SNOOP_PROC_RUNNING = 3,
 };
 
 /* Packet sources (snoop_pkt.source). */
@@ -108,7 +111,9 @@ struct snoop_pkt {
 };
 
 /* One TCP state change (inet_sock_set_state) or, with old_state == 0, a
- * connection that already existed when recording started (iter/tcp). */
+ * connection that already existed when recording started (iter/tcp).
+ * The tcp_sock counters and sk_err are read once, at TCP_CLOSE (and for
+ * already open connections); other state changes carry zeros. */
 struct snoop_conn {
 	__u8 kind; /* SNOOP_KIND_CONN */
 	__u8 family;
@@ -116,7 +121,7 @@ struct snoop_conn {
 	__u8 new_state;
 	__u32 pid; /* owner from the cookie map, 0 = unknown */
 	__u32 tid;
-	__u32 _pad0;
+	__u32 retrans_segs; /* tcp_sock total_retrans */
 	__u64 ts_ns;
 	__u64 cookie;
 	__u64 bytes_acked;    /* tcp_sock, meaningful at TCP_CLOSE */
@@ -125,11 +130,17 @@ struct snoop_conn {
 	__u8 raddr[16];
 	__u16 lport;
 	__u16 rport;
-	__u32 _pad1;
+	__u16 sk_err; /* sk->sk_err (errno: ECONNREFUSED, ETIMEDOUT, ECONNRESET, ...) */
+	__u16 _pad1;
 	char comm[SNOOP_COMM_LEN];
+	__u32 srtt_us;    /* smoothed RTT, us (tcp_sock srtt_us >> 3); 0 = no sample */
+	__u32 min_rtt_us; /* minimum RTT, us (tcp_sock rtt_min); 0 = no sample */
+	__u32 segs_out;   /* tcp_sock segs_out: segments sent, retransmits included */
+	__u32 segs_in;    /* tcp_sock segs_in: segments received */
 };
 
-/* exec / fork / exit. For fork, pid/tid are the child and ppid the parent. */
+/* exec / fork / exit / running. For fork, pid/tid are the child and ppid
+ * the parent; for running, ts_ns is the process's start time. */
 struct snoop_proc {
 	__u8 kind; /* SNOOP_KIND_PROC */
 	__u8 pkind; /* enum snoop_proc_kind */

@@ -45,7 +45,7 @@ pub struct AnalyzeArgs {
     /// (default when -o ends in .html).
     #[arg(long, value_name = "NAME")]
     pub report: Option<String>,
-    /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup.
+    /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup, container.
     #[arg(long, value_name = "KEY")]
     pub by: Option<String>,
     /// Output format: table (default), json, csv, parquet (inferred from -o's extension).
@@ -209,12 +209,15 @@ pub enum Key {
     Proto,
     /// Network interface.
     Iface,
-    /// cgroup id.
+    /// cgroup id (with its path and container when the trace names it).
     Cgroup,
+    /// Container or systemd service, from the cgroup's path (format 1.2).
+    Container,
 }
 
 impl Key {
-    const NAMES: &'static str = "pid, tid, comm, conn, remote, port, proto, iface, cgroup";
+    const NAMES: &'static str =
+        "pid, tid, comm, conn, remote, port, proto, iface, cgroup, container";
 
     /// Parse a key name.
     pub fn parse(s: &str) -> anyhow::Result<Key> {
@@ -228,6 +231,7 @@ impl Key {
             "proto" => Key::Proto,
             "iface" => Key::Iface,
             "cgroup" => Key::Cgroup,
+            "container" => Key::Container,
             _ => {
                 return Err(usage(format!(
                     "unknown key {s:?} for --by (known: {})",

@@ -16,7 +16,7 @@ use snoop_format::{comm_str, ProcessKind, Table, Trace};
 
 use crate::cli::{ExportArgs, Format};
 use crate::filter::{addr_str, FileFilter, Filter};
-use crate::frame::{csv_safe, i64c, strc, u32c, u64c, write_df};
+use crate::frame::{csv_safe, i64c, opt_u64c, strc, u32c, u64c, write_df};
 use crate::load::{all_columns, open_all};
 use crate::usage;
 
@@ -180,6 +180,26 @@ fn chunk_frame(
                     "bytes_received",
                     keep.iter().map(|&i| b.bytes_received[i]).collect(),
                 ));
+                // Outcome columns (format 1.2): null in older traces.
+                let out: Vec<Option<snoop_format::TcpOutcome>> =
+                    keep.iter().map(|&i| b.outcome(i)).collect();
+                for (name, get) in [
+                    (
+                        "sk_err",
+                        (|o: &snoop_format::TcpOutcome| u64::from(o.sk_err))
+                            as fn(&snoop_format::TcpOutcome) -> u64,
+                    ),
+                    ("retrans_segs", |o| u64::from(o.retrans_segs)),
+                    ("srtt_us", |o| u64::from(o.srtt_us)),
+                    ("min_rtt_us", |o| u64::from(o.min_rtt_us)),
+                    ("segs_out", |o| u64::from(o.segs_out)),
+                    ("segs_in", |o| u64::from(o.segs_in)),
+                ] {
+                    cols.push(opt_u64c(
+                        name,
+                        out.iter().map(|o| o.as_ref().map(get)).collect(),
+                    ));
+                }
             } else {
                 if b.bytes.len() != b.rows || b.dir.len() != b.rows {
                     anyhow::bail!("chunk {ci}: event columns have different lengths");
@@ -354,7 +374,18 @@ impl ExportEmpty {
                 ];
                 v.extend(match t {
                     Table::Connections => {
-                        vec!["old_state", "new_state", "bytes_acked", "bytes_received"]
+                        vec![
+                            "old_state",
+                            "new_state",
+                            "bytes_acked",
+                            "bytes_received",
+                            "sk_err",
+                            "retrans_segs",
+                            "srtt_us",
+                            "min_rtt_us",
+                            "segs_out",
+                            "segs_in",
+                        ]
                     }
                     Table::Packets => vec!["len", "dir", "segs"],
                     _ => vec!["bytes", "dir"],

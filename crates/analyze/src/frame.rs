@@ -131,6 +131,16 @@ pub fn opt_u64c(name: &str, v: Vec<Option<u64>>) -> Column {
     Column::new(name.into(), v)
 }
 
+/// A nullable string column.
+pub fn opt_strc(name: &str, v: Vec<Option<String>>) -> Column {
+    Column::new(name.into(), v)
+}
+
+/// A nullable f64 column.
+pub fn opt_f64c(name: &str, v: Vec<Option<f64>>) -> Column {
+    Column::new(name.into(), v)
+}
+
 /// A string column.
 pub fn strc(name: &str, v: Vec<String>) -> Column {
     Column::new(name.into(), v)

@@ -43,6 +43,8 @@ pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace
             filter: filter.for_file(t.info()),
             end_ns: t.end_ns(),
             hooks: t.hooks().cloned(),
+            minor: t.minor(),
+            cgroups: t.cgroups().iter().cloned().collect(),
         });
         traces.push(t);
     }
@@ -347,6 +349,7 @@ impl Dataset {
                         new: b.new_state[i],
                         acked: b.bytes_acked[i],
                         received: b.bytes_received.get(i).copied().unwrap_or(0),
+                        outcome: b.outcome(i),
                     });
                 }
             }

@@ -95,6 +95,11 @@ pub struct FileMeta {
     pub end_ns: Option<u64>,
     /// Which hook groups the recorder ran (None: a trace from before 1.1).
     pub hooks: Option<snoop_format::Hooks>,
+    /// Format minor version (2 and later record TCP outcomes).
+    pub minor: u16,
+    /// cgroup id -> path (relative to the cgroup v2 mount), as recorded
+    /// (format 1.2; empty for older traces).
+    pub cgroups: std::collections::HashMap<u64, String>,
 }
 
 impl FileMeta {
@@ -108,6 +113,24 @@ impl FileMeta {
             .filter(|(g, s)| s != "active" && !(g == "iface" && s.starts_with("off")))
             .map(|(g, s)| format!("{g} ({s})"))
             .collect()
+    }
+
+    /// The recorded path of cgroup `id`, if the trace names it.
+    pub fn cgroup_path(&self, id: u64) -> Option<&str> {
+        self.cgroups.get(&id).map(String::as_str)
+    }
+
+    /// The container or service cgroup `id` belongs to (`docker:ID12`,
+    /// `nginx.service`, ...), if its recorded path names one.
+    pub fn container(&self, id: u64) -> Option<String> {
+        snoop_format::cgroup::container(self.cgroup_path(id)?).map(|c| c.name())
+    }
+
+    /// Does the trace say how TCP connections ended (format 1.2 or later,
+    /// with the TCP state hooks running)? When not, statuses and outcome
+    /// counters are unknown (null), not "open" or zero.
+    pub fn has_outcomes(&self) -> bool {
+        self.minor >= 2 && self.hook_ran("tcp_state")
     }
 
     /// Did the recorder run hook group `name`? (Assumed yes for traces from
@@ -244,6 +267,9 @@ pub struct ConnEvent {
     pub acked: u64,
     /// bytes_received at the change.
     pub received: u64,
+    /// The socket's outcome counters (format 1.2; None in older traces).
+    /// Read at CLOSE and for already open connections, zero otherwise.
+    pub outcome: Option<snoop_format::TcpOutcome>,
 }
 
 /// One process lifecycle event.

@@ -1381,3 +1381,263 @@ fn html_output_infers_the_html_report() {
     .unwrap();
     assert!(std::fs::read_to_string(&bad).unwrap().contains("TX_BYTES"));
 }
+
+/// Issue 17: how each TCP connection ended, from its CLOSE row's sk_err
+/// and counters (format 1.2): `status` per connection, null RTTs when the
+/// kernel had no sample, the duration table's `failed` count, the
+/// summary's connection problems and the HTML outcomes chart.
+#[test]
+fn conns_status_from_tcp_outcomes() {
+    use snoop_format::TcpOutcome;
+    const CLIENT: u32 = 600;
+    const SERVER: u32 = 700;
+    let fx = trace_fx("outcomes", |w| {
+        let err = |sk_err: u16| TcpOutcome {
+            sk_err,
+            segs_out: 1,
+            ..TcpOutcome::default()
+        };
+        // Refused and timed-out connects (SYN_SENT -> CLOSE).
+        for (port, e, ck) in [(81u16, 111u16, 61u64), (82, 110, 62)] {
+            let c = flow(
+                CLIENT,
+                "cli",
+                6,
+                "10.0.0.1",
+                42000 + port,
+                "10.0.0.2",
+                port,
+                ck,
+            );
+            w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+            w.push_conn_outcome(S + MS, &c, 2, 7, 0, 0, &err(e))
+                .unwrap();
+        }
+        // A clean close with retransmissions (FIN_WAIT2 -> CLOSE).
+        let c = flow(CLIENT, "cli", 6, "10.0.0.1", 42090, "10.0.0.2", 90, 63);
+        w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+        w.push_conn(S + MS, &c, 2, 1, 0, 0).unwrap();
+        w.push_message(S + 2 * MS, &c, 1000, Direction::Tx).unwrap();
+        w.push_conn(S + 3 * MS, &c, 1, 4, 0, 0).unwrap();
+        w.push_conn(S + 4 * MS, &c, 4, 5, 0, 0).unwrap();
+        let clean = TcpOutcome {
+            sk_err: 0,
+            retrans_segs: 5,
+            srtt_us: 900,
+            min_rtt_us: 300,
+            segs_out: 100,
+            segs_in: 60,
+        };
+        w.push_conn_outcome(S + 5 * MS, &c, 5, 7, 1002, 1, &clean)
+            .unwrap();
+        // Reset by the peer: an RST in ESTABLISHED (ECONNRESET).
+        let c = flow(CLIENT, "cli", 6, "10.0.0.1", 42091, "10.0.0.2", 91, 64);
+        w.push_conn(S, &c, 7, 2, 0, 0).unwrap();
+        w.push_conn(S + MS, &c, 2, 1, 0, 0).unwrap();
+        w.push_conn_outcome(S + 6 * MS, &c, 1, 7, 1, 0, &err(104))
+            .unwrap();
+        // The server resets (ESTABLISHED -> CLOSE, no error) and keeps
+        // one connection open.
+        let s = flow(SERVER, "srv", 6, "10.0.0.2", 80, "10.0.0.3", 50000, 71);
+        w.push_conn(S, &s, 12, 1, 0, 0).unwrap();
+        w.push_message(S + MS, &s, 10, Direction::Rx).unwrap();
+        w.push_conn_outcome(S + 7 * MS, &s, 1, 7, 0, 10, &err(0))
+            .unwrap();
+        let o = flow(SERVER, "srv", 6, "10.0.0.2", 80, "10.0.0.3", 50001, 72);
+        w.push_conn(S, &o, 12, 1, 0, 0).unwrap();
+        w.push_message(S + MS, &o, 10, Direction::Rx).unwrap();
+        2 * S
+    });
+    let rows = json(&fx, &["--report", "conns"]);
+    let status = |port: u64| -> &Value {
+        &rows
+            .iter()
+            .find(|r| r["dport"] == port)
+            .unwrap_or_else(|| panic!("no :{port} in {rows:#?}"))["status"]
+    };
+    assert_eq!(status(81), "refused");
+    assert_eq!(status(82), "timeout");
+    assert_eq!(status(90), "closed");
+    assert_eq!(status(91), "reset_by_peer");
+    assert_eq!(status(50000), "reset_local");
+    assert_eq!(status(50001), "open");
+    let clean = rows.iter().find(|r| r["dport"] == 90).unwrap();
+    assert_eq!(clean["retrans_segs"], 5);
+    assert_eq!(clean["srtt_us"], 900);
+    assert_eq!(clean["min_rtt_us"], 300);
+    assert_eq!(
+        (&clean["segs_out"], &clean["segs_in"]),
+        (&100.into(), &60.into())
+    );
+    let refused = rows.iter().find(|r| r["dport"] == 81).unwrap();
+    assert!(refused["srtt_us"].is_null(), "no RTT sample: {refused}");
+    assert_eq!(refused["retrans_segs"], 0);
+    let open = rows.iter().find(|r| r["dport"] == 50001).unwrap();
+    assert!(open["retrans_segs"].is_null(), "open: no counters yet");
+
+    let per = json(&fx, &["--report", "conns", "--by", "pid"]);
+    assert_eq!(row(&per, "pid", CLIENT as u64)["failed"], 2);
+    assert_eq!(row(&per, "pid", SERVER as u64)["failed"], 0);
+
+    let out = fx.dir.join("summary.json");
+    analyze(&[&fx.trace, "--format", "json", "-o", out.to_str().unwrap()]).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let probs = v["connection_problems"].as_array().unwrap();
+    let cli = row(probs, "pid", CLIENT as u64);
+    assert_eq!(cli["tcp_conns"], 4);
+    assert_eq!(cli["failed_connects"], 2);
+    assert_eq!((&cli["refused"], &cli["timeout"]), (&1.into(), &1.into()));
+    assert_eq!(cli["reset_by_peer"], 1);
+    assert_eq!(cli["retrans_segs"], 5);
+    assert_eq!(cli["segs_out"], 103);
+    let share = cli["retrans_share"].as_f64().unwrap();
+    assert!((share - 5.0 / 103.0).abs() < 1e-9, "{share}");
+    assert_eq!(row(probs, "pid", SERVER as u64)["reset_local"], 1);
+    assert_eq!(probs[0]["pid"], CLIENT, "worst first");
+
+    let html = fx.dir.join("r.html");
+    analyze(&[&fx.trace, "--report", "html", "-o", html.to_str().unwrap()]).unwrap();
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(h.contains("Connection outcomes") && h.contains("TCP connections by outcome"));
+    assert!(h.contains("reset_by_peer") && h.contains("Connection problems"));
+}
+
+/// Issue 17: a trace recorded before format 1.2 (the committed real
+/// loopback fixture, 1.1) still opens; its connections' status and
+/// counters are null, not "closed" and zero.
+#[test]
+fn old_traces_have_null_outcomes() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/loopback.snp");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("c.json");
+    analyze(&[
+        p.to_str().unwrap(),
+        "--report",
+        "conns",
+        "--format",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["proto"] == "TCP"), "{rows:#?}");
+    for r in rows {
+        for k in [
+            "status",
+            "retrans_segs",
+            "srtt_us",
+            "min_rtt_us",
+            "segs_out",
+            "segs_in",
+        ] {
+            assert!(r[k].is_null(), "{k} in {r}");
+        }
+    }
+}
+
+/// Issue 17: a process already running when recording began has a
+/// "running" row at its kernel start time (before the recording), so
+/// lifecycle gives it a start, first_net_after_ns and conn_after_ns; a
+/// process known only from such a row, without network activity, is not
+/// listed.
+#[test]
+fn lifecycle_of_processes_running_before_the_recording() {
+    let fx = trace_fx("running", |w| {
+        // sshd started 100 s after boot, long before the recording (S).
+        w.push_process(&proc_row(
+            100 * MS,
+            ProcessKind::Running,
+            800,
+            1,
+            "sshd",
+            "",
+            0,
+        ))
+        .unwrap();
+        w.push_process(&proc_row(
+            50 * MS,
+            ProcessKind::Running,
+            801,
+            1,
+            "idle",
+            "",
+            0,
+        ))
+        .unwrap();
+        let c = flow(800, "sshd", 6, "10.0.0.1", 22, "10.0.0.9", 50000, 81);
+        w.push_conn(S + 2 * MS, &c, 3, 1, 0, 0).unwrap();
+        w.push_message(S + 5 * MS, &c, 100, Direction::Tx).unwrap();
+        2 * S
+    });
+    let rows = json(&fx, &["--report", "lifecycle"]);
+    assert_eq!(rows.len(), 1, "the idle process is not listed: {rows:#?}");
+    let r = row(&rows, "pid", 800);
+    assert_eq!(r["start_ns"], 100 * MS);
+    assert_eq!(r["ppid"], 1);
+    assert!(r["exec_ns"].is_null());
+    assert_eq!(r["first_net_after_ns"], S + 5 * MS - 100 * MS);
+    assert_eq!(r["first_conn_after_ns"], S + 2 * MS - 100 * MS);
+    assert_eq!(r["conn_after_ns"], format!("{}", S + 2 * MS - 100 * MS));
+}
+
+/// Issue 17: a trace that names its cgroups (format 1.2) shows their paths
+/// and containers with `--by cgroup`, and groups by container or service
+/// with `--by container` ("-" for neither or unnamed).
+#[test]
+fn by_cgroup_and_container_show_names() {
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let fx = trace_fx("cgroups", |w| {
+        w.write_cgroups(&[
+            (10, format!("/system.slice/docker-{ID}.scope")),
+            (11, format!("/system.slice/docker-{ID}.scope/init")),
+            (20, "/system.slice/nginx.service".into()),
+            (30, "/user.slice/session-1.scope".into()),
+        ])
+        .unwrap();
+        let mut f = |pid: u32, cgroup: u64, bytes: u32| {
+            let fl = Flow {
+                cgroup,
+                ..flow(
+                    pid,
+                    "p",
+                    6,
+                    "10.0.0.1",
+                    1000 + pid as u16,
+                    "10.0.0.2",
+                    80,
+                    pid as u64,
+                )
+            };
+            w.push_message(S + u64::from(pid), &fl, bytes, Direction::Tx)
+                .unwrap();
+        };
+        f(1, 10, 100);
+        f(2, 11, 50);
+        f(3, 20, 7);
+        f(4, 30, 3);
+        f(5, 40, 1); // a cgroup the trace does not name
+        2 * S
+    });
+    let rows = json(&fx, &["--by", "cgroup"]);
+    let r = row(&rows, "cgroup", 10);
+    assert_eq!(r["cgroup_path"], format!("/system.slice/docker-{ID}.scope"));
+    assert_eq!(r["container"], "docker:0123456789ab");
+    assert_eq!(row(&rows, "cgroup", 20)["container"], "nginx.service");
+    assert!(row(&rows, "cgroup", 30)["container"].is_null());
+    assert!(row(&rows, "cgroup", 40)["cgroup_path"].is_null());
+
+    let rows = json(&fx, &["--by", "container"]);
+    let by = |name: &str| {
+        rows.iter()
+            .find(|r| r["container"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {rows:#?}"))["tx_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(by("docker:0123456789ab"), 150, "both of its cgroups");
+    assert_eq!(by("nginx.service"), 7);
+    assert_eq!(by("-"), 4, "a session scope and an unnamed cgroup");
+    assert_eq!(rows.len(), 3);
+}

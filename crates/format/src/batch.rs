@@ -4,7 +4,7 @@
 
 use crate::codec::ColumnData;
 use crate::error::{FormatError, Result};
-use crate::schema::{col, Table};
+use crate::schema::{col, Table, TcpOutcome};
 
 /// Which columns to decode: a bit per column id (ids are < 128).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +129,36 @@ impl Chunk {
             } else {
                 Vec::new()
             },
+            sk_err: if is_conn {
+                self.take_u16(col::SK_ERR)
+            } else {
+                Vec::new()
+            },
+            retrans_segs: if is_conn {
+                self.take_u32(col::RETRANS_SEGS)
+            } else {
+                Vec::new()
+            },
+            srtt_us: if is_conn {
+                self.take_u32(col::SRTT_US)
+            } else {
+                Vec::new()
+            },
+            min_rtt_us: if is_conn {
+                self.take_u32(col::MIN_RTT_US)
+            } else {
+                Vec::new()
+            },
+            segs_out: if is_conn {
+                self.take_u32(col::SEGS_OUT)
+            } else {
+                Vec::new()
+            },
+            segs_in: if is_conn {
+                self.take_u32(col::SEGS_IN)
+            } else {
+                Vec::new()
+            },
             flows: FlowColumns {
                 pid: self.take_u32(col::F_PID),
                 tid: self.take_u32(col::F_TID),
@@ -235,8 +265,36 @@ pub struct EventBatch {
     pub bytes_acked: Vec<u64>,
     /// Connections: bytes received.
     pub bytes_received: Vec<u64>,
+    /// Connections (1.2): sk_err at CLOSE. Empty when not asked for or
+    /// when the chunk has no such column (older traces).
+    pub sk_err: Vec<u16>,
+    /// Connections (1.2): segments retransmitted.
+    pub retrans_segs: Vec<u32>,
+    /// Connections (1.2): smoothed RTT, µs.
+    pub srtt_us: Vec<u32>,
+    /// Connections (1.2): minimum RTT, µs.
+    pub min_rtt_us: Vec<u32>,
+    /// Connections (1.2): segments sent.
+    pub segs_out: Vec<u32>,
+    /// Connections (1.2): segments received.
+    pub segs_in: Vec<u32>,
     /// The chunk's flow dictionary.
     pub flows: FlowColumns,
+}
+
+impl EventBatch {
+    /// Row `i`'s TCP outcome, `None` when the chunk has no outcome columns
+    /// (a trace older than format 1.2, or columns not asked for).
+    pub fn outcome(&self, i: usize) -> Option<TcpOutcome> {
+        Some(TcpOutcome {
+            sk_err: *self.sk_err.get(i)?,
+            retrans_segs: *self.retrans_segs.get(i)?,
+            srtt_us: *self.srtt_us.get(i)?,
+            min_rtt_us: *self.min_rtt_us.get(i)?,
+            segs_out: *self.segs_out.get(i)?,
+            segs_in: *self.segs_in.get(i)?,
+        })
+    }
 }
 
 /// Decoded rows of a processes chunk.

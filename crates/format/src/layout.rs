@@ -10,7 +10,7 @@ pub const FILE_MAGIC: &[u8; 8] = b"SNOOPTRC";
 /// Major version written and read by this crate.
 pub const MAJOR: u16 = 1;
 /// Minor version written by this crate.
-pub const MINOR: u16 = 1;
+pub const MINOR: u16 = 2;
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Block magic.
@@ -36,6 +36,9 @@ pub mod kind {
     pub const FOOTER: u8 = 3;
     /// Which hook groups ran (format 1.1): right after the info block.
     pub const HOOKS: u8 = 4;
+    /// cgroup v2 ids and their paths (format 1.2): anywhere after the info
+    /// block, as many as the recorder writes.
+    pub const CGROUPS: u8 = 5;
 }
 
 /// Round `n` up to [`ALIGN`].

@@ -11,6 +11,7 @@
 //! a [`TraceWriter`], the analyzer reads typed column batches from a [`Trace`].
 
 mod batch;
+pub mod cgroup;
 mod codec;
 mod error;
 mod host;
@@ -26,11 +27,12 @@ pub use batch::{Chunk, ColumnSet, EventBatch, FlowColumns, ProcessBatch, StatsBa
 pub use codec::{ColumnData, MAX_CHUNK_ROWS, MAX_STR_BYTES};
 pub use error::{FormatError, Result};
 pub use host::{boot_to_wall_ns, boottime_ns, interfaces};
-pub use meta::{ChunkEntry, FileInfo, Hooks};
+pub use meta::{Cgroups, ChunkEntry, FileInfo, Hooks};
 pub use names::{name_text, shown, Shown};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{
-    addr, addr_bytes, col, column_def, comm_bytes, comm_str, fold_mix, fx_step, source, ColType,
-    ColumnDef, Direction, Flow, ProcessKind, ProcessRow, Table, AF_INET, AF_INET6, FLOW_COLUMNS,
+    addr, addr_bytes, col, column_def, column_optional, comm_bytes, comm_str, fold_mix, fx_step,
+    source, ColType, ColumnDef, ConnStatus, Direction, Flow, ProcessKind, ProcessRow, Table,
+    TcpOutcome, AF_INET, AF_INET6, FLOW_COLUMNS,
 };
 pub use writer::{TraceWriter, WriterOptions};

@@ -38,6 +38,16 @@ pub struct Hooks {
     pub groups: Vec<(String, String)>,
 }
 
+/// cgroup v2 ids and the paths they had (format 1.2, blocks of kind 5
+/// anywhere after the info block): `(id, path)` with the path relative to
+/// the cgroup v2 mount, `/` for its root. A recorder writes one block per
+/// batch of ids it resolved; readers merge them.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cgroups {
+    /// `(cgroup id, path)`.
+    pub paths: Vec<(u64, String)>,
+}
+
 /// How a column body is compressed.
 pub mod codec {
     /// Stored as is.

@@ -11,8 +11,8 @@ use crate::batch::{Chunk, ColumnSet};
 use crate::codec;
 use crate::error::{FormatError, Result};
 use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
-use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer, Hooks};
-use crate::schema::{column_def, Table};
+use crate::meta::{self, Cgroups, ChunkEntry, ChunkMeta, FileInfo, Footer, Hooks};
+use crate::schema::{column_def, column_optional, Table};
 
 enum Data {
     Mmap(memmap2::Mmap),
@@ -50,6 +50,7 @@ pub struct Trace {
     chunks: Vec<ChunkEntry>,
     end_ns: Option<u64>,
     recovery: Option<Recovery>,
+    cgroups: Vec<(u64, String)>,
 }
 
 impl Trace {
@@ -109,14 +110,16 @@ impl Trace {
             meta::decode(block_meta(file, at, &h, "info block")?, "info block", at)?;
         let first = at + h.total_len();
         let hooks = read_hooks(file, first);
-        let (chunks, end_ns, recovery) =
-            match Trailer::find(file).and_then(|t| read_footer(file, t, first).ok()) {
-                Some(f) => (f.chunks, Some(f.end_ns), None),
-                None => {
-                    let (chunks, rec) = scan(file, first);
-                    (chunks, None, Some(rec))
-                }
-            };
+        let (chunks, end_ns, recovery, end) = match Trailer::find(file)
+            .and_then(|t| read_footer(file, t, first).ok().map(|f| (t, f)))
+        {
+            Some((t, f)) => (f.chunks, Some(f.end_ns), None, t.footer_offset),
+            None => {
+                let (chunks, rec) = scan(file, first);
+                (chunks, None, Some(rec), file.len() as u64)
+            }
+        };
+        let cgroups = read_cgroups(file, first, &chunks, end);
         Ok(Trace {
             data,
             header,
@@ -125,6 +128,7 @@ impl Trace {
             chunks,
             end_ns,
             recovery,
+            cgroups,
         })
     }
 
@@ -137,6 +141,18 @@ impl Trace {
     /// and later; `None` for older traces or an unreadable block).
     pub fn hooks(&self) -> Option<&Hooks> {
         self.hooks.as_ref()
+    }
+
+    /// cgroup v2 ids and their paths (format 1.2; empty for older traces
+    /// or a recorder that could not resolve any), sorted by id.
+    pub fn cgroups(&self) -> &[(u64, String)] {
+        &self.cgroups
+    }
+
+    /// Minor format version of the file (what it may hold: 1 hook groups,
+    /// 2 connection outcomes).
+    pub fn minor(&self) -> u16 {
+        self.header.minor
     }
 
     /// Format version as `major.minor`.
@@ -235,6 +251,38 @@ impl Trace {
         }
         decode_chunk(file, e.offset, &h, &m, want, &what)
     }
+}
+
+/// Every cgroups block (format 1.2) merged, by id. They lie between the
+/// other blocks: only the gaps the chunk index leaves (before, between and
+/// after the chunks, up to `end`) are walked, block header by block
+/// header; a gap stops at the first block that does not parse, and a
+/// cgroups block that does not validate is skipped.
+fn read_cgroups(file: &[u8], first: u64, chunks: &[ChunkEntry], end: u64) -> Vec<(u64, String)> {
+    let mut out: std::collections::BTreeMap<u64, String> = Default::default();
+    let mut walk = |mut at: u64, stop: u64| {
+        while at < stop {
+            let Ok(h) = BlockHeader::parse(file, at) else {
+                return;
+            };
+            if h.kind == kind::CGROUPS {
+                if let Some(c) = block_meta(file, at, &h, "cgroups block")
+                    .ok()
+                    .and_then(|b| meta::decode::<Cgroups>(b, "cgroups block", at).ok())
+                {
+                    out.extend(c.paths);
+                }
+            }
+            at += h.total_len();
+        }
+    };
+    let mut at = first;
+    for c in chunks {
+        walk(at, c.offset);
+        at = c.offset.saturating_add(c.len);
+    }
+    walk(at, end);
+    out.into_iter().collect()
 }
 
 /// The hooks block, if the block after the info block is one and validates.
@@ -390,7 +438,10 @@ fn decode_chunk(
         columns.push((c.id, codec::decode(c, def.ty, stored, what, at)?));
     }
     for def in table.columns() {
-        if want.has(def.id) && !columns.iter().any(|(id, _)| *id == def.id) {
+        if want.has(def.id)
+            && !column_optional(table, def.id)
+            && !columns.iter().any(|(id, _)| *id == def.id)
+        {
             return Err(FormatError::corrupt(
                 what,
                 at,

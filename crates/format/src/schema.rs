@@ -139,6 +139,18 @@ pub mod col {
     pub const BYTES_ACKED: u16 = 4;
     /// Connections: tcp_sock bytes_received at the change.
     pub const BYTES_RECEIVED: u16 = 5;
+    /// Connections (since 1.2): `sk->sk_err` at CLOSE, an errno.
+    pub const SK_ERR: u16 = 6;
+    /// Connections (since 1.2): tcp_sock total_retrans at CLOSE.
+    pub const RETRANS_SEGS: u16 = 7;
+    /// Connections (since 1.2): smoothed RTT in µs at CLOSE.
+    pub const SRTT_US: u16 = 8;
+    /// Connections (since 1.2): minimum RTT in µs at CLOSE.
+    pub const MIN_RTT_US: u16 = 9;
+    /// Connections (since 1.2): tcp_sock segs_out at CLOSE.
+    pub const SEGS_OUT: u16 = 10;
+    /// Connections (since 1.2): tcp_sock segs_in at CLOSE.
+    pub const SEGS_IN: u16 = 11;
     /// Processes: event kind.
     pub const KIND: u16 = 1;
     /// Processes: pid (tgid).
@@ -226,7 +238,34 @@ const CONNECTION_COLUMNS: &[ColumnDef] = &[
     c(col::NEW_STATE, "new_state", U8),
     c(col::BYTES_ACKED, "bytes_acked", U64),
     c(col::BYTES_RECEIVED, "bytes_received", U64),
+    c(col::SK_ERR, "sk_err", U16),
+    c(col::RETRANS_SEGS, "retrans_segs", U32),
+    c(col::SRTT_US, "srtt_us", U32),
+    c(col::MIN_RTT_US, "min_rtt_us", U32),
+    c(col::SEGS_OUT, "segs_out", U32),
+    c(col::SEGS_IN, "segs_in", U32),
 ];
+
+/// How a TCP connection stood when its state last changed, as the kernel's
+/// socket counts it (since format 1.2). The recorder reads it once, at
+/// CLOSE and for connections already open when recording began; other
+/// state changes carry zeros (`Default`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpOutcome {
+    /// `sk->sk_err`: why the kernel gave up on the connection (an errno:
+    /// 111 ECONNREFUSED, 110 ETIMEDOUT, 104 ECONNRESET, ...), 0 if it did not.
+    pub sk_err: u16,
+    /// Segments retransmitted over the connection's life (`total_retrans`).
+    pub retrans_segs: u32,
+    /// Smoothed round-trip time, µs; 0 = no sample.
+    pub srtt_us: u32,
+    /// Minimum round-trip time seen, µs; 0 = no sample.
+    pub min_rtt_us: u32,
+    /// Segments sent, retransmissions included (`segs_out`).
+    pub segs_out: u32,
+    /// Segments received (`segs_in`).
+    pub segs_in: u32,
+}
 
 const PROCESS_COLUMNS: &[ColumnDef] = &[
     c(col::TS, "ts_ns", U64),
@@ -257,6 +296,104 @@ pub fn column_def(table: Table, id: u16) -> Option<&'static ColumnDef> {
     } else {
         table.columns().iter().find(|c| c.id == id)
     }
+}
+
+/// How a TCP connection ended (or did not), from its last state change:
+/// the `status` of `snoop analyze conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnStatus {
+    /// No CLOSE in the trace: still open at its end.
+    Open,
+    /// Orderly close (FINs both ways).
+    Closed,
+    /// The peer reset it (a RST after the handshake: ECONNRESET, or EPIPE
+    /// in CLOSE_WAIT).
+    ResetByPeer,
+    /// This end reset it: closed with unread data or `SO_LINGER` 0 (an
+    /// ESTABLISHED or CLOSE_WAIT socket going straight to CLOSE with no
+    /// error), or aborted (ECONNABORTED, e.g. `ss -K`).
+    ResetLocal,
+    /// The connect was answered by a RST (ECONNREFUSED).
+    Refused,
+    /// The kernel gave up retransmitting (ETIMEDOUT): the connect or an
+    /// established connection timed out.
+    Timeout,
+    /// Any other error (e.g. EHOSTUNREACH), or a connect abandoned before
+    /// it completed.
+    Failed,
+}
+
+impl ConnStatus {
+    /// Every status, in report order.
+    pub const ALL: [ConnStatus; 7] = [
+        ConnStatus::Open,
+        ConnStatus::Closed,
+        ConnStatus::ResetByPeer,
+        ConnStatus::ResetLocal,
+        ConnStatus::Refused,
+        ConnStatus::Timeout,
+        ConnStatus::Failed,
+    ];
+
+    /// The status of a connection whose CLOSE change left `old_state` with
+    /// `sk_err` (an errno, 0 for none).
+    pub fn at_close(old_state: u8, sk_err: u16) -> ConnStatus {
+        const SYN_SENT: u8 = 2;
+        const SYN_RECV: u8 = 3;
+        const ESTABLISHED: u8 = 1;
+        const CLOSE_WAIT: u8 = 8;
+        match sk_err {
+            111 => ConnStatus::Refused,
+            110 => ConnStatus::Timeout,
+            104 | 32 => ConnStatus::ResetByPeer,
+            103 => ConnStatus::ResetLocal,
+            0 => match old_state {
+                ESTABLISHED | CLOSE_WAIT => ConnStatus::ResetLocal,
+                SYN_SENT | SYN_RECV => ConnStatus::Failed,
+                _ => ConnStatus::Closed,
+            },
+            _ => ConnStatus::Failed,
+        }
+    }
+
+    /// Lowercase name (JSON value of `status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnStatus::Open => "open",
+            ConnStatus::Closed => "closed",
+            ConnStatus::ResetByPeer => "reset_by_peer",
+            ConnStatus::ResetLocal => "reset_local",
+            ConnStatus::Refused => "refused",
+            ConnStatus::Timeout => "timeout",
+            ConnStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the connection ended badly (anything but open or closed).
+    pub fn is_problem(self) -> bool {
+        !matches!(self, ConnStatus::Open | ConnStatus::Closed)
+    }
+
+    /// Whether the connection failed (refused, timed out or another
+    /// error) rather than being reset or closed.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ConnStatus::Refused | ConnStatus::Timeout | ConnStatus::Failed
+        )
+    }
+
+    /// Whether either end reset it.
+    pub fn is_reset(self) -> bool {
+        matches!(self, ConnStatus::ResetByPeer | ConnStatus::ResetLocal)
+    }
+}
+
+/// Whether column `id` of `table` may be absent from a chunk: it was added
+/// by a later minor version (connections' outcome columns, 1.2), so chunks
+/// of older traces lack it and readers treat its values as unknown.
+pub fn column_optional(table: Table, id: u16) -> bool {
+    table == Table::Connections && (col::SK_ERR..=col::SEGS_IN).contains(&id)
 }
 
 /// Stats sources: which recorder stage a stats row counts.
@@ -424,6 +561,11 @@ pub enum ProcessKind {
     Fork = 1,
     /// The process exited.
     Exit = 2,
+    /// The process was already running when recording began (since 1.2):
+    /// the row's time is the process's start (the kernel's
+    /// `task->start_boottime`, possibly before the recording), `ppid` its
+    /// parent when recording began. Older readers skip the kind.
+    Running = 3,
 }
 
 impl ProcessKind {
@@ -433,6 +575,7 @@ impl ProcessKind {
             0 => Some(ProcessKind::Exec),
             1 => Some(ProcessKind::Fork),
             2 => Some(ProcessKind::Exit),
+            3 => Some(ProcessKind::Running),
             _ => None,
         }
     }
@@ -443,6 +586,7 @@ impl ProcessKind {
             ProcessKind::Exec => "exec",
             ProcessKind::Fork => "fork",
             ProcessKind::Exit => "exit",
+            ProcessKind::Running => "running",
         }
     }
 }

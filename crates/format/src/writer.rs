@@ -16,7 +16,7 @@ use crate::codec::{self, EncodedColumn, MAX_CHUNK_ROWS};
 use crate::error::{FormatError, Result};
 use crate::layout::{self, kind, BlockHeader, FileHeader, Trailer};
 use crate::meta::{self, ChunkEntry, ChunkMeta, FileInfo, Footer};
-use crate::schema::{col, Direction, Flow, ProcessRow, Table};
+use crate::schema::{col, Direction, Flow, ProcessRow, Table, TcpOutcome};
 
 /// Writer settings.
 #[derive(Clone, Debug)]
@@ -173,6 +173,8 @@ struct Builder {
     /// bytes_received (connections), events (stats)
     b64: Vec<u64>,
     procs: Vec<ProcessRow>,
+    /// TCP outcomes (connections)
+    outcomes: Vec<TcpOutcome>,
 }
 
 impl Builder {
@@ -191,6 +193,7 @@ impl Builder {
         self.a64.clear();
         self.b64.clear();
         self.procs.clear();
+        self.outcomes.clear();
     }
 
     /// Encode the rows as the columns of `table`.
@@ -241,6 +244,29 @@ impl Builder {
                 cols.push(codec::u8s(col::NEW_STATE, &self.b8, level)?);
                 cols.push(codec::u64s(col::BYTES_ACKED, &self.a64, false, level)?);
                 cols.push(codec::u64s(col::BYTES_RECEIVED, &self.b64, false, level)?);
+                permute(&mut self.outcomes, &order);
+                let o = &self.outcomes;
+                cols.push(codec::u16s(
+                    col::SK_ERR,
+                    &o.iter().map(|x| x.sk_err).collect::<Vec<_>>(),
+                    level,
+                )?);
+                for (id, field) in [
+                    (
+                        col::RETRANS_SEGS,
+                        (|x: &TcpOutcome| x.retrans_segs) as fn(&TcpOutcome) -> u32,
+                    ),
+                    (col::SRTT_US, |x| x.srtt_us),
+                    (col::MIN_RTT_US, |x| x.min_rtt_us),
+                    (col::SEGS_OUT, |x| x.segs_out),
+                    (col::SEGS_IN, |x| x.segs_in),
+                ] {
+                    cols.push(codec::u32s(
+                        id,
+                        &o.iter().map(field).collect::<Vec<_>>(),
+                        level,
+                    )?);
+                }
             }
             Table::Processes => {
                 let p = &self.procs;
@@ -451,6 +477,8 @@ pub struct TraceWriter<W: Write> {
     entries: Vec<ChunkEntry>,
     builders: [Builder; TABLES],
     sealer: Option<Sealer>,
+    /// A cgroups block was written (the hooks block must come first).
+    wrote_cgroups: bool,
 }
 
 /// Tables, one builder (and spare pool) each, indexed by [`slot`].
@@ -478,6 +506,7 @@ impl<W: Write> TraceWriter<W> {
             entries: Vec::new(),
             builders: Default::default(),
             sealer: None,
+            wrote_cgroups: false,
         };
         let header = FileHeader {
             major: layout::MAJOR,
@@ -508,7 +537,7 @@ impl<W: Write> TraceWriter<W> {
     /// Only before the first chunk: readers look for it right after the
     /// info block, so a later call is refused.
     pub fn write_hooks(&mut self, groups: &[(String, String)]) -> Result<()> {
-        if self.seq > 0 || !self.entries.is_empty() {
+        if self.seq > 0 || !self.entries.is_empty() || self.wrote_cgroups {
             return Err(FormatError::Invalid(
                 "hook groups must be written before the first chunk".into(),
             ));
@@ -517,6 +546,20 @@ impl<W: Write> TraceWriter<W> {
             groups: groups.to_vec(),
         })?;
         self.write(&block(kind::HOOKS, 0, &meta, &[]))
+    }
+
+    /// Record cgroup v2 ids and their paths (format 1.2): one block, any
+    /// time after the hook groups (readers merge every such block; a later
+    /// block repeats no id an earlier one named, unless its path changed).
+    pub fn write_cgroups(&mut self, paths: &[(u64, String)]) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let meta = meta::to_bytes(&meta::Cgroups {
+            paths: paths.to_vec(),
+        })?;
+        self.wrote_cgroups = true;
+        self.write(&block(kind::CGROUPS, 0, &meta, &[]))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -574,7 +617,8 @@ impl<W: Write> TraceWriter<W> {
         self.after_push(Table::Packets)
     }
 
-    /// Add one TCP state change.
+    /// Add one TCP state change (its outcome columns zero: see
+    /// [`TraceWriter::push_conn_outcome`]).
     pub fn push_conn(
         &mut self,
         ts_ns: u64,
@@ -584,7 +628,32 @@ impl<W: Write> TraceWriter<W> {
         bytes_acked: u64,
         bytes_received: u64,
     ) -> Result<()> {
+        self.push_conn_outcome(
+            ts_ns,
+            flow,
+            old_state,
+            new_state,
+            bytes_acked,
+            bytes_received,
+            &TcpOutcome::default(),
+        )
+    }
+
+    /// Add one TCP state change with the socket's outcome counters (read
+    /// at CLOSE, and for connections already open at the start).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_conn_outcome(
+        &mut self,
+        ts_ns: u64,
+        flow: &Flow,
+        old_state: u8,
+        new_state: u8,
+        bytes_acked: u64,
+        bytes_received: u64,
+        outcome: &TcpOutcome,
+    ) -> Result<()> {
         let b = &mut self.builders[slot(Table::Connections)];
+        b.outcomes.push(*outcome);
         b.ts.push(ts_ns);
         let i = b.dict.get(flow);
         b.flow.push(i);

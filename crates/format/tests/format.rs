@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use snoop_format::synth::{write_synthetic, SynthConfig};
 use snoop_format::{
-    col, ColumnSet, Direction, FileInfo, Flow, FormatError, ProcessKind, ProcessRow, Table, Trace,
-    TraceWriter, WriterOptions,
+    col, ColumnSet, Direction, FileInfo, Flow, FormatError, ProcessKind, ProcessRow, Table,
+    TcpOutcome, Trace, TraceWriter, WriterOptions,
 };
 
 fn info() -> FileInfo {
@@ -493,7 +493,7 @@ fn hook_groups_round_trip_and_survive_recovery() {
     let t = Trace::from_bytes(complete.clone()).unwrap();
     assert_eq!(t.hooks().map(|h| &h.groups), Some(&groups));
     assert_eq!(t.rows(Table::Messages), 100);
-    assert_eq!(t.version(), "1.1");
+    assert_eq!(t.version(), format!("1.{}", snoop_format::layout::MINOR));
 
     // Cut off the footer: recovery scans past the hooks block.
     let cut = complete.len() - 200;
@@ -506,4 +506,112 @@ fn hook_groups_round_trip_and_survive_recovery() {
     let t = Trace::from_bytes(small_trace(true)).unwrap();
     assert!(t.hooks().is_none());
     assert!(t.rows(Table::Messages) > 0);
+}
+
+/// Issue 17: a TCP state change's outcome (sk_err, retransmissions, RTTs,
+/// segments; format 1.2) reads back row by row, also after the rows were
+/// sorted by time; rows pushed without one read back as zeros.
+#[test]
+fn tcp_outcomes_round_trip() {
+    let mut w = TraceWriter::new(Vec::new(), &info(), opts(16)).unwrap();
+    let flow = Flow {
+        pid: 9,
+        proto: 6,
+        cookie: 77,
+        ..Flow::default()
+    };
+    let out = TcpOutcome {
+        sk_err: 111,
+        retrans_segs: 3,
+        srtt_us: 250,
+        min_rtt_us: 40,
+        segs_out: 12,
+        segs_in: 10,
+    };
+    // Pushed out of time order: the CLOSE first.
+    w.push_conn_outcome(3_000, &flow, 2, 7, 1, 0, &out).unwrap();
+    w.push_conn(1_000, &flow, 7, 2, 0, 0).unwrap();
+    let t = Trace::from_bytes(w.finish(10_000).unwrap()).unwrap();
+    let c = t.chunks_of(Table::Connections).next().unwrap();
+    let b = t
+        .read_chunk(c, ColumnSet::ALL)
+        .unwrap()
+        .into_events()
+        .unwrap();
+    assert_eq!(b.ts, vec![1_000, 3_000]);
+    assert_eq!(b.outcome(0), Some(TcpOutcome::default()));
+    assert_eq!(b.outcome(1), Some(out));
+}
+
+/// Issue 17: connections of a trace written before format 1.2 (the
+/// committed v1.0 fixture) have no outcome columns: they read as absent
+/// (`None`), never as zeros that would claim a clean close.
+#[test]
+fn old_traces_have_no_tcp_outcomes() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/v1-synthetic.snp");
+    let t = Trace::open(&p).unwrap();
+    assert_eq!(t.version(), "1.0");
+    let mut rows = 0;
+    for c in t.chunks_of(Table::Connections) {
+        let b = t
+            .read_chunk(c, ColumnSet::ALL)
+            .unwrap()
+            .into_events()
+            .unwrap();
+        assert!(b.sk_err.is_empty() && b.retrans_segs.is_empty());
+        for i in 0..b.rows {
+            assert_eq!(b.outcome(i), None);
+        }
+        rows += b.rows;
+    }
+    assert!(rows > 0, "the fixture has connection rows");
+}
+
+/// Issue 17: cgroup id -> path blocks (format 1.2) written between chunks
+/// are found in a complete file (in the gaps of the chunk index) and in a
+/// recovered one, merged by id; the chunks around them read as before.
+#[test]
+fn cgroup_paths_round_trip_and_survive_recovery() {
+    let mut w = TraceWriter::new(Vec::new(), &info(), opts(16)).unwrap();
+    w.write_hooks(&[("messages".into(), "active".into())])
+        .unwrap();
+    let flow = Flow {
+        pid: 7,
+        cgroup: 42,
+        ..Flow::default()
+    };
+    w.write_cgroups(&[(42, "/system.slice/nginx.service".into())])
+        .unwrap();
+    for i in 0..40u64 {
+        w.push_message(2_000 + i, &flow, 10, Direction::Tx).unwrap();
+    }
+    w.flush().unwrap();
+    w.write_cgroups(&[(1, "/".into()), (99, "/docker/abc".into())])
+        .unwrap();
+    for i in 0..40u64 {
+        w.push_message(3_000 + i, &flow, 10, Direction::Tx).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(w.write_hooks(&[]).is_err(), "hooks come first");
+    let complete = w.finish(10_000).unwrap();
+    let want = [
+        (1, "/".to_string()),
+        (42, "/system.slice/nginx.service".to_string()),
+        (99, "/docker/abc".to_string()),
+    ];
+    let t = Trace::from_bytes(complete.clone()).unwrap();
+    assert!(t.recovery().is_none());
+    assert_eq!(t.cgroups(), &want[..]);
+    assert_eq!(t.rows(Table::Messages), 80);
+    assert!(t.hooks().is_some());
+    let cut = complete.len() - 100;
+    let t = Trace::from_bytes(complete[..cut].to_vec()).unwrap();
+    assert!(t.recovery().is_some());
+    assert_eq!(t.cgroups(), &want[..]);
+    // A trace without such blocks has none.
+    assert!(Trace::from_bytes(small_trace(true))
+        .unwrap()
+        .cgroups()
+        .is_empty());
 }

@@ -47,8 +47,10 @@ pub struct RecordArgs {
     /// Also record children of recorded processes.
     #[arg(long)]
     pub follow: bool,
-    /// Record only tasks in this cgroup v2 (path, absolute or relative to the mount).
-    #[arg(long, value_name = "PATH")]
+    /// Record only tasks in this cgroup v2: a path (absolute or relative to
+    /// the mount), a container id prefix (docker, containerd, CRI-O,
+    /// podman) or a systemd unit name (`nginx.service`).
+    #[arg(long, value_name = "PATH|ID")]
     pub cgroup: Option<String>,
     /// Record only traffic with this local or remote port (1-65535).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]

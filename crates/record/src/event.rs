@@ -5,7 +5,7 @@
 //! thread can push them as rows) and rejects anything malformed with an
 //! error instead of panicking: bytes from the kernel are data, not trust.
 
-use snoop_format::{Direction, Flow, ProcessKind, ProcessRow, AF_INET, AF_INET6};
+use snoop_format::{Direction, Flow, ProcessKind, ProcessRow, TcpOutcome, AF_INET, AF_INET6};
 
 use crate::skel::types::{snoop_conn, snoop_msg, snoop_pkt, snoop_proc};
 use crate::skel::{kind, read};
@@ -51,6 +51,9 @@ pub enum Event {
         bytes_acked: u64,
         /// tcp_sock bytes_received (at close / for already open connections).
         bytes_received: u64,
+        /// sk_err, retransmissions, RTTs and segments (at close / for
+        /// already open connections; zero otherwise).
+        outcome: TcpOutcome,
     },
     /// exec / fork / exit.
     Process(ProcessRow),
@@ -241,6 +244,14 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 new_state: c.new_state,
                 bytes_acked: c.bytes_acked,
                 bytes_received: c.bytes_received,
+                outcome: TcpOutcome {
+                    sk_err: c.sk_err,
+                    retrans_segs: c.retrans_segs,
+                    srtt_us: c.srtt_us,
+                    min_rtt_us: c.min_rtt_us,
+                    segs_out: c.segs_out,
+                    segs_in: c.segs_in,
+                },
             })
         }
         kind::PROC => {
@@ -308,6 +319,56 @@ mod tests {
                     "v4-mapped on an AF_INET6 socket is IPv4"
                 );
                 assert_eq!(flow.pid, 7);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conn_outcome_round_trip() {
+        let c = snoop_conn {
+            kind: kind::CONN,
+            family: 2,
+            old_state: 2,
+            new_state: 7,
+            pid: 7,
+            tid: 8,
+            retrans_segs: 3,
+            ts_ns: 99,
+            cookie: 5,
+            bytes_acked: 1,
+            bytes_received: 0,
+            laddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            raddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 2],
+            lport: 1,
+            rport: 2,
+            sk_err: 111,
+            _pad1: 0,
+            comm: [b'a' as i8; 16],
+            srtt_us: 250,
+            min_rtt_us: 40,
+            segs_out: 6,
+            segs_in: 5,
+        };
+        match decode(bytes_of(&c)).expect("decodes") {
+            Event::Conn {
+                old_state,
+                new_state,
+                outcome,
+                ..
+            } => {
+                assert_eq!((old_state, new_state), (2, 7));
+                assert_eq!(
+                    outcome,
+                    TcpOutcome {
+                        sk_err: 111,
+                        retrans_segs: 3,
+                        srtt_us: 250,
+                        min_rtt_us: 40,
+                        segs_out: 6,
+                        segs_in: 5,
+                    }
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

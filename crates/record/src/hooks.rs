@@ -33,11 +33,13 @@ pub enum Group {
     ExistingSockets,
     /// Interface capture (`--iface`, socket filter).
     Iface,
+    /// Processes running before recording, with their start times (iterator).
+    ExistingProcesses,
 }
 
 impl Group {
     /// Every group, in the order they are reported.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Messages,
         Group::Sockets,
         Group::Packets,
@@ -45,6 +47,7 @@ impl Group {
         Group::Processes,
         Group::ExistingSockets,
         Group::Iface,
+        Group::ExistingProcesses,
     ];
 
     /// The group's name in warnings, `snoop info`, `snoop doctor` and JSON.
@@ -57,6 +60,7 @@ impl Group {
             Group::Processes => "processes",
             Group::ExistingSockets => "existing_sockets",
             Group::Iface => "iface",
+            Group::ExistingProcesses => "existing_processes",
         }
     }
 
@@ -78,7 +82,10 @@ impl Group {
             Group::Packets => {
                 "no wire packets (wire sizes, packet counts); per-process bytes stay exact"
             }
-            Group::TcpState => "no TCP connection lifecycle (open/close times, durations)",
+            Group::TcpState => {
+                "no TCP connection lifecycle (open/close times, durations) or outcomes \
+                 (status, retransmissions, RTTs)"
+            }
             Group::Processes => {
                 "no process lifecycle (exec, fork, exit, start times); --comm misses \
                  processes renamed by exec and --follow misses children"
@@ -88,6 +95,10 @@ impl Group {
                  or receive, and their connections are not listed as already open"
             }
             Group::Iface => "no --iface capture",
+            Group::ExistingProcesses => {
+                "processes running before recording have no start time (lifecycle's \
+                 start_ns, first_net_after_ns and conn_after_ns stay empty for them)"
+            }
         }
     }
 
@@ -110,6 +121,7 @@ impl Group {
             Group::Processes => &["snoop_exec", "snoop_fork", "snoop_exit"],
             Group::ExistingSockets => &["snoop_iter_task_file", "snoop_iter_tcp", "snoop_iter_udp"],
             Group::Iface => &["snoop_iface_filter"],
+            Group::ExistingProcesses => &["snoop_iter_task"],
         }
     }
 

@@ -220,8 +220,10 @@ pub fn plan_for(opts: &KernelOptions) -> HookPlan {
         Group::Messages | Group::Sockets => None,
         Group::Packets => (!opts.packets).then(|| "not requested (--no-packets)".into()),
         Group::TcpState => (!opts.lifecycle).then(|| "not requested".into()),
-        Group::Processes => (!(opts.lifecycle || !opts.comms.is_empty() || opts.follow))
-            .then(|| "not requested".into()),
+        Group::Processes | Group::ExistingProcesses => {
+            (!(opts.lifecycle || !opts.comms.is_empty() || opts.follow))
+                .then(|| "not requested".into())
+        }
         Group::ExistingSockets => (!opts.existing).then(|| "not requested".into()),
         Group::Iface => opts
             .ifaces
@@ -327,6 +329,12 @@ fn load_and_attach<R>(
         if plan.wanted(Group::ExistingSockets) {
             if let Err(reason) = run_iterators(&skel) {
                 refuse(&mut plan, Group::ExistingSockets, &reason, warn);
+            }
+        }
+        if plan.wanted(Group::ExistingProcesses) {
+            let r = run_iter(&skel.progs.snoop_iter_task, "iter/task");
+            if let Err(e) = r {
+                refuse(&mut plan, Group::ExistingProcesses, &format!("{e:#}"), warn);
             }
         }
         plan.activate_wanted();

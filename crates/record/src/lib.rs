@@ -8,6 +8,7 @@
 //! testable without root.
 
 pub mod args;
+pub mod cgroups;
 pub mod doctor;
 pub mod event;
 pub mod hooks;

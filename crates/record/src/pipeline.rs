@@ -2,7 +2,8 @@
 //! records out of the [`EventSource`] a few hundred at a time, decodes them
 //! and pushes rows into an [`EventSink`] (the trace writer), flushing
 //! complete chunks every second and writing the kernel's per-kind
-//! event/drop counters as stats rows.
+//! event/drop counters as stats rows, and the paths of the cgroups its
+//! messages came from.
 //!
 //! Records are decoded right after they leave the ring, while the small
 //! batch they were copied into is still in this core's cache (an earlier
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::bounded;
 use snoop_format::source;
 
+use crate::cgroups::CgroupNames;
 use crate::event::{decode, Event};
 use crate::skel::kind;
 use crate::source::{Counters, EventSource, Pressure, RawBatch};
@@ -41,6 +43,15 @@ pub trait EventSink {
     }
     /// Record which hook groups ran (once, before the first event).
     fn hooks(&mut self, _hooks: &[(String, String)]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the sink keeps cgroup paths (then the pipeline resolves the
+    /// cgroup ids it sees and hands them to [`EventSink::cgroups`]).
+    fn records_cgroups(&self) -> bool {
+        false
+    }
+    /// Record cgroup ids and their paths.
+    fn cgroups(&mut self, _paths: &[(u64, String)]) -> Result<()> {
         Ok(())
     }
 }
@@ -68,13 +79,15 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
                 new_state,
                 bytes_acked,
                 bytes_received,
-            } => self.push_conn(
+                outcome,
+            } => self.push_conn_outcome(
                 *ts_ns,
                 flow,
                 *old_state,
                 *new_state,
                 *bytes_acked,
                 *bytes_received,
+                outcome,
             )?,
             Event::Process(row) => self.push_process(row)?,
         }
@@ -93,6 +106,15 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
 
     fn bytes_written(&self) -> u64 {
         snoop_format::TraceWriter::bytes_written(self)
+    }
+
+    fn records_cgroups(&self) -> bool {
+        true
+    }
+
+    fn cgroups(&mut self, paths: &[(u64, String)]) -> Result<()> {
+        self.write_cgroups(paths)?;
+        Ok(())
     }
 
     fn hooks(&mut self, hooks: &[(String, String)]) -> Result<()> {
@@ -212,6 +234,7 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
+            w.cgroup_paths(false)?;
             w.sink.flush().context("flush trace")?;
             w.check_limits();
         } else {
@@ -247,9 +270,23 @@ struct Writer<'a, S: EventSink> {
     limits: &'a Limits,
     summary: Summary,
     last_counters: Counters,
+    cgroups: CgroupNames,
 }
 
 impl<S: EventSink> Writer<'_, S> {
+    /// Name the cgroup ids seen since the last call in the trace (at the
+    /// flush, off the per-event path).
+    fn cgroup_paths(&mut self, force: bool) -> Result<()> {
+        if !self.sink.records_cgroups() {
+            return Ok(());
+        }
+        let new = self.cgroups.resolve(force);
+        if !new.is_empty() {
+            self.sink.cgroups(&new).context("write cgroup paths")?;
+        }
+        Ok(())
+    }
+
     fn batch(&mut self, b: &RawBatch) -> Result<()> {
         // Counted locally and published once per batch: shared atomics
         // bumped per event cost more than decoding the event.
@@ -268,6 +305,9 @@ impl<S: EventSink> Writer<'_, S> {
             }
             match decode(rec) {
                 Ok(ev) => {
+                    if let Event::Message { flow, .. } = &ev {
+                        self.cgroups.see(flow.cgroup);
+                    }
                     self.sink.push(&ev).context("write trace")?;
                     if let Some(n) = per_kind.get_mut(ev.kind() as usize) {
                         *n += 1;
@@ -353,6 +393,7 @@ impl<S: EventSink> Writer<'_, S> {
                 .push_stats(ts, source::USERSPACE, self.summary.user_drops, 0)
                 .context("write stats")?;
         }
+        self.cgroup_paths(true)?;
         self.sink.flush().context("flush trace")?;
         self.check_limits();
         Ok(())
@@ -388,6 +429,7 @@ where
                     limits,
                     summary: Summary::default(),
                     last_counters: Counters::default(),
+                    cgroups: CgroupNames::new(),
                 };
                 let r = kernel(&mut |src: &mut dyn EventSource| {
                     let _ = ready_tx.send(());

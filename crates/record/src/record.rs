@@ -55,7 +55,14 @@ pub(crate) fn signalled() -> bool {
 /// Translate the flags into kernel options.
 pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
     let cgroup = match &args.cgroup {
-        Some(p) => cgroup_id(p)?,
+        // A path, absolute or under the mount; else a container id prefix
+        // or a systemd unit name.
+        Some(p) => match cgroup_id(p) {
+            Ok(id) => id,
+            Err(e) => crate::cgroups::find_container(p)
+                .map(|(id, _)| id)
+                .map_err(|c| anyhow::anyhow!("--cgroup {p}: {e:#}; {c:#}"))?,
+        },
         None => 0,
     };
     Ok(KernelOptions {

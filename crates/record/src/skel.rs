@@ -38,7 +38,7 @@ unsafe impl plain::Plain for snoop_counter {}
 // promises (a change of the header without the decoder fails the build).
 const _: () = assert!(std::mem::size_of::<snoop_msg>() == 96);
 const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 96);
-const _: () = assert!(std::mem::size_of::<snoop_conn>() == 104);
+const _: () = assert!(std::mem::size_of::<snoop_conn>() == 120);
 const _: () = assert!(std::mem::size_of::<snoop_proc>() == 176);
 const _: () = assert!(std::mem::size_of::<snoop_counter>() == 16);
 const _: () = assert!(std::mem::size_of::<snoop_config>() == 16);

@@ -5,16 +5,19 @@
 //! up to its TCP bytes. Their owner is the process that sent/received on
 //! that cookie (the state-change pid is only trustworthy at SYN_SENT). UDP
 //! "connections" are message flows by 5-tuple, cut after an idle gap or at
-//! the process's exit. A second frame gives the duration distribution per
-//! process.
+//! the process's exit. A TCP connection's `status` and counters come from
+//! its CLOSE row (sk_err, retransmissions, RTTs, segments; format 1.2): a
+//! connection with no CLOSE is `open`, and a trace that does not record
+//! outcomes leaves them null. A second frame gives the duration
+//! distribution per process and how many of its connections failed.
 
 use std::collections::HashMap;
 
-use snoop_format::{comm_str, Flow, ProcessKind};
+use snoop_format::{comm_str, ConnStatus, Flow, ProcessKind, TcpOutcome};
 
 use super::{nearest_rank, Ctx};
 use crate::filter::addr_str;
-use crate::frame::{opt_u64c, strc, u32c, u64c, Frame};
+use crate::frame::{opt_strc, opt_u64c, strc, u32c, u64c, Frame};
 use crate::load::{tcp, Origin};
 use crate::protos::proto_name;
 
@@ -51,6 +54,10 @@ pub struct Conn {
     pub tx: u64,
     /// Bytes received.
     pub rx: u64,
+    /// How it ended (TCP; None: UDP, or a trace that does not say).
+    pub status: Option<ConnStatus>,
+    /// The kernel's counters at its CLOSE (TCP, closed, format 1.2).
+    pub outcome: Option<TcpOutcome>,
 }
 
 /// Last event time per file (footer end or last event seen).
@@ -273,6 +280,15 @@ fn tcp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
         let start = s.start.min(s.first_msg);
         // Closed at CLOSE, or at the last read of what was still queued.
         let end = s.close.map(|c| c.max(s.last_msg));
+        let knows = ds.files[s.file as usize].has_outcomes();
+        let (status, outcome) = match s.close {
+            Some(_) => {
+                let last = &ds.conns[s.last];
+                let o = last.outcome.filter(|_| knows);
+                (o.map(|o| ConnStatus::at_close(last.old, o.sk_err)), o)
+            }
+            None => (knows.then_some(ConnStatus::Open), None),
+        };
         let duration = end.unwrap_or(ends[s.file as usize]).saturating_sub(start);
         out.push(Conn {
             file: s.file,
@@ -284,6 +300,8 @@ fn tcp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             duration,
             tx,
             rx,
+            status,
+            outcome,
         });
     }
     for (_, flows) in orphans {
@@ -299,6 +317,12 @@ fn tcp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
                 duration: 0,
                 tx: 0,
                 rx: 0,
+                // No state change in the trace: open from before the
+                // recording to its end, as far as the trace can tell.
+                status: ds.files[r0.file as usize]
+                    .has_outcomes()
+                    .then_some(ConnStatus::Open),
+                outcome: None,
             },
             0,
         );
@@ -435,6 +459,8 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             duration: if open { end } else { e }.saturating_sub(s),
             tx,
             rx,
+            status: None,
+            outcome: None,
         });
     };
     if ds.msg_events.is_empty() {
@@ -547,15 +573,45 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     ));
     cols.push(u64c("tx_bytes", conns.iter().map(|c| c.tx).collect()));
     cols.push(u64c("rx_bytes", conns.iter().map(|c| c.rx).collect()));
+    cols.push(opt_strc(
+        "status",
+        conns
+            .iter()
+            .map(|c| c.status.map(|s| s.name().to_string()))
+            .collect(),
+    ));
+    let counter = |name: &str, f: fn(&TcpOutcome) -> u32, zero_unknown: bool| {
+        opt_u64c(
+            name,
+            conns
+                .iter()
+                .map(|c| {
+                    let v = f(c.outcome.as_ref()?);
+                    (!zero_unknown || v != 0).then_some(u64::from(v))
+                })
+                .collect(),
+        )
+    };
+    cols.push(counter("retrans_segs", |o| o.retrans_segs, false));
+    // An RTT of 0 is "no sample" (a connect that never got an answer).
+    cols.push(counter("srtt_us", |o| o.srtt_us, true));
+    cols.push(counter("min_rtt_us", |o| o.min_rtt_us, true));
+    cols.push(counter("segs_out", |o| o.segs_out, false));
+    cols.push(counter("segs_in", |o| o.segs_in, false));
     let list = Frame::new(format!("connections ({})", conns.len()), cols, off)?;
 
-    // Duration distribution per process.
+    // Duration distribution per process, with how many failed.
     let mut per: HashMap<(u16, u32), (Vec<u64>, [u8; 16])> = HashMap::new();
+    let mut failed: HashMap<(u16, u32), Option<u64>> = HashMap::new();
     for c in &conns {
         per.entry((c.file, c.pid))
             .or_insert_with(|| (Vec::new(), c.comm))
             .0
             .push(c.duration);
+        let f = failed.entry((c.file, c.pid)).or_default();
+        if let Some(s) = c.status {
+            *f = Some(f.unwrap_or(0) + u64::from(s.is_failure()));
+        }
     }
     let mut rows: Vec<DistRow> = per.into_iter().collect();
     rows.sort_by(|a, b| b.1 .0.len().cmp(&a.1 .0.len()).then(a.0.cmp(&b.0)));
@@ -576,6 +632,14 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     d.push(u64c(
         "conns",
         rows.iter().map(|r| r.1 .0.len() as u64).collect(),
+    ));
+    // Connects refused, timed out or failed; null when no connection of
+    // the process has a known status (UDP only, or an older trace).
+    d.push(opt_u64c(
+        "failed",
+        rows.iter()
+            .map(|r| failed.get(&r.0).copied().flatten())
+            .collect(),
     ));
     let mut sorted: Vec<Vec<u64>> = rows.into_iter().map(|r| r.1 .0).collect();
     sorted.iter_mut().for_each(|v| v.sort_unstable());

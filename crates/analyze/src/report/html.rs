@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use snoop_format::ConnStatus;
+
 use super::conns::connections;
 use super::keys::Groups;
 use super::svg::{bar_chart, esc, line_chart, share_chart};
-use super::{coverage, pow2_hist, remotes, sizes, throughput, Ctx};
+use super::{coverage, pow2_hist, remotes, sizes, summary, throughput, Ctx};
 use crate::cli::Key;
 use crate::filter::addr_str;
 use crate::frame::{cell, Frame};
@@ -277,6 +279,35 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
         &[("TCP".into(), col(&ht)), ("UDP".into(), col(&hu))],
         &|y| format!("{y:.0}"),
     ));
+
+    // How TCP connections ended.
+    let mut outcomes = [0u64; ConnStatus::ALL.len()];
+    for c in &conns {
+        if let Some(s) = c.status {
+            outcomes[s as usize] += 1;
+        }
+    }
+    h.push_str("<h2>Connection outcomes</h2>\n");
+    if outcomes.iter().any(|&n| n > 0) {
+        h.push_str(&bar_chart(
+            "TCP connections by outcome",
+            &ConnStatus::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect::<Vec<_>>(),
+            &[("TCP".into(), outcomes.iter().map(|&n| n as f64).collect())],
+            &|y| format!("{y:.0}"),
+        ));
+    } else {
+        h.push_str(
+            "<p class=\"empty\">no TCP outcomes in this trace (recorded before format 1.2, \
+             without the tcp_state hooks, or no TCP connections)</p>\n",
+        );
+    }
+
+    let mut probs = summary::problems(ctx)?;
+    probs.title = "Connection problems".into();
+    h.push_str(&html_table(&probs, 20)?);
 
     // Remote shares (all processes).
     let rows = remotes::rows(ctx);

@@ -1,6 +1,7 @@
 //! Grouping for `--by KEY`: every flow of the dataset maps to a small integer
 //! group id through the key's value (pid, tid, comm, connection 5-tuple,
-//! remote address, service port, protocol, interface, cgroup; plus the host
+//! remote address, service port, protocol, interface, cgroup, container or
+//! service (from the cgroup's recorded path); plus the host
 //! when several traces are analysed), and each group gets its key columns.
 //! Reports aggregate on the integer ids and join the key columns at the end.
 //! The name shown for a process is the latest one seen for its pid, as `ps`
@@ -13,7 +14,7 @@ use snoop_format::comm_str;
 
 use crate::cli::Key;
 use crate::filter::addr_str;
-use crate::frame::{strc, u32c, u64c};
+use crate::frame::{opt_strc, strc, u32c, u64c};
 use crate::load::{Dataset, FlowRow, Origin};
 use crate::protos::proto_name;
 
@@ -28,6 +29,8 @@ enum KeyVal {
     Proto(u8),
     Iface(u32),
     Cgroup(u64),
+    /// Index into [`Groups::containers`].
+    Container(u32),
 }
 
 /// The service side of a flow's ports: the lower non-zero one.
@@ -51,6 +54,8 @@ fn key_val(key: Key, r: &FlowRow) -> KeyVal {
         Key::Proto => KeyVal::Proto(f.proto),
         Key::Iface => KeyVal::Iface(f.ifindex),
         Key::Cgroup => KeyVal::Cgroup(f.cgroup),
+        // Interned by the caller (Groups::new).
+        Key::Container => KeyVal::Container(0),
     }
 }
 
@@ -68,6 +73,8 @@ pub struct Groups {
     /// Whether every flow of the group is an unattributed packet flow.
     unattributed: Vec<bool>,
     multi: bool,
+    /// `--by container`: each group's container name.
+    containers: Vec<String>,
 }
 
 impl Groups {
@@ -82,13 +89,27 @@ impl Groups {
             best_comm: Vec::new(),
             unattributed: Vec::new(),
             multi,
+            containers: Vec::new(),
         };
+        let mut cindex: HashMap<String, u32> = HashMap::new();
         for (i, r) in ds.flows.iter().enumerate() {
             if !include(r) {
                 continue;
             }
-            let k = (if multi { r.file } else { 0 }, key_val(key, r));
+            let mut cname = String::new();
+            let kv = if key == Key::Container {
+                // "-": not in a container or service, or not named.
+                cname = ds.files[r.file as usize]
+                    .container(r.flow.cgroup)
+                    .unwrap_or_else(|| "-".into());
+                let n = cindex.len() as u32;
+                KeyVal::Container(*cindex.entry(cname.clone()).or_insert(n))
+            } else {
+                key_val(key, r)
+            };
+            let k = (if multi { r.file } else { 0 }, kv);
             let id = *index.entry(k).or_insert_with(|| {
+                g.containers.push(cname);
                 g.reps.push(*r);
                 g.best_comm.push(([0; 16], 0));
                 g.unattributed.push(true);
@@ -207,10 +228,28 @@ impl Groups {
                     .map(|r| iface_name(ds, r.file, r.flow.ifindex))
                     .collect(),
             )),
-            Key::Cgroup => cols.push(u64c(
-                "cgroup",
-                self.reps.iter().map(|r| r.flow.cgroup).collect(),
-            )),
+            Key::Cgroup => {
+                cols.push(u64c(
+                    "cgroup",
+                    self.reps.iter().map(|r| r.flow.cgroup).collect(),
+                ));
+                let file = |r: &FlowRow| &ds.files[r.file as usize];
+                cols.push(opt_strc(
+                    "cgroup_path",
+                    self.reps
+                        .iter()
+                        .map(|r| file(r).cgroup_path(r.flow.cgroup).map(str::to_string))
+                        .collect(),
+                ));
+                cols.push(opt_strc(
+                    "container",
+                    self.reps
+                        .iter()
+                        .map(|r| file(r).container(r.flow.cgroup))
+                        .collect(),
+                ));
+            }
+            Key::Container => cols.push(strc("container", self.containers.clone())),
         }
         cols
     }

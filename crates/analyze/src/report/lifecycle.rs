@@ -2,7 +2,10 @@
 //! and exit code, first and last network activity, and how long after its
 //! start it opened its first and each connection — the seed study's "how
 //! long after start was this sent". `comm` is the latest name of the
-//! process, `comms` every name it had, oldest first.
+//! process, `comms` every name it had, oldest first. A process that was
+//! already running when recording began has its start from the kernel
+//! (the trace's "running" row, format 1.2), so its times after start work
+//! too; one known only that way, with no network activity, is not listed.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,8 @@ struct P {
     first_net: Option<u64>,
     last_net: Option<u64>,
     conns: Vec<u64>,
+    /// Has a fork, exec or exit row (not only "already running").
+    events: bool,
 }
 
 /// The lifecycle frame.
@@ -38,6 +43,7 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
             continue;
         }
         let p = ps.entry((e.file, r.pid)).or_default();
+        p.events |= r.kind != ProcessKind::Running;
         match r.kind {
             ProcessKind::Fork => {
                 p.start = Some(p.start.map_or(r.ts_ns, |s| s.min(r.ts_ns)));
@@ -52,6 +58,17 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
                 }
                 p.comm = r.comm;
                 p.filename = r.filename.clone();
+            }
+            ProcessKind::Running => {
+                // Started before the recording: the row's time is the
+                // kernel's start time of the process.
+                p.start = Some(p.start.map_or(r.ts_ns, |s| s.min(r.ts_ns)));
+                if p.ppid == 0 {
+                    p.ppid = r.ppid;
+                }
+                if p.comm == [0; 16] {
+                    p.comm = r.comm;
+                }
             }
             ProcessKind::Exit => {
                 p.exit = Some(r.ts_ns);
@@ -87,6 +104,10 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     }
     let rows: Vec<((u16, u32), P)> = ps
         .into_iter()
+        // A process known only as already running (no lifecycle event, no
+        // network activity) is not listed: an unfiltered recording sees
+        // every process of the host at its start.
+        .filter(|(_, p)| p.events || p.first_net.is_some())
         .filter(|((f, pid), p)| ds.files[*f as usize].filter.process_ok(*pid, &p.comm))
         .map(|(k, mut p)| {
             p.conns.sort_unstable();

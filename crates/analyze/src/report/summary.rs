@@ -1,18 +1,19 @@
 //! The summary, the human default when no report is named: what was
-//! recorded, the top processes and connections, drops during recording and
-//! how much wire traffic was attributed. As JSON it is one object with a
+//! recorded, the top processes and connections, connection problems
+//! (failed connects, resets, retransmission rate per process), drops during
+//! recording and how much wire traffic was attributed. As JSON it is one object with a
 //! member per section.
 
 use std::io::Write;
 use std::path::Path;
 
-use snoop_format::{comm_str, source};
+use snoop_format::{comm_str, source, ConnStatus};
 
 use super::conns::connections;
 use super::{coverage, throughput, Ctx};
 use crate::cli::Key;
 use crate::filter::sock_str;
-use crate::frame::{f64c, json_rows, open_output, strc, u32c, u64c, Frame, Row};
+use crate::frame::{f64c, json_rows, open_output, opt_f64c, strc, u32c, u64c, Frame, Row};
 use crate::load::Origin;
 use crate::protos::proto_name;
 use crate::units;
@@ -200,7 +201,91 @@ fn top_conns(ctx: &Ctx) -> anyhow::Result<Frame> {
     )
 }
 
-/// The summary's frames: overview, top processes, top connections, drops, coverage.
+/// Per process: TCP connects that failed, resets, and the retransmission
+/// rate of its closed connections (retransmitted / sent segments, from the
+/// kernel's counters at CLOSE). Only processes with a problem or a
+/// retransmission are listed, worst first.
+pub(crate) fn problems(ctx: &Ctx) -> anyhow::Result<Frame> {
+    #[derive(Default)]
+    struct P {
+        comm: [u8; 16],
+        conns: u64,
+        st: [u64; ConnStatus::ALL.len()],
+        retrans: u64,
+        segs_out: u64,
+    }
+    let mut per: std::collections::BTreeMap<(u16, u32), P> = Default::default();
+    let mut known = false;
+    for c in connections(ctx) {
+        let Some(s) = c.status else { continue };
+        known = true;
+        let p = per.entry((c.file, c.pid)).or_default();
+        p.comm = c.comm;
+        p.conns += 1;
+        if let Some(i) = ConnStatus::ALL.iter().position(|&x| x == s) {
+            p.st[i] += 1;
+        }
+        if let Some(o) = c.outcome {
+            p.retrans = p.retrans.saturating_add(u64::from(o.retrans_segs));
+            p.segs_out = p.segs_out.saturating_add(u64::from(o.segs_out));
+        }
+    }
+    let n = |p: &P, s: ConnStatus| p.st[s as usize];
+    let bad = |p: &P| -> u64 {
+        ConnStatus::ALL
+            .iter()
+            .filter(|s| s.is_problem())
+            .map(|&s| n(p, s))
+            .sum()
+    };
+    let mut rows: Vec<((u16, u32), P)> = per
+        .into_iter()
+        .filter(|(_, p)| bad(p) > 0 || p.retrans > 0)
+        .collect();
+    rows.sort_by(|a, b| {
+        bad(&b.1)
+            .cmp(&bad(&a.1))
+            .then(b.1.retrans.cmp(&a.1.retrans))
+            .then(a.0.cmp(&b.0))
+    });
+    let col =
+        |name: &str, f: &dyn Fn(&P) -> u64| u64c(name, rows.iter().map(|r| f(&r.1)).collect());
+    let mut f = Frame::new(
+        "connection problems",
+        vec![
+            u32c("pid", rows.iter().map(|r| r.0 .1).collect()),
+            strc("comm", rows.iter().map(|r| comm_str(&r.1.comm)).collect()),
+            col("tcp_conns", &|p| p.conns),
+            col("failed_connects", &|p| {
+                n(p, ConnStatus::Refused) + n(p, ConnStatus::Timeout) + n(p, ConnStatus::Failed)
+            }),
+            col("refused", &|p| n(p, ConnStatus::Refused)),
+            col("timeout", &|p| n(p, ConnStatus::Timeout)),
+            col("reset_by_peer", &|p| n(p, ConnStatus::ResetByPeer)),
+            col("reset_local", &|p| n(p, ConnStatus::ResetLocal)),
+            col("retrans_segs", &|p| p.retrans),
+            col("segs_out", &|p| p.segs_out),
+            opt_f64c(
+                "retrans_share",
+                rows.iter()
+                    .map(|r| (r.1.segs_out > 0).then(|| r.1.retrans as f64 / r.1.segs_out as f64))
+                    .collect(),
+            ),
+        ],
+        0,
+    )?;
+    if !known {
+        f.notes.push(
+            "the trace does not say how TCP connections ended (recorded before format 1.2, \
+             or without the tcp_state hooks)"
+                .into(),
+        );
+    }
+    Ok(f)
+}
+
+/// The summary's frames: overview, top processes, top connections,
+/// connection problems, drops, coverage.
 pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     let by_pid = Ctx {
         ds: ctx.ds,
@@ -225,6 +310,7 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
         overview(ctx)?,
         procs,
         top_conns(ctx)?,
+        problems(ctx)?,
         drops(ctx)?,
         coverage::frame(ctx)?,
     ])
@@ -232,7 +318,14 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
 
 /// The summary as one JSON object (sections and columns in display order).
 pub fn write_json(frames: &[Frame], output: Option<&Path>) -> anyhow::Result<()> {
-    let names = ["overview", "processes", "connections", "drops", "coverage"];
+    let names = [
+        "overview",
+        "processes",
+        "connections",
+        "connection_problems",
+        "drops",
+        "coverage",
+    ];
     let mut sections: Vec<String> = Vec::new();
     for (n, f) in names.iter().zip(frames) {
         let rows = json_rows(&f.df)?;

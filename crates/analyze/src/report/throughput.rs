@@ -169,5 +169,6 @@ pub fn key_name(ctx: &Ctx) -> &'static str {
         Proto => "proto",
         Iface => "iface",
         Cgroup => "cgroup",
+        Container => "container",
     }
 }

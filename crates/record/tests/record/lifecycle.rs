@@ -187,3 +187,92 @@ fn tcp_connection_lifecycle_times_and_bytes() {
         assert!(d >= hold.as_nanos() as u64, "{what}: {d} ns < hold");
     }
 }
+
+/// A process's start time in ns of CLOCK_BOOTTIME, as /proc/PID/stat
+/// gives it: `[ticks, ticks + 1)` clock ticks since boot.
+fn proc_start_window(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Field 22; the comm (field 2) may hold spaces, so count after ')'.
+    let after = &stat[stat.rfind(')').expect("comm end") + 2..];
+    let ticks: u64 = after
+        .split(' ')
+        .nth(19)
+        .and_then(|f| f.parse().ok())
+        .expect("starttime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let tick = 1_000_000_000 / hz;
+    (ticks * tick, (ticks + 1) * tick)
+}
+
+/// Issue 17: a process started before the recording (a server the test
+/// starts first) gets a "running" row whose time is its kernel start time,
+/// inside the window /proc/PID/stat gives for it, with the test as its
+/// parent; a process started during the recording gets no such row.
+#[test]
+fn process_started_before_recording_has_its_start_time() {
+    use crate::util::{name, opts, server, spawn, wait_ok};
+    use snoop_format::{comm_str, ProcessKind};
+    if !bpf_ok("running_start") {
+        return;
+    }
+    let (sn, cn) = (name("rs"), name("rc"));
+    let (srv, port) = server("tcp-server", &sn, "127.0.0.1:0", 1000, 10);
+    let spid = srv.id();
+    let window = proc_start_window(spid);
+    let rec = start(opts(&[&sn, &cn]));
+    let (cli, _) = spawn(&[
+        "tcp-client",
+        &cn,
+        &format!("127.0.0.1:{port}"),
+        "1000",
+        "10",
+    ]);
+    let cpid = cli.id();
+    wait_ok(cli);
+    wait_ok(srv);
+    let (t, _sum, _d) = rec.stop();
+    let mut rows = Vec::new();
+    for c in t.chunks_of(Table::Processes) {
+        let b = t
+            .read_chunk(c, ColumnSet::ALL)
+            .expect("chunk")
+            .into_processes()
+            .expect("processes");
+        for i in 0..b.rows {
+            rows.push((
+                ProcessKind::from_u8(b.kind[i]),
+                b.pid[i],
+                b.ppid[i],
+                b.ts[i],
+                comm_str(&b.comm[i]),
+            ));
+        }
+    }
+    let running: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == Some(ProcessKind::Running) && r.1 == spid)
+        .collect();
+    assert_eq!(running.len(), 1, "one running row for the server: {rows:?}");
+    let (_, _, ppid, ts, comm) = running[0];
+    assert!(
+        window.0 <= *ts && *ts < window.1,
+        "start {ts} outside /proc's window {window:?}"
+    );
+    assert!(*ts < t.info().start_ns, "started before the recording");
+    assert_eq!(*ppid, std::process::id(), "the test started it");
+    assert_eq!(comm, &sn);
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.1 == cpid && r.0 == Some(ProcessKind::Running)),
+        "the client started during the recording: {rows:?}"
+    );
+    // It took its name (PR_SET_NAME) after exec, so --comm tracks it only
+    // from its first message: its exit is its one row.
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == cpid && r.0 == Some(ProcessKind::Exit)),
+        "the client's exit: {rows:?}"
+    );
+}

@@ -12,10 +12,16 @@
 //! veth pair joining two network namespaces), `lifecycle` (TCP connection
 //! open/close times and kernel byte counters), `pressure` (a full owner
 //! map counted, closed and never-connected sockets leaving it), `pidreuse` (a pid
-//! given to a new process keeps the two apart).
+//! given to a new process keeps the two apart), `outcomes` (how TCP
+//! connections end: refused, closed, reset, retransmissions on a lossy
+//! link between two namespaces), `containers` (cgroups named like docker's
+//! and systemd's: their paths in the trace, names, `--cgroup` by container
+//! id prefix).
 
+mod containers;
 mod iface;
 mod lifecycle;
+mod outcomes;
 mod pidreuse;
 mod pressure;
 mod traffic;

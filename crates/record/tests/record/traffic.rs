@@ -305,4 +305,24 @@ fn connection_opened_before_recording() {
         c.contains_key(&cn),
         "connection records of the client: {c:?}"
     );
+    // Every hook group asked for ran: a verifier refusal of the iterators
+    // (e.g. a read beyond the sock_common iter/tcp hands over) would
+    // only degrade, so it is checked here.
+    for (g, s) in &t.hooks().expect("hook groups").groups {
+        assert!(!s.starts_with("refused"), "{g}: {s}");
+    }
+    // The "already open" records (old_state 0) carry the socket's
+    // counters at the start: the handshake's segments at least.
+    let mut open = 0;
+    for b in event_batches(&t, Table::Connections, ColumnSet::ALL) {
+        for r in 0..b.rows {
+            let f = b.flow[r] as usize;
+            if b.old_state[r] == 0 && comm_str(&b.flows.comm[f]) == cn {
+                let o = b.outcome(r).expect("outcome columns");
+                assert!(o.segs_out > 0 && o.segs_in > 0, "{o:?}");
+                open += 1;
+            }
+        }
+    }
+    assert_eq!(open, 1, "one already-open record of the client");
 }
