@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod docs;
 mod info;
 mod synth;
 mod units;
@@ -43,6 +44,10 @@ enum Command {
     /// Check this machine before recording: BTF, privileges, cgroup v2, each hook group.
     #[cfg(feature = "record")]
     Doctor(snoop_record::DoctorArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish, powershell.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff) of snoop, or of one subcommand: snoop man > snoop.1
+    Man(docs::ManArgs),
     /// Write a deterministic synthetic trace (for tests, fixtures and benches).
     #[command(hide = true)]
     Synth(synth::SynthArgs),
@@ -67,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => done(snoop_analyze::run_export(&args)),
         Command::Info(args) => done(info::run(&args)),
         Command::Synth(args) => done(synth::run(&args)),
+        Command::Completions(args) => done(docs::completions::<Cli>(&args)),
+        Command::Man(args) => done(docs::man::<Cli>(&args)),
     }
 }
 
@@ -80,6 +87,9 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Whether the error is a mistake in how snoop was called (exit status 2).
 fn is_usage_error(err: &anyhow::Error) -> bool {
+    if err.chain().any(|e| e.is::<docs::UnknownCommand>()) {
+        return true;
+    }
     #[cfg(feature = "analyze")]
     if err.chain().any(|e| e.is::<snoop_analyze::UsageError>()) {
         return true;

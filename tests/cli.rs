@@ -293,3 +293,72 @@ fn demo_shows_a_failed_recording() {
         "{err}"
     );
 }
+
+/// Completion scripts come from the clap definitions and parse in their
+/// shell: bash always (`bash -n`), zsh and fish where installed (each
+/// missing one prints why it was not checked). They name the subcommands
+/// and a flag the test knows.
+#[test]
+fn completions_parse_in_each_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shell, check) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+        let o = snoop(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = String::from_utf8(o.stdout).expect("utf-8");
+        for word in ["record", "analyze", "doctor", "ring-size"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+        let f = dir.path().join(format!("snoop.{shell}"));
+        std::fs::write(&f, &text).expect("write");
+        match std::process::Command::new(check).arg("-n").arg(&f).output() {
+            Ok(r) => assert!(
+                r.status.success(),
+                "{check} -n: {}",
+                String::from_utf8_lossy(&r.stderr)
+            ),
+            Err(_) => eprintln!("{check} not installed: {shell} completions not syntax-checked"),
+        }
+    }
+    let o = snoop(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "unknown shell: {}", stderr(&o));
+}
+
+/// `snoop man` renders with `man -l` (roff that man-db accepts) and
+/// documents the commands; `snoop man record` is the record page with its
+/// flags; an unknown subcommand is a usage error.
+#[test]
+fn man_pages_render() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, must) in [
+        (&["man"][..], &["snoop", "record", "analyze", "doctor"][..]),
+        (
+            &["man", "record"],
+            &["snoop-record", "--ring-size", "--no-packets"],
+        ),
+    ] {
+        let o = snoop(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let f = dir.path().join("page.1");
+        std::fs::write(&f, &o.stdout).expect("write");
+        let r = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&f)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("man (man-db)");
+        let page = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success(),
+            "man -l: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        // man may render hyphens as U+2010: compare without them.
+        let plain = page.replace(['\u{2010}', '\u{2212}'], "-");
+        for word in must {
+            assert!(plain.contains(word), "{args:?} page lacks {word}: {page}");
+        }
+    }
+    let o = snoop(&["man", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
