@@ -200,7 +200,8 @@ fn top_conns(ctx: &Ctx) -> anyhow::Result<Frame> {
     )
 }
 
-/// The summary's frames: overview, top processes, top connections, drops, coverage.
+/// The summary's frames: overview, top processes, behaviour (scan, fan-out
+/// and periodic processes first), top connections, drops, coverage.
 pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     let by_pid = Ctx {
         ds: ctx.ds,
@@ -224,6 +225,7 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     Ok(vec![
         overview(ctx)?,
         procs,
+        super::behavior::summary_frame(ctx, TOP)?,
         top_conns(ctx)?,
         drops(ctx)?,
         coverage::frame(ctx)?,
@@ -232,7 +234,14 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
 
 /// The summary as one JSON object (sections and columns in display order).
 pub fn write_json(frames: &[Frame], output: Option<&Path>) -> anyhow::Result<()> {
-    let names = ["overview", "processes", "connections", "drops", "coverage"];
+    let names = [
+        "overview",
+        "processes",
+        "behaviour",
+        "connections",
+        "drops",
+        "coverage",
+    ];
     let mut sections: Vec<String> = Vec::new();
     for (n, f) in names.iter().zip(frames) {
         let rows = json_rows(&f.df)?;
