@@ -359,8 +359,6 @@ fn sock_facts(ctx: &Ctx) -> (HashMap<SockKey, SockFacts>, Vec<Listening>) {
 struct FlowState {
     /// Direction of the flow's first message (2: none yet).
     first_dir: u8,
-    /// Last message time per direction (0: none).
-    last: [u64; 2],
     /// Current run's direction and bytes.
     run_dir: u8,
     run_bytes: u64,
@@ -374,7 +372,6 @@ impl Default for FlowState {
     fn default() -> Self {
         FlowState {
             first_dir: 2,
-            last: [0; 2],
             run_dir: 2,
             run_bytes: 0,
             pending: None,
@@ -420,6 +417,7 @@ impl FlowState {
 #[derive(Default)]
 struct Acc {
     sizes: Vec<u32>,
+    p50: Option<u64>,
     large_bytes: u64,
     tx: u64,
     rx: u64,
@@ -600,11 +598,6 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
             if f.first_dir == 2 {
                 f.first_dir = dir;
             }
-            let last = &mut f.last[dir as usize];
-            if *last != 0 && ts >= *last {
-                x.gaps.push(ts - *last);
-            }
-            *last = ts;
             if f.run_dir == dir {
                 f.run_bytes = f.run_bytes.saturating_add(b);
             } else {
@@ -622,6 +615,38 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     for (g, f) in fs.iter_mut().enumerate() {
         if of_flow[g] != u32::MAX {
             f.close_run(&mut acc[of_flow[g] as usize].ex);
+        }
+    }
+    // Gaps between consecutive messages in one direction of one flow, only
+    // for processes whose sizes and counts could make them interactive (a
+    // second pass: keeping every gap of every process would cost 8 bytes
+    // per event).
+    let candidate: Vec<bool> = acc
+        .iter_mut()
+        .map(|x| {
+            x.p50 = median(&mut x.sizes);
+            x.sizes = Vec::new();
+            x.tx_n >= INTERACTIVE_MIN_MSGS
+                && x.rx_n >= INTERACTIVE_MIN_MSGS
+                && x.p50.is_some_and(|m| m <= INTERACTIVE_MAX_P50_BYTES)
+        })
+        .collect();
+    if candidate.iter().any(|&c| c) {
+        let mut last: HashMap<(usize, u8), u64> = HashMap::new();
+        for ev in &ds.msg_events {
+            for i in 0..ev.ts.len() {
+                let g = ev.flow[i] as usize;
+                let p = of_flow[g];
+                if p == u32::MAX || !candidate[p as usize] {
+                    continue;
+                }
+                let ts = ev.ts[i];
+                if let Some(l) = last.insert((g, ev.dir[i].min(1)), ts) {
+                    if ts >= l {
+                        acc[p as usize].gaps.push(ts - l);
+                    }
+                }
+            }
         }
     }
     // Without per-event data (never, with this report's plan) the totals
@@ -744,7 +769,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         pr.failed_conns = ca.failed;
         pr.remotes = ca.addrs.len() as u64;
         pr.remote_ports = ca.ports.len() as u64;
-        pr.p50_msg_bytes = median(&mut x.sizes);
+        pr.p50_msg_bytes = x.p50;
         ca.durations.sort_unstable();
         pr.p50_conn_duration_ns =
             (!ca.durations.is_empty()).then(|| nearest_rank(&ca.durations, 0.5));
