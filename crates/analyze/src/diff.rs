@@ -14,7 +14,7 @@ use snoop_format::comm_str;
 
 use crate::cli::{FilterArgs, Format, Key};
 use crate::filter::{sock_str, Filter};
-use crate::frame::{opt_u64c, strc, write_frames, Frame};
+use crate::frame::{opt_u64c, strc, write_frames, Frame, Style};
 use crate::load::Dataset;
 use crate::report::behavior::{self, Endpoint, Trait};
 use crate::report::Ctx;
@@ -272,6 +272,9 @@ fn frame(rows: &[Row], title: String, table: bool) -> anyhow::Result<Frame> {
         traits(b).with_name("traits_b".into()),
     ];
     let mut f = Frame::new(title, cols, 0)?;
+    for c in ["tx_bytes_a", "tx_bytes_b", "rx_bytes_a", "rx_bytes_b"] {
+        f.styles.push((c.into(), Style::Bytes));
+    }
     if table {
         f.notes.push(
             "matched by process name; remotes are addr:port contacted, or addr:* of peers \
