@@ -513,6 +513,14 @@ struct ConnAcc {
 /// The behaviour of every process in the dataset, by traffic (most first).
 pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     let ds = ctx.ds;
+    let timing = std::env::var_os("SNOOP_TIMING").is_some();
+    let mut t0 = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        if timing {
+            eprintln!("timing: behaviour {what} {:?}", t0.elapsed());
+            t0 = std::time::Instant::now();
+        }
+    };
     let names = super::keys::latest_comms(ds);
     let mut index: HashMap<(u16, u32), usize> = HashMap::new();
     let mut procs: Vec<Profile> = Vec::new();
@@ -564,6 +572,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         }
     }
 
+    lap("flows");
     // The event pass.
     let mut fs = vec![FlowState::default(); ds.flows.len()];
     let mut bursts: Vec<(u64, Vec<u64>)> = vec![(0, Vec::new()); eps.len()];
@@ -617,6 +626,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
             f.close_run(&mut acc[of_flow[g] as usize].ex);
         }
     }
+    lap("event pass");
     // Gaps between consecutive messages in one direction of one flow, only
     // for processes whose sizes and counts could make them interactive (a
     // second pass: keeping every gap of every process would cost 8 bytes
@@ -683,6 +693,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     }
     drop(fs);
 
+    lap("gaps");
     // Connections.
     let (facts, listens) = sock_facts(ctx);
     let mut cacc: Vec<ConnAcc> = Vec::new();
@@ -750,6 +761,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     acc.resize_with(procs.len(), Acc::default);
     cacc.resize_with(procs.len(), ConnAcc::default);
 
+    lap("connections");
     // Message bursts per process: (endpoint, times).
     let mut burst_of: Vec<Vec<(usize, Vec<u64>)>> = vec![Vec::new(); procs.len()];
     for (e, (_, times)) in bursts.into_iter().enumerate() {
@@ -974,6 +986,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         traits.sort_by_key(|t| t.0);
         pr.traits = traits;
     }
+    lap("traits");
     procs.retain(|p| {
         ctx.ds.files[p.file as usize]
             .filter
