@@ -51,11 +51,11 @@ pub const RR_MIN_EXCHANGES: u64 = 5;
 /// `request-response`: at least this share of exchanges has a reply larger
 /// than its request.
 pub const RR_LARGER_REPLY_SHARE: f64 = 0.8;
-/// `streaming`: the process's active time is cut into slots this long.
-pub const STREAM_SLOT_NS: u64 = 1_000_000_000;
 /// `streaming`: active for at least this long (first to last message).
 pub const STREAM_MIN_SPAN_NS: u64 = 10_000_000_000;
-/// `streaming`: at least this share of the slots carry bytes.
+/// `streaming`: at least this share of the slots carry bytes. A slot is one
+/// `--interval` (default 1 s): the whole intervals between the process's
+/// first and last message (several intervals per slot past 65536 of them).
 pub const STREAM_ACTIVE_SHARE: f64 = 0.8;
 /// `streaming`: bytes per slot vary at most this much (coefficient of variation).
 pub const STREAM_MAX_CV: f64 = 0.5;
@@ -426,7 +426,10 @@ struct Acc {
     gaps: Vec<u64>,
     first: u64,
     last: u64,
+    /// Slot width, intervals per slot, and the interval of the first slot.
     slot_ns: u64,
+    slot_k: u64,
+    slot_b0: u64,
     slots: Vec<u64>,
     ex: Exchanges,
 }
@@ -558,17 +561,39 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         let x = &mut acc[p];
         x.first = x.first.min(a.first);
         x.last = x.last.max(a.last);
+        x.tx = x.tx.saturating_add(a.tx_bytes);
+        x.rx = x.rx.saturating_add(a.rx_bytes);
+        x.tx_n = x.tx_n.saturating_add(a.tx_n);
+        x.rx_n = x.rx_n.saturating_add(a.rx_n);
         let key = (p, r.flow.raddr, r.flow.rport);
         ep_of_flow[i] = *ep_index.entry(key).or_insert_with(|| {
             eps.push(key);
             (eps.len() - 1) as u32
         });
     }
+    // Bytes per slot from the loader's per-interval buckets.
+    let iv = ds.interval_ns.max(1);
     for x in &mut acc {
-        let span = x.last.saturating_sub(x.first);
-        if span >= STREAM_MIN_SPAN_NS {
-            x.slot_ns = STREAM_SLOT_NS.max(span / (1 << 16) + 1);
-            x.slots = vec![0; (span / x.slot_ns) as usize];
+        if x.last.saturating_sub(x.first) >= STREAM_MIN_SPAN_NS {
+            let (b0, b1) = (x.first / iv, x.last / iv);
+            let whole = b1.saturating_sub(b0).saturating_sub(1);
+            x.slot_k = whole / (1 << 16) + 1;
+            x.slot_ns = iv.saturating_mul(x.slot_k);
+            x.slot_b0 = b0 + 1;
+            x.slots = vec![0; (whole / x.slot_k) as usize];
+        }
+    }
+    for b in &ds.buckets {
+        let p = of_flow[b.flow as usize];
+        if p == u32::MAX {
+            continue;
+        }
+        let x = &mut acc[p as usize];
+        if x.slots.is_empty() || b.b < x.slot_b0 {
+            continue;
+        }
+        if let Some(v) = x.slots.get_mut(((b.b - x.slot_b0) / x.slot_k) as usize) {
+            *v = v.saturating_add(b.tx.saturating_add(b.rx));
         }
     }
 
@@ -589,19 +614,6 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
             let b = u64::from(bytes);
             if b >= BULK_LARGE_MSG_BYTES {
                 x.large_bytes = x.large_bytes.saturating_add(b);
-            }
-            if dir == 0 {
-                x.tx = x.tx.saturating_add(b);
-                x.tx_n += 1;
-            } else {
-                x.rx = x.rx.saturating_add(b);
-                x.rx_n += 1;
-            }
-            if !x.slots.is_empty() {
-                let s = (ts.saturating_sub(x.first) / x.slot_ns) as usize;
-                if let Some(v) = x.slots.get_mut(s) {
-                    *v = v.saturating_add(b);
-                }
             }
             let f = &mut fs[g];
             if f.first_dir == 2 {
@@ -656,17 +668,6 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
                         acc[p as usize].gaps.push(ts - l);
                     }
                 }
-            }
-        }
-    }
-    // Without per-event data (never, with this report's plan) the totals
-    // still come from the flows.
-    if ds.msg_events.is_empty() {
-        for (i, &p) in of_flow.iter().enumerate() {
-            if p != u32::MAX {
-                let (a, x) = (&ds.agg[i], &mut acc[p as usize]);
-                x.tx = x.tx.saturating_add(a.tx_bytes);
-                x.rx = x.rx.saturating_add(a.rx_bytes);
             }
         }
     }
