@@ -1080,13 +1080,22 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
 }
 
 /// The summary's behaviour section: processes with `scan`, `fan-out` or
-/// `periodic` first, then the rest by traffic.
+/// `periodic` first, then the rest by traffic. The summary loads no
+/// per-event data (it stays as cheap as `--by pid`), so the traits that
+/// need it — bulk, interactive, request-response, periodic message bursts —
+/// are left to `--report behavior`; those from connections remain.
 pub fn summary_frame(ctx: &Ctx, top: usize) -> anyhow::Result<Frame> {
     let mut procs = profiles(ctx);
     // Stable: keeps the traffic order within each group.
     procs.sort_by_key(|p| !p.traits.iter().any(|(t, _)| t.alarming()));
     procs.truncate(top);
-    let mut f = frame_of(ctx, &procs, "behaviour (scan, fan-out, periodic first)")?;
+    let title = if ctx.ds.msg_events.is_empty() {
+        "behaviour from connections and rates (scan, fan-out, periodic first; \
+         --report behavior for every trait)"
+    } else {
+        "behaviour (scan, fan-out, periodic first)"
+    };
+    let mut f = frame_of(ctx, &procs, title)?;
     f.df = f.df.select([
         "pid",
         "comm",

@@ -61,8 +61,6 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.packets = true;
             p.connections = true;
             p.stats = true;
-            // The behaviour section reads per-event data.
-            p.events = true;
         }
         Report::Behavior => return behavior::plan(interval_ns),
         Report::Html => {
