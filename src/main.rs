@@ -33,6 +33,9 @@ enum Command {
     /// Per-process reports from a trace: throughput, connections, sizes, remotes, timeline...
     #[cfg(feature = "analyze")]
     Analyze(snoop_analyze::AnalyzeArgs),
+    /// What changed between two traces, per process name: new, gone, changed, same.
+    #[cfg(feature = "analyze")]
+    Diff(snoop_analyze::DiffArgs),
     /// Print every event of a trace in time order, like tcpdump with process names.
     #[cfg(feature = "analyze")]
     Replay(snoop_analyze::ReplayArgs),
@@ -66,6 +69,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor(args) => snoop_record::run_doctor(&args),
         #[cfg(feature = "analyze")]
         Command::Analyze(args) => done(snoop_analyze::run_analyze(&args)),
+        #[cfg(feature = "analyze")]
+        Command::Diff(args) => done(snoop_analyze::run_diff(&args)),
         #[cfg(feature = "analyze")]
         Command::Replay(args) => done(snoop_analyze::run_replay(&args)),
         #[cfg(feature = "analyze")]

@@ -41,8 +41,8 @@ pub struct AnalyzeArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Report: summary (default without --by), throughput (default with
-    /// --by), conns, sizes, remotes, timeline, lifecycle, coverage, html
-    /// (default when -o ends in .html).
+    /// --by), conns, sizes, remotes, timeline, lifecycle, coverage,
+    /// behavior (or behaviour), html (default when -o ends in .html).
     #[arg(long, value_name = "NAME")]
     pub report: Option<String>,
     /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup, container.
@@ -131,6 +131,8 @@ pub enum Report {
     Coverage,
     /// Self-contained HTML page with charts.
     Html,
+    /// Behaviour traits, role and evidence per process.
+    Behavior,
 }
 
 impl Report {
@@ -166,7 +168,7 @@ impl Report {
     }
 
     const NAMES: &'static str =
-        "summary, throughput, conns, sizes, remotes, timeline, lifecycle, coverage, html";
+        "summary, throughput, conns, sizes, remotes, timeline, lifecycle, coverage, behavior, html";
 
     /// Parse a report name.
     pub fn parse(s: &str) -> anyhow::Result<Report> {
@@ -180,6 +182,7 @@ impl Report {
             "lifecycle" => Report::Lifecycle,
             "coverage" => Report::Coverage,
             "html" => Report::Html,
+            "behavior" | "behaviour" => Report::Behavior,
             _ => {
                 return Err(usage(format!(
                     "unknown report {s:?} (known: {})",

@@ -5,13 +5,16 @@
 //! DataFrames written as aligned tables, JSON, CSV, Parquet or one HTML page.
 //! `replay` prints every event in time order and `export` writes raw rows.
 //!
-//! The binary calls [`run_analyze`], [`run_replay`] and [`run_export`] with
+//! `diff` compares two traces process by process (matched by name).
+//!
+//! The binary calls [`run_analyze`], [`run_diff`], [`run_replay`] and [`run_export`] with
 //! the clap argument structs defined here; usage mistakes come back as a
 //! [`UsageError`] inside the `anyhow::Error`, which the binary maps to exit 2.
 
 mod attrib;
 mod cli;
 mod decode;
+mod diff;
 mod export;
 mod filter;
 mod frame;
@@ -23,6 +26,7 @@ mod report;
 mod units;
 
 pub use cli::{AnalyzeArgs, ExportArgs, FilterArgs, ReplayArgs};
+pub use diff::{run_diff, DiffArgs};
 pub use export::run_export;
 pub use load::{Dataset, FileMeta, LoadPlan, Origin};
 pub use protos::proto_name;

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde_json::Value;
-use snoop_analyze::{run_analyze, run_export, run_replay, AnalyzeArgs, ExportArgs, ReplayArgs};
+use snoop_analyze::{
+    run_analyze, run_diff, run_export, run_replay, AnalyzeArgs, DiffArgs, ExportArgs, ReplayArgs,
+};
 use snoop_format::names::{name_text, name_text_bytes, width};
 use snoop_format::{
     addr_bytes, Direction, FileInfo, Flow, ProcessKind, ProcessRow, TraceWriter, WriterOptions,
@@ -479,5 +481,56 @@ fn issue21_html_escapes_names_everywhere() {
     for title in s.split("<title>").skip(1) {
         let title = &title[..title.find("</title>").unwrap()];
         assert!(!title.contains('<') && !title.contains('"'), "{title:?}");
+    }
+}
+
+#[derive(Parser)]
+struct DiffCli {
+    #[command(flatten)]
+    a: DiffArgs,
+}
+
+/// Issue 18: the behaviour report and `snoop diff` show names escaped in
+/// tables (evidence lines too) and keep the lossless name text in JSON.
+#[test]
+fn issue18_behaviour_and_diff_escape_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write_trace(dir.path());
+    let out = analyze(
+        &t,
+        &dir.path().join("behaviour.txt"),
+        &["--report", "behaviour", "--top", "0"],
+    );
+    let s = assert_terminal_safe(&out);
+    for (_, shown) in NAMES {
+        assert!(s.contains(shown), "{shown:?} not in {s}");
+    }
+    let json = dir.path().join("diff.json");
+    let mut args = vec!["diff", t.to_str().unwrap(), t.to_str().unwrap()];
+    args.extend(["--format", "json", "-o", json.to_str().unwrap()]);
+    run_diff(&DiffCli::try_parse_from(&args).unwrap().a).unwrap();
+    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for (raw, _) in NAMES {
+        let text = name_text(raw);
+        let r = rows.iter().find(|r| r["comm"] == text.as_str());
+        assert_eq!(
+            r.map(|r| &r["change"]),
+            Some(&Value::from("same")),
+            "{text:?}"
+        );
+    }
+    let txt = dir.path().join("diff.txt");
+    let args = [
+        "diff",
+        t.to_str().unwrap(),
+        t.to_str().unwrap(),
+        "-o",
+        txt.to_str().unwrap(),
+    ];
+    run_diff(&DiffCli::try_parse_from(args).unwrap().a).unwrap();
+    let out = std::fs::read(&txt).unwrap();
+    let s = assert_terminal_safe(&out);
+    for (_, shown) in NAMES {
+        assert!(s.contains(shown), "{shown:?} not in {s}");
     }
 }

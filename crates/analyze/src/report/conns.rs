@@ -484,20 +484,35 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
         }
         return out;
     }
-    let mut per: HashMap<K, (usize, UdpEvents)> = HashMap::new();
+    // The tuple's list per global flow, found once per flow, not per event.
+    let mut index: HashMap<K, u32> = HashMap::new();
+    let mut per: Vec<(K, usize, UdpEvents)> = Vec::new();
+    let slot: Vec<u32> = (0..ds.flows.len())
+        .map(|g| match key(g) {
+            Some(k) => *index.entry(k).or_insert_with(|| {
+                per.push((k, usize::MAX, Vec::new()));
+                (per.len() - 1) as u32
+            }),
+            None => u32::MAX,
+        })
+        .collect();
     for ev in &ds.msg_events {
         for i in 0..ev.ts.len() {
             let g = ev.flow[i] as usize;
-            if let Some(k) = key(g) {
-                per.entry(k).or_insert_with(|| (g, Vec::new())).1.push((
-                    ev.ts[i],
-                    ev.bytes[i],
-                    ev.dir[i],
-                ));
+            let s = slot[g];
+            if s != u32::MAX {
+                let p = &mut per[s as usize];
+                if p.2.is_empty() {
+                    p.1 = g; // the flow of its first message, as before
+                }
+                p.2.push((ev.ts[i], ev.bytes[i], ev.dir[i]));
             }
         }
     }
-    for (k, (g, mut v)) in per {
+    for (k, g, mut v) in per {
+        if v.is_empty() {
+            continue;
+        }
         v.sort_unstable();
         let (mut s, mut last, mut tx, mut rx) = (v[0].0, v[0].0, 0u64, 0u64);
         for &(ts, b, d) in &v {

@@ -359,6 +359,7 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
     ])?;
     procs.title = "Top processes".into();
     h.push_str(&html_table(&procs, 20)?);
+    h.push_str(&super::behavior::html_section(ctx)?);
     let mut cov = coverage::frame(ctx)?;
     cov.title = "Wire traffic attribution".into();
     h.push_str(&html_table(&cov, 20)?);

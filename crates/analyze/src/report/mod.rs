@@ -2,6 +2,7 @@
 //! frames and writes them. One module per report; `keys` holds the `--by`
 //! grouping they share.
 
+pub(crate) mod behavior;
 mod conns;
 mod coverage;
 mod html;
@@ -61,6 +62,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.connections = true;
             p.stats = true;
         }
+        Report::Behavior => return behavior::plan(interval_ns),
         Report::Html => {
             p.packets = true;
             p.events = true;
@@ -94,6 +96,7 @@ pub(crate) fn build(report: Report, ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
         Report::Lifecycle => Ok(vec![lifecycle::frame(ctx)?]),
         Report::Coverage => Ok(vec![coverage::frame(ctx)?]),
         Report::Summary => summary::frames(ctx),
+        Report::Behavior => Ok(vec![behavior::frame(ctx)?]),
         Report::Html => Err(usage("html is written by run_analyze")),
     }
 }
@@ -134,6 +137,9 @@ pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
     let mut frames = build(report, &ctx)?;
     if std::env::var_os("SNOOP_TIMING").is_some() {
         eprintln!("timing: report {:?}", t.elapsed());
+    }
+    if matches!(report, Report::Behavior | Report::Summary) && format == Format::Table {
+        frames = behavior::for_table(frames, args.top)?;
     }
     if report == Report::Summary && format == Format::Json {
         return summary::write_json(&frames, args.output.as_deref());

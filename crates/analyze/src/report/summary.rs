@@ -284,8 +284,9 @@ pub(crate) fn problems(ctx: &Ctx) -> anyhow::Result<Frame> {
     Ok(f)
 }
 
-/// The summary's frames: overview, top processes, top connections,
-/// connection problems, drops, coverage.
+/// The summary's frames: overview, top processes, behaviour (scan, fan-out
+/// and periodic processes first), top connections, connection problems,
+/// drops, coverage.
 pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     let by_pid = Ctx {
         ds: ctx.ds,
@@ -309,6 +310,7 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
     Ok(vec![
         overview(ctx)?,
         procs,
+        super::behavior::summary_frame(ctx, TOP)?,
         top_conns(ctx)?,
         problems(ctx)?,
         drops(ctx)?,
@@ -321,6 +323,7 @@ pub fn write_json(frames: &[Frame], output: Option<&Path>) -> anyhow::Result<()>
     let names = [
         "overview",
         "processes",
+        "behaviour",
         "connections",
         "connection_problems",
         "drops",
