@@ -10,8 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
-use std::time::Duration;
 
 mod common;
 use common::*;
@@ -67,16 +65,6 @@ fn workload(comm: &str) -> usize {
     .unwrap()
 }
 
-fn run(args: &[&str]) -> String {
-    let out = Command::new(SNOOP).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "snoop {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn issue18_real_scan_and_listener() {
     let Some(_bpf) = bpf_or_skip("issue18_real_scan_and_listener") else {
@@ -88,13 +76,10 @@ fn issue18_real_scan_and_listener() {
     let rec = start_recorder(&path, &["--comm", &comm, "--no-packets"], &[]);
     let refused = workload(&comm);
     assert_eq!(refused, 25, "the closed ports must refuse");
-    std::thread::sleep(Duration::from_millis(300));
-    rec.signal(libc::SIGINT);
-    let (status, stderr) = rec.wait(30);
-    assert!(status.success(), "{stderr}");
+    rec.stop();
     let p = path.to_str().unwrap();
 
-    let rows: serde_json::Value = serde_json::from_str(&run(&[
+    let rows: serde_json::Value = serde_json::from_str(&stdout_of(&[
         "analyze", p, "--report", "behavior", "--format", "json",
     ]))
     .unwrap();
@@ -112,7 +97,7 @@ fn issue18_real_scan_and_listener() {
     assert_eq!(me["comm"], comm.as_str());
 
     let diff: serde_json::Value =
-        serde_json::from_str(&run(&["diff", p, p, "--format", "json"])).unwrap();
+        serde_json::from_str(&stdout_of(&["diff", p, p, "--format", "json"])).unwrap();
     let row = diff
         .as_array()
         .unwrap()

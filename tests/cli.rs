@@ -262,7 +262,6 @@ fn demo_shows_a_failed_recording() {
         "#!/bin/sh\n\
          [ \"$1\" = record ] || exit 0\n\
          echo 'snoop: recording to /tmp/x.snp' >&2\n\
-         sleep 0.2\n\
          echo 'snoop: disk full writing /tmp/x.snp: kept 5 events in 1 chunks' >&2\n\
          exit 1\n",
     )

@@ -90,6 +90,16 @@ pub fn start_recorder(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Recor
 }
 
 impl Recorder {
+    /// Stop with SIGINT and return the recorder's stderr, checking it
+    /// succeeded. No wait is needed before: stopping detaches the programs
+    /// and then drains every record they emitted.
+    pub fn stop(self) -> String {
+        self.signal(libc::SIGINT);
+        let (status, stderr) = self.wait(30);
+        assert!(status.success(), "snoop record failed: {stderr}");
+        stderr
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -128,4 +138,15 @@ pub fn info_json(path: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `snoop ARGS`' standard output, checking it succeeded.
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(SNOOP).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "snoop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
