@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(wall(t), "2026-11-22 03:58:24.250000");
     }
 
-    /// Issue 16 item 5: a time whose year does not fit is a usage error,
+    /// A time whose year does not fit is a usage error,
     /// not an arithmetic overflow.
     #[test]
     fn huge_years_are_errors() {

@@ -1090,7 +1090,7 @@ fn after_close(f: &Flow) -> Flow {
     Flow { lport: 0, ..*f }
 }
 
-/// Issue 16 item 2: half-closed TCP connections, from both sides. The
+/// Half-closed TCP connections, from both sides. The
 /// side that shuts down its sending half first (FIN_WAIT1 -> FIN_WAIT2)
 /// goes on receiving; what is still queued when its socket reaches CLOSE is
 /// read after CLOSE. Every byte the test wrote must be in a connection, the
@@ -1217,7 +1217,7 @@ fn conns_half_close_from_both_sides() {
     }
 }
 
-/// Issue 16 item 3: a UDP flow ends at its last message when its process
+/// A UDP flow ends at its last message when its process
 /// exits, or when the trace goes on idle for 30 s after it; `end_ns` is
 /// null only for a flow still active at the end.
 #[test]
@@ -1283,7 +1283,7 @@ fn udp_flows_end_at_exit_or_idle() {
     assert_eq!(row(c, "pid", 900)["duration_ns"], S, "{c:?}");
 }
 
-/// Issue 16 item 4: a process is shown under its latest name: one that
+/// A process is shown under its latest name: one that
 /// execs another program (and whose first name has more traffic) and one
 /// whose worker thread has a name of its own. `lifecycle` lists the names.
 #[test]
@@ -1382,7 +1382,7 @@ fn html_output_infers_the_html_report() {
     assert!(std::fs::read_to_string(&bad).unwrap().contains("TX_BYTES"));
 }
 
-/// Issue 17: how each TCP connection ended, from its CLOSE row's sk_err
+/// How each TCP connection ended, from its CLOSE row's sk_err
 /// and counters (format 1.2): `status` per connection, null RTTs when the
 /// kernel had no sample, the duration table's `failed` count, the
 /// summary's connection problems and the HTML outcomes chart.
@@ -1502,7 +1502,7 @@ fn conns_status_from_tcp_outcomes() {
     assert!(h.contains("reset_by_peer") && h.contains("Connection problems"));
 }
 
-/// Issue 17: a trace recorded before format 1.2 (the committed real
+/// A trace recorded before format 1.2 (the committed real
 /// loopback fixture, 1.1) still opens; its connections' status and
 /// counters are null, not "closed" and zero.
 #[test]
@@ -1537,7 +1537,7 @@ fn old_traces_have_null_outcomes() {
     }
 }
 
-/// Issue 17: a process already running when recording began has a
+/// A process already running when recording began has a
 /// "running" row at its kernel start time (before the recording), so
 /// lifecycle gives it a start, first_net_after_ns and conn_after_ns; a
 /// process known only from such a row, without network activity, is not
@@ -1582,7 +1582,7 @@ fn lifecycle_of_processes_running_before_the_recording() {
     assert_eq!(r["conn_after_ns"], format!("{}", S + 2 * MS - 100 * MS));
 }
 
-/// Issue 17: a trace that names its cgroups (format 1.2) shows their paths
+/// A trace that names its cgroups (format 1.2) shows their paths
 /// and containers with `--by cgroup`, and groups by container or service
 /// with `--by container` ("-" for neither or unnamed).
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 18: the behaviour report and `snoop diff`, on traces the tests
+//! The behaviour report and `snoop diff`, on traces the tests
 //! write row by row (messages, TCP state changes, process events) so each
 //! knows exactly what it put in. Every trait of the vocabulary is shown on
 //! a workload made to have it and on one made not to; then roles, the

@@ -129,7 +129,7 @@ fn mutated_traces_never_panic_the_analyzer() {
     eprintln!("FIGURE analyzer fuzz: {n} mutated traces, {files_ok} analysed, {runs_ok} successful runs, 0 panics");
 }
 
-/// Issue 16 item 5: recorder statistics are u64 counters from the file; two
+/// Recorder statistics are u64 counters from the file; two
 /// rows at `u64::MAX` must give a saturated total in the summary's drops
 /// (text and JSON), not an overflow (a panic in a debug build).
 #[test]

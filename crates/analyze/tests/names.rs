@@ -1,4 +1,4 @@
-//! Issue 21: hostile names must not reach the operator's terminal or
+//! Hostile names must not reach the operator's terminal or
 //! spreadsheet. One hand-built trace holds a process per hostile class —
 //! escape sequences, newline and tab, `<`/`&`, a leading `=`/`+`/`-`/`@`,
 //! invalid UTF-8, a backslash, a bidi override, and the 15-byte maximum
@@ -490,7 +490,7 @@ struct DiffCli {
     a: DiffArgs,
 }
 
-/// Issue 18: the behaviour report and `snoop diff` show names escaped in
+/// The behaviour report and `snoop diff` show names escaped in
 /// tables (evidence lines too) and keep the lossless name text in JSON.
 #[test]
 fn issue18_behaviour_and_diff_escape_names() {

@@ -508,7 +508,7 @@ fn hook_groups_round_trip_and_survive_recovery() {
     assert!(t.rows(Table::Messages) > 0);
 }
 
-/// Issue 17: a TCP state change's outcome (sk_err, retransmissions, RTTs,
+/// A TCP state change's outcome (sk_err, retransmissions, RTTs,
 /// segments; format 1.2) reads back row by row, also after the rows were
 /// sorted by time; rows pushed without one read back as zeros.
 #[test]
@@ -543,7 +543,7 @@ fn tcp_outcomes_round_trip() {
     assert_eq!(b.outcome(1), Some(out));
 }
 
-/// Issue 17: connections of a trace written before format 1.2 (the
+/// Connections of a trace written before format 1.2 (the
 /// committed v1.0 fixture) have no outcome columns: they read as absent
 /// (`None`), never as zeros that would claim a clean close.
 #[test]
@@ -568,7 +568,7 @@ fn old_traces_have_no_tcp_outcomes() {
     assert!(rows > 0, "the fixture has connection rows");
 }
 
-/// Issue 17: cgroup id -> path blocks (format 1.2) written between chunks
+/// Cgroup id -> path blocks (format 1.2) written between chunks
 /// are found in a complete file (in the gaps of the chunk index) and in a
 /// recovered one, merged by id; the chunks around them read as before.
 #[test]

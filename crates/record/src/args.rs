@@ -231,7 +231,7 @@ mod tests {
         assert!(parse_size("99999999999T").is_err());
     }
 
-    /// Issue 16 item 7: values that used to mean something else silently
+    /// Values that used to mean something else silently
     /// (`--port 0`: no filter; a ring size clamped) are usage errors.
     #[test]
     fn bad_values_are_refused() {

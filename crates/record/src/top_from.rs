@@ -334,7 +334,7 @@ mod tests {
         assert!(s.iter().all(|x| x.rows.iter().all(|r| r.pid == 10)));
     }
 
-    /// Issue 16 item 6: an end time far past the recording start (crafted,
+    /// An end time far past the recording start (crafted,
     /// or a skewed clock) is refused with an error naming the way out, not
     /// met with one table per interval; a COUNT still shows the start.
     #[test]
@@ -374,7 +374,7 @@ mod tests {
         assert!(format!("{e:#}").contains("last message"), "{e:#}");
     }
 
-    /// Issue 16 item 4: a process shows its latest name, and its main
+    /// A process shows its latest name, and its main
     /// thread's rather than a worker thread's (as ps does).
     #[test]
     fn latest_main_thread_name_wins() {
@@ -423,7 +423,7 @@ mod tests {
         );
     }
 
-    /// Issue 16 item 5: sums saturate instead of overflowing.
+    /// Sums saturate instead of overflowing.
     #[test]
     fn sums_saturate() {
         let t = TopTable::default();

@@ -1,4 +1,4 @@
-//! Containers and services (issue 17): the test makes two cgroups under the
+//! Containers and services: the test makes two cgroups under the
 //! cgroup v2 mount, named the way docker (`docker-ID.scope`) and systemd
 //! (`NAME.service`) name theirs, moves a TCP server into the first and its
 //! client into the second, and exchanges known bytes. The trace must name

@@ -205,7 +205,7 @@ fn proc_start_window(pid: u32) -> (u64, u64) {
     (ticks * tick, (ticks + 1) * tick)
 }
 
-/// Issue 17: a process started before the recording (a server the test
+/// A process started before the recording (a server the test
 /// starts first) gets a "running" row whose time is its kernel start time,
 /// inside the window /proc/PID/stat gives for it, with the test as its
 /// parent; a process started during the recording gets no such row.

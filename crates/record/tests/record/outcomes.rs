@@ -1,4 +1,4 @@
-//! TCP outcomes (issue 17): how each connection the test makes ends, read
+//! TCP outcomes: how each connection the test makes ends, read
 //! from the CLOSE row's sk_err and tcp_sock counters. A connect to a port
 //! the test has just closed must be `refused`; a client that shuts down,
 //! reads the server's EOF and closes must be `closed`, with the kernel's
