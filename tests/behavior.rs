@@ -1,4 +1,4 @@
-//! Issue 18 on a real recording: the real recorder watches threads of this
+//! On a real recording: the real recorder watches threads of this
 //! test (all named alike) connect to 25 closed loopback ports (refused by
 //! the kernel) and serve three connections they make to themselves; then
 //! `snoop analyze --report behavior` must call the process a scanner and

@@ -181,7 +181,7 @@ fn info_of_a_trace_without_hook_groups_says_so() {
     assert_eq!(v["format_version"], "1.0");
 }
 
-/// Issue 16 items 6 and 7: bad values of `top` and `record` are usage
+/// Bad values of `top` and `record` are usage
 /// errors (exit 2, clap's message naming the value) before anything runs:
 /// no panic on an INTERVAL that overflows the clock, no trace file created.
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 21 through the `snoop` binary, without root: `snoop top --from`
+//! Hostile names through the `snoop` binary, without root: `snoop top --from`
 //! shows hostile process names escaped in columns that stay aligned, and an
 //! error quoting a hostile path cannot drive the terminal. The trace is
 //! written here with `TraceWriter`, so the test knows every byte of every

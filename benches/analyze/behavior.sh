@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18, item 3: `snoop analyze --report behavior` next to
+# `snoop analyze --report behavior` next to
 # `snoop analyze --by pid` on the same large synthetic trace (the reference
 # workload of `snoop synth`, 20 million message events by default), run
 # alternately REPS times (order swapped every rep), JSON to /dev/null, warm

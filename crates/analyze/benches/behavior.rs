@@ -1,4 +1,4 @@
-//! Issue 18, item 3: `snoop analyze --report behavior` side by side with
+//! `snoop analyze --report behavior` side by side with
 //! `--by pid` on the same synthetic trace (SNOOP_BENCH_EVENTS, default 20
 //! million message events), both writing JSON. The trace is generated at
 //! bench time and cached in the temp dir under the same name as the

@@ -1345,7 +1345,7 @@ fn processes_show_their_latest_name() {
     );
 }
 
-/// Issue 16 item 7: `-o FILE.html` picks the html report as `-o FILE.json`
+/// `-o FILE.html` picks the html report as `-o FILE.json`
 /// picks the format; a table report into an .html file is a usage error
 /// unless `--format` asks for it.
 #[test]
