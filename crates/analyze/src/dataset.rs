@@ -14,7 +14,8 @@
 //!
 //! Column types are chosen for every engine: integers are signed 64-bit
 //! (Spark has no unsigned types), times are timestamps in UTC from the
-//! trace's wall clock, names (`comm`, `container`, `remote_name`) are
+//! trace's wall clock (`time`, microseconds, which every engine reads, and
+//! `time_ns`, nanoseconds since the Unix epoch), names (`comm`, `container`, `remote_name`) are
 //! dictionary (categorical) strings.
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,6 +32,7 @@ use snoop_format::{shown, Table, Trace};
 use crate::cli::ExportArgs;
 use crate::export::chunk_frame;
 use crate::filter::Filter;
+use crate::frame::i64c;
 use crate::load::{open_all, FileMeta};
 use crate::units::civil_from_days;
 
@@ -109,18 +111,22 @@ fn read_ledger(dir: &Path) -> anyhow::Result<HashSet<String>> {
 }
 
 /// The raw rows of one chunk shaped for the dataset, with the date of
-/// each row: `ts_ns` becomes `time` (wall clock, UTC), flow tables get
+/// each row: `ts_ns` becomes `time` and `time_ns` (wall clock), flow tables get
 /// `container`, integers become i64 and names dictionary strings.
 fn shape(mut df: DataFrame, m: &FileMeta) -> anyhow::Result<(DataFrame, Vec<String>)> {
     let ts = df.column("ts_ns")?.u64()?.clone();
     let wall: Vec<i64> = ts.into_no_null_iter().map(|t| m.info.wall_ns(t)).collect();
     let dates: Vec<String> = wall.iter().map(|&w| date_of(w)).collect();
-    let time = Int64Chunked::from_vec("time".into(), wall)
-        .into_datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC))
+    // Microseconds: the unit every engine reads (Spark refuses nanosecond
+    // timestamps); `time_ns` keeps the exact time.
+    let micros: Vec<i64> = wall.iter().map(|&w| w.div_euclid(1000)).collect();
+    let time = Int64Chunked::from_vec("time".into(), micros)
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
         .into_series()
         .into_column();
     df.drop_in_place("ts_ns")?;
     df.insert_column(0, time)?;
+    df.insert_column(1, i64c("time_ns", wall))?;
     if let Ok(cg) = df.column("cgroup").and_then(|c| c.u64().cloned()) {
         let names: Vec<Option<String>> = cg.into_no_null_iter().map(|id| m.container(id)).collect();
         let at = df.get_column_index("comm").map_or(df.width(), |i| i + 1);
