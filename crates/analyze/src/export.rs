@@ -3,7 +3,8 @@
 //! decoded in parallel, a batch at a time, into per-chunk DataFrames that
 //! are streamed to the file in order. Rows are as
 //! recorded: a packet's pid is the one the kernel knew (0 for most received
-//! packets); `analyze` does the attribution.
+//! packets); `analyze` does the attribution. A `.pcapng` output goes to the
+//! pcapng writer and `--dataset` to the dataset writer.
 
 use std::fs::File;
 use std::path::Path;

@@ -450,8 +450,7 @@ pub fn run_pcapng(args: &ExportArgs, output: &Path) -> anyhow::Result<()> {
         &format!("Linux {}", kernels.first().copied().unwrap_or_default()),
         &format!("snoop {}", env!("CARGO_PKG_VERSION")),
     ))?;
-    let mut next_id = 0u32;
-    for (&(fi, ifindex), slot) in out.ifaces.iter_mut() {
+    for (next_id, (&(fi, ifindex), slot)) in (0u32..).zip(out.ifaces.iter_mut()) {
         let m = &files[fi as usize];
         let name = m.info.iface_name(ifindex);
         let link = Link::of(name);
@@ -461,7 +460,6 @@ pub fn run_pcapng(args: &ExportArgs, output: &Path) -> anyhow::Result<()> {
             None => format!("if{ifindex}"),
         };
         *slot = (next_id, link);
-        next_id += 1;
         out.w.write_all(&interface(
             link,
             &label,
