@@ -244,40 +244,14 @@ fn tshark_frames(file: &Path) -> Vec<Frame> {
         .collect()
 }
 
-#[test]
-fn pcapng_export_reads_back_in_tshark() {
-    let test = "pcapng_export_reads_back_in_tshark";
-    let Some(_g) = bpf_or_skip(test) else {
-        return;
-    };
-    if Command::new("tshark").arg("--version").output().is_err() && missing(test, "tshark") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let trace = dir.path().join("t.snp");
-    let id = std::process::id() % 100_000;
-    let names = ["pS", "pC", "pU", "pR"].map(|p| format!("{p}{id}"));
-    let mut args = Vec::new();
-    for n in &names {
-        args.extend(["--comm", n.as_str()]);
-    }
-    let (up, down, count, size) = (200_000, 30_000, 40, 500);
-    let rec = start_recorder(&trace, &args, &[]);
-    let t = traffic(&names, up, down, count, size);
-    rec.stop();
-
-    let out = dir.path().join("t.pcapng");
-    let o = stdout_of(&[
-        "export",
-        trace.to_str().unwrap(),
-        "--table",
-        "packets",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.is_empty());
-    let frames = tshark_frames(&out);
-    let convs = tshark_convs(&out);
+/// Read `out` (exported from `trace`) with tshark and check every
+/// conversation against `snoop analyze --by conn`: `-z conv` frames and
+/// the frames' bytes are snoop's packets and wire bytes (plus the 14-byte
+/// Ethernet header of a loopback frame). Returns the frames and the exact
+/// (frames, bytes) per conversation.
+fn check_against_analyze(trace: &Path, out: &Path) -> (Vec<Frame>, BTreeMap<Conv, (u64, u64)>) {
+    let frames = tshark_frames(out);
+    let convs = tshark_convs(out);
 
     // snoop's view: packets and IP bytes per conversation.
     let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout_of(&[
@@ -331,6 +305,73 @@ fn pcapng_export_reads_back_in_tshark() {
             "{k:?}: -z conv shows {shown} x {unit} bytes, frames hold {bytes_x}"
         );
     }
+
+    (frames, exact)
+}
+
+#[test]
+fn pcapng_of_the_loopback_fixture_matches_analyze() {
+    let test = "pcapng_of_the_loopback_fixture_matches_analyze";
+    if Command::new("tshark").arg("--version").output().is_err() && missing(test, "tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/loopback.snp");
+    let out = dir.path().join("f.pcapng");
+    stdout_of(&[
+        "export",
+        trace.to_str().unwrap(),
+        "--table",
+        "packets",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    // TCP over IPv4 and UDP over IPv6, every packet owned.
+    let (frames, exact) = check_against_analyze(&trace, &out);
+    assert_eq!(
+        frames.len() as u64,
+        snoop_format::Trace::open(&trace)
+            .unwrap()
+            .rows(Table::Packets)
+    );
+    assert!(exact.keys().any(|k| k.0 == "UDP" && k.1 .0 == "::1"));
+    assert!(exact.keys().any(|k| k.0 == "TCP" && k.1 .0 == "127.0.0.1"));
+    assert!(frames.iter().all(|f| f.comment.starts_with("pid=")));
+}
+
+#[test]
+fn pcapng_export_reads_back_in_tshark() {
+    let test = "pcapng_export_reads_back_in_tshark";
+    let Some(_g) = bpf_or_skip(test) else {
+        return;
+    };
+    if Command::new("tshark").arg("--version").output().is_err() && missing(test, "tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.snp");
+    let id = std::process::id() % 100_000;
+    let names = ["pS", "pC", "pU", "pR"].map(|p| format!("{p}{id}"));
+    let mut args = Vec::new();
+    for n in &names {
+        args.extend(["--comm", n.as_str()]);
+    }
+    let (up, down, count, size) = (200_000, 30_000, 40, 500);
+    let rec = start_recorder(&trace, &args, &[]);
+    let t = traffic(&names, up, down, count, size);
+    rec.stop();
+
+    let out = dir.path().join("t.pcapng");
+    let o = stdout_of(&[
+        "export",
+        trace.to_str().unwrap(),
+        "--table",
+        "packets",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.is_empty());
+    let (frames, exact) = check_against_analyze(&trace, &out);
 
     // What the test sent: the UDP conversation is exactly the datagrams,
     // once leaving the sender and once arriving (loopback).
