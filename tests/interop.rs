@@ -2,7 +2,9 @@
 //! TCP and UDP traffic this test makes, exported as pcapng, read back by
 //! tshark: every conversation's frames and bytes are snoop's packets and
 //! wire bytes, the UDP conversation is exactly the datagrams sent, and every
-//! packet names its owning thread in its comment. Three traces exported as
+//! packet names its owning thread in its comment; the committed loopback
+//! fixture (TCP over IPv4, UDP over IPv6) is checked the same way without
+//! root. Three traces exported as
 //! a Hive-partitioned Parquet dataset (two of one host, appended in two
 //! runs, one of another; a repeated export skipped) give, through the
 //! README's DuckDB query, exactly the per-process bytes of
@@ -579,5 +581,41 @@ fn dataset_in_duckdb_matches_analyze_by_pid() {
     assert_eq!(
         duck, direct,
         "DuckDB over the dataset = the traces' own rows"
+    );
+
+    // Times are the trace's wall clock: first and last message of c.snp.
+    let t = Trace::open(&files[2]).unwrap();
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for i in t.chunks_of(Table::Messages).collect::<Vec<_>>() {
+        let b = t
+            .read_chunk(i, ColumnSet::ALL)
+            .and_then(|c| c.into_events())
+            .unwrap();
+        lo = lo.min(*b.ts.iter().min().unwrap());
+        hi = hi.max(*b.ts.iter().max().unwrap());
+    }
+    let wall = |ts: u64| ts as i64 + t.info().boot_to_wall_ns;
+    let py = format!(
+        "import duckdb\nprint(*duckdb.sql(\"SELECT min(time_ns), max(time_ns), \
+         epoch_us(min(time)), min(date)::VARCHAR, count(DISTINCT date) FROM \
+         read_parquet('{}/table=messages/*/*/*.parquet', hive_partitioning = true) \
+         WHERE host = 'db-7'\").fetchall()[0])",
+        ds.display()
+    );
+    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        got.trim(),
+        format!(
+            "{} {} {} 2026-01-01 1",
+            wall(lo),
+            wall(hi),
+            wall(lo).div_euclid(1000)
+        )
     );
 }
