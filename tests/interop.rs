@@ -8,7 +8,8 @@
 //! a Hive-partitioned Parquet dataset (two of one host, appended in two
 //! runs, one of another; a repeated export skipped) give, through the
 //! README's DuckDB query, exactly the per-process bytes of
-//! `snoop analyze --by pid` and of the traces' own rows.
+//! `snoop analyze --by pid` and of the traces' own rows; a trace that spans
+//! midnight lands in two date partitions, under its host name escaped.
 //!
 //! The pcapng test needs root (eBPF) and tshark; the dataset test needs
 //! DuckDB for Python. Without them the tests print why and pass, unless
@@ -22,7 +23,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use snoop_format::{ColumnSet, Table, Trace};
+use snoop_format::{ColumnSet, Direction, FileInfo, Flow, Table, Trace, TraceWriter};
 
 mod common;
 use common::*;
@@ -617,5 +618,87 @@ fn dataset_in_duckdb_matches_analyze_by_pid() {
             wall(hi),
             wall(lo).div_euclid(1000)
         )
+    );
+}
+
+#[test]
+fn dataset_splits_a_trace_at_midnight_and_escapes_the_host() {
+    let test = "dataset_splits_a_trace_at_midnight_and_escapes_the_host";
+    let has_duckdb = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_duckdb && missing(test, "DuckDB for Python (python3 -m pip install duckdb)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("m.snp");
+    // Boot clock 0 is one second before 2026-01-02 00:00:00 UTC.
+    let midnight: i64 = 1_767_312_000_000_000_000;
+    let info = FileInfo {
+        host: "../a b".into(),
+        kernel: "test".into(),
+        snoop_version: "0.1.0".into(),
+        command: vec!["test".into()],
+        boot_to_wall_ns: midnight - 1_000_000_000,
+        start_ns: 0,
+        ifaces: Vec::new(),
+    };
+    let mut w = TraceWriter::new(
+        std::fs::File::create(&trace).unwrap(),
+        &info,
+        Default::default(),
+    )
+    .unwrap();
+    let flow = Flow {
+        pid: 42,
+        tid: 42,
+        comm: *b"late\0\0\0\0\0\0\0\0\0\0\0\0",
+        family: 2,
+        proto: 17,
+        ..Flow::default()
+    };
+    // 7 messages of 100 bytes before midnight, 3 of 1000 after.
+    for i in 0..7u64 {
+        w.push_message(100_000_000 * i, &flow, 100, Direction::Tx)
+            .unwrap();
+    }
+    for i in 0..3u64 {
+        w.push_message(1_000_000_000 + i, &flow, 1000, Direction::Tx)
+            .unwrap();
+    }
+    w.finish(2_000_000_000).unwrap();
+
+    let ds = dir.path().join("ds");
+    let o = Command::new(SNOOP)
+        .arg("export")
+        .arg(&trace)
+        .arg("--dataset")
+        .arg(&ds)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let host = ds.join("table=messages/host=..%2Fa%20b");
+    let mut dates: Vec<String> = std::fs::read_dir(&host)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    dates.sort();
+    assert_eq!(dates, ["date=2026-01-01", "date=2026-01-02"]);
+    let py = format!(
+        "import duckdb\nfor r in duckdb.sql(\"SELECT date::VARCHAR, count(*), sum(bytes) FROM \
+         read_parquet('{}/table=messages/*/*/*.parquet', hive_partitioning = true) \
+         GROUP BY date ORDER BY date\").fetchall(): print(*r)",
+        ds.display()
+    );
+    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "2026-01-01 7 700\n2026-01-02 3 3000\n"
     );
 }
