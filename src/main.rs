@@ -39,7 +39,7 @@ enum Command {
     /// Print every event of a trace in time order, like tcpdump with process names.
     #[cfg(feature = "analyze")]
     Replay(snoop_analyze::ReplayArgs),
-    /// Write a trace's raw rows of one table as Parquet or CSV.
+    /// Write raw rows as Parquet or CSV, packets as pcapng (Wireshark), or a Parquet dataset.
     #[cfg(feature = "analyze")]
     Export(snoop_analyze::ExportArgs),
     /// Describe a trace file: time range, events per table, size, drops, recovery, hooks.

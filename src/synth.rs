@@ -34,6 +34,9 @@ pub struct SynthArgs {
     /// Leave the file without footer, as a killed recorder would.
     #[arg(long)]
     pub unfinished: bool,
+    /// Host name recorded in the trace.
+    #[arg(long, default_value = "synthetic")]
+    pub host: String,
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
@@ -51,7 +54,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         ..SynthConfig::default()
     };
     let info = FileInfo {
-        host: "synthetic".into(),
+        host: args.host.clone(),
         kernel: "synthetic".into(),
         snoop_version: env!("CARGO_PKG_VERSION").into(),
         command: vec![

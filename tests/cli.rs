@@ -361,3 +361,39 @@ fn man_pages_render() {
     let o = snoop(&["man", "nosuch"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn export_mistakes_exit_2_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fixtures().join("loopback.snp");
+    let f = f.to_str().expect("path");
+    let out = dir.path().join("x.pcapng");
+    let out = out.to_str().expect("path");
+    // pcapng holds packets only.
+    let o = snoop(&["export", f, "--table", "messages", "-o", out]);
+    assert_clean_error(&o, "use --table packets");
+    assert_eq!(o.status.code(), Some(2));
+    let o = snoop(&[
+        "export",
+        f,
+        "--table",
+        "connections",
+        "--format",
+        "pcapng",
+        "-o",
+        "x.bin",
+    ]);
+    assert_clean_error(&o, "use --table packets");
+    assert_eq!(o.status.code(), Some(2));
+    // Neither an output nor a dataset; both; a table with a dataset.
+    for args in [
+        vec!["export", f],
+        vec!["export", f, "-o", out, "--dataset", "d"],
+        vec!["export", f, "--table", "packets", "--dataset", "d"],
+    ] {
+        let o = snoop(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!dir.path().join("x.pcapng").exists());
+    assert!(!Path::new("d").exists());
+}

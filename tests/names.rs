@@ -1,5 +1,6 @@
 //! Hostile names through the `snoop` binary, without root: `snoop top --from`
-//! shows hostile process names escaped in columns that stay aligned, and an
+//! shows hostile process names escaped in columns that stay aligned, the
+//! comments of a pcapng export show them escaped, and an
 //! error quoting a hostile path cannot drive the terminal. The trace is
 //! written here with `TraceWriter`, so the test knows every byte of every
 //! name (the analyzer's outputs are covered by crates/analyze/tests/names.rs).
@@ -61,6 +62,21 @@ fn write_trace(path: &Path) {
         // 1024 x (i + 1) bytes: the KB columns tell the rows apart.
         w.push_message(S + i as u64, &flow, 1024 * (i as u32 + 1), Direction::Rx)
             .expect("push");
+        // The datagram on the wire, owned through the socket cookie.
+        let pkt = Flow {
+            pid: 0,
+            tid: 0,
+            comm: [0; 16],
+            ..flow
+        };
+        w.push_packet(
+            S + i as u64,
+            &pkt,
+            1024 * (i as u32 + 1) + 28,
+            Direction::Rx,
+            1,
+        )
+        .expect("push");
     }
     w.finish(2 * S).expect("finish");
 }
@@ -122,4 +138,87 @@ fn issue21_errors_quoting_a_hostile_path_are_escaped() {
     assert!(err.contains("x\\x1b]0;owned\\x07\\ny.snp"), "{err}");
     assert_eq!(err.matches('\n').count(), 1, "one line: {err:?}");
     assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+}
+
+/// The comments of a pcapng file's section header and of its packets, in
+/// order, read block by block.
+fn pcapng_comments(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let u16_at = |o: usize| u16::from_le_bytes(bytes[o..o + 2].try_into().expect("2 bytes"));
+    let (mut section, mut packets) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < bytes.len() {
+        let (kind, len) = (u32_at(at), u32_at(at + 4) as usize);
+        assert_eq!(
+            u32_at(at + len - 4) as usize,
+            len,
+            "block at {at}: trailing length"
+        );
+        let opts = match kind {
+            0x0A0D_0D0A => at + 24,
+            6 => at + 28 + (u32_at(at + 20) as usize).next_multiple_of(4),
+            _ => at + len - 4,
+        };
+        let mut o = opts;
+        while o < at + len - 4 {
+            let (code, n) = (u16_at(o), u16_at(o + 2) as usize);
+            if code == 0 {
+                break;
+            }
+            if code == 1 {
+                let text = String::from_utf8(bytes[o + 4..o + 4 + n].to_vec()).expect("UTF-8");
+                if kind == 6 {
+                    packets.push(text);
+                } else {
+                    section.push(text);
+                }
+            }
+            o += 4 + n.next_multiple_of(4);
+        }
+        at += len;
+    }
+    (section, packets)
+}
+
+#[test]
+#[cfg(feature = "analyze")]
+fn pcapng_comments_show_names_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("names.snp");
+    write_trace(&t);
+    let out = dir.path().join("names.pcapng");
+    let o = Command::new(env!("CARGO_BIN_EXE_snoop"))
+        .args([
+            "export",
+            t.to_str().expect("path"),
+            "--table",
+            "packets",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .expect("run snoop");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (section, packets) = pcapng_comments(&std::fs::read(&out).expect("pcapng"));
+    let want: Vec<String> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, (_, shown))| format!("pid={} comm={shown}", 1000 + i))
+        .collect();
+    assert_eq!(packets, want);
+    for (i, (_, shown)) in NAMES.iter().enumerate() {
+        let n = 1024 * (i + 1) + 28;
+        let line = format!(
+            "pid={} tx_packets=0 tx_bytes=0 rx_packets=1 rx_bytes={n} comm={shown}",
+            1000 + i
+        );
+        assert!(section.contains(&line), "{line:?} not in {section:?}");
+    }
+    assert!(
+        !section
+            .iter()
+            .chain(&packets)
+            .any(|c| c.chars().any(char::is_control)),
+        "control characters in {section:?} {packets:?}"
+    );
 }

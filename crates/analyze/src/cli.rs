@@ -86,7 +86,9 @@ pub struct ReplayArgs {
     pub filter: FilterArgs,
 }
 
-/// `snoop export FILE --table T -o out.parquet|out.csv`: raw rows.
+/// `snoop export FILE --table T -o out.parquet|out.csv|out.pcapng`: raw
+/// rows, or the packets for Wireshark; `snoop export FILE... --dataset DIR`:
+/// every table as a Hive-partitioned Parquet dataset.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
     /// Trace file(s).
@@ -95,12 +97,25 @@ pub struct ExportArgs {
     /// Table: messages, packets, connections, processes, stats.
     #[arg(long, value_name = "TABLE", default_value = "messages")]
     pub table: String,
-    /// Output file; .parquet or .csv (or use --format).
-    #[arg(short = 'o', long = "output", value_name = "PATH")]
-    pub output: PathBuf,
-    /// Output format: parquet or csv (default: from the extension of -o).
-    #[arg(long, value_name = "parquet|csv")]
+    /// Output file: .parquet, .csv, or .pcapng (--table packets, for
+    /// Wireshark and tshark); or use --format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PATH",
+        required_unless_present = "dataset",
+        conflicts_with = "dataset"
+    )]
+    pub output: Option<PathBuf>,
+    /// Output format: parquet, csv or pcapng (default: from the extension of -o).
+    #[arg(long, value_name = "parquet|csv|pcapng")]
     pub format: Option<String>,
+    /// Write every table of every FILE into the Hive-partitioned Parquet
+    /// dataset DIR (DIR/table=T/host=H/date=YYYY-MM-DD/part-N.parquet),
+    /// adding new parts beside the existing ones; a trace already in DIR is
+    /// skipped with a message.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["format", "raw", "table"])]
+    pub dataset: Option<PathBuf>,
     /// CSV: keep text cells exactly as recorded (by default a cell starting
     /// with = + - @ gets a leading ' so spreadsheets do not run it).
     #[arg(long)]

@@ -3,7 +3,8 @@
 //! decoded in parallel, a batch at a time, into per-chunk DataFrames that
 //! are streamed to the file in order. Rows are as
 //! recorded: a packet's pid is the one the kernel knew (0 for most received
-//! packets); `analyze` does the attribution.
+//! packets); `analyze` does the attribution. A `.pcapng` output goes to the
+//! pcapng writer and `--dataset` to the dataset writer.
 
 use std::fs::File;
 use std::path::Path;
@@ -20,7 +21,7 @@ use crate::frame::{csv_safe, i64c, opt_u64c, strc, u32c, u64c, write_df};
 use crate::load::{all_columns, open_all};
 use crate::usage;
 
-fn parse_table(s: &str) -> anyhow::Result<Table> {
+pub(crate) fn parse_table(s: &str) -> anyhow::Result<Table> {
     Table::ALL
         .into_iter()
         .find(|t| t.name() == s)
@@ -35,7 +36,7 @@ fn small<T: Copy + Into<u32>>(name: &str, v: &[T], keep: &[usize]) -> Column {
     u32c(name, keep.iter().map(|&i| v[i].into()).collect())
 }
 
-fn chunk_frame(
+pub(crate) fn chunk_frame(
     tr: &Trace,
     ci: usize,
     table: Table,
@@ -234,12 +235,33 @@ fn chunk_frame(
 
 /// Run `snoop export`.
 pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.dataset {
+        return crate::dataset::run_dataset(args, dir);
+    }
+    let Some(output) = args.output.as_deref() else {
+        return Err(usage("export needs -o PATH or --dataset DIR"));
+    };
     let table = parse_table(&args.table)?;
-    let format = Format::resolve(args.format.as_deref(), Some(&args.output))?;
+    let pcapng = match args.format.as_deref() {
+        Some(f) => f.eq_ignore_ascii_case("pcapng"),
+        None => output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pcapng")),
+    };
+    if pcapng {
+        if table != Table::Packets {
+            return Err(usage(format!(
+                "pcapng holds packets: use --table packets (got --table {})",
+                table.name()
+            )));
+        }
+        return crate::pcapng::run_pcapng(args, output);
+    }
+    let format = Format::resolve(args.format.as_deref(), Some(output))?;
     if !matches!(format, Format::Csv | Format::Parquet) {
         return Err(usage(format!(
-            "export writes parquet or csv; name the output .parquet or .csv (got {})",
-            args.output.display()
+            "export writes parquet, csv or pcapng; name the output .parquet, .csv or .pcapng (got {})",
+            output.display()
         )));
     }
     let filter = Filter::parse(&args.filter)?;
@@ -257,12 +279,12 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         .collect();
     if jobs.is_empty() {
         let mut df = ExportEmpty(table).frame(multi)?;
-        return write_df(&mut df, format, Some(&args.output));
+        return write_df(&mut df, format, Some(output));
     }
     // Chunks are decoded in parallel a batch at a time and written in file
     // order, so memory holds one batch of rows, whatever the trace's size.
     let pb = crate::load::progress(jobs.len(), "exporting");
-    let out: &Path = &args.output;
+    let out: &Path = output;
     let mut sink: Option<Sink> = None;
     let batch = rayon::current_num_threads().max(1) * 4;
     for group in jobs.chunks(batch) {

@@ -3,7 +3,8 @@
 //! report needs them, per-event columns; packets are attributed to processes
 //! offline (socket cookie, then 5-tuple and time); reports become polars
 //! DataFrames written as aligned tables, JSON, CSV, Parquet or one HTML page.
-//! `replay` prints every event in time order and `export` writes raw rows.
+//! `replay` prints every event in time order and `export` writes raw rows,
+//! packets as pcapng for Wireshark, or a Hive-partitioned Parquet dataset.
 //!
 //! `diff` compares two traces process by process (matched by name).
 //!
@@ -13,6 +14,7 @@
 
 mod attrib;
 mod cli;
+mod dataset;
 mod decode;
 mod diff;
 mod export;
@@ -20,6 +22,7 @@ mod filter;
 mod frame;
 mod load;
 mod model;
+mod pcapng;
 mod protos;
 mod replay;
 mod report;
