@@ -34,11 +34,15 @@ nav{background:#f6f7f9;border:1px solid #e4e4e4;border-radius:6px;padding:8px 16
 nav ol{margin:4px 0;padding-left:22px}nav li{margin:2px 0}a{color:#2a5d9f}\
 div.tbl{overflow-x:auto}\
 table{border-collapse:collapse;font-size:13px;margin:6px 0}\
-td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;white-space:nowrap}th{background:#f6f7f9}\
+td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}th,td.n{white-space:nowrap}th{background:#f6f7f9}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .note,.meta{color:#555;font-size:13px}.empty{color:#888}.facts{font-size:14px;margin:4px 0}\
-div.fig{overflow-x:auto;margin:8px 0}\
-svg.chart{display:block;width:100%;height:auto;min-width:700px;border:1px solid #eee}";
+div.fig{margin:10px 0;padding:6px 20px 6px 92px;border:1px solid #eee;border-radius:4px}\
+div.fig.share{padding-left:12px}\
+svg.chart{display:block;overflow:visible}\
+.legend{font-size:12px;margin:2px 0}.legend span{display:inline-block;margin-right:18px;white-space:nowrap}\
+.legend i{display:inline-block;width:11px;height:11px;margin-right:5px;vertical-align:-1px}\
+@media (max-width:760px){svg .odd{display:none}div.fig{padding-left:84px}}";
 
 fn html_table(f: &Frame, top: usize) -> anyhow::Result<String> {
     let mut s = format!(
@@ -67,14 +71,6 @@ fn html_table(f: &Frame, top: usize) -> anyhow::Result<String> {
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(n));
     }
     Ok(s)
-}
-
-fn fig(chart: String) -> String {
-    if chart.starts_with("<svg") {
-        format!("<div class=\"fig\">{chart}</div>\n")
-    } else {
-        chart
-    }
 }
 
 /// Application bytes per process and time slot, on one time grid shared by
@@ -346,10 +342,12 @@ fn process_section(
         );
     }
     h.push_str("</p>\n");
-    h.push_str(&fig(grid.chart(
-        &format!("{name}: send and receive rate"),
-        &[("sent".into(), g, 0), ("received".into(), g, 1)],
-    )));
+    h.push_str(
+        &(grid.chart(
+            &format!("{name}: send and receive rate"),
+            &[("sent".into(), g, 0), ("received".into(), g, 1)],
+        )),
+    );
     if !rs.is_empty() {
         h.push_str(
             "<div class=\"tbl\"><table><thead><tr><th>remote</th><th>ports</th><th>flows</th>\
@@ -414,8 +412,8 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         let lines = |dir: usize| -> Vec<(String, usize, usize)> {
             grid.order.iter().map(|&g| (grid.name(g), g, dir)).collect()
         };
-        body.push_str(&fig(grid.chart("send rate, top processes", &lines(0))));
-        body.push_str(&fig(grid.chart("receive rate, top processes", &lines(1))));
+        body.push_str(&(grid.chart("send rate, top processes", &lines(0))));
+        body.push_str(&(grid.chart("receive rate, top processes", &lines(1))));
         body.push_str(
             "<p class=\"note\">Time runs from the first recorded message; hover over the \
              chart for a slot's exact bytes per process.</p>\n",
@@ -471,21 +469,25 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
     }
     let get = |k: &str, d: u8| by.get(&(k, d)).cloned().unwrap_or_default();
     section(&mut toc, &mut body, "sizes", "Size distributions");
-    body.push_str(&fig(hist_chart(
-        "message sizes (count per power-of-two bucket)",
-        &get("message", 0),
-        &get("message", 1),
-        &bytes_label,
-        "message",
-    )));
-    if by.keys().any(|k| k.0 == "packet") {
-        body.push_str(&fig(hist_chart(
-            "packet sizes on the wire",
-            &get("packet", 0),
-            &get("packet", 1),
+    body.push_str(
+        &(hist_chart(
+            "message sizes (count per power-of-two bucket)",
+            &get("message", 0),
+            &get("message", 1),
             &bytes_label,
-            "packet",
-        )));
+            "message",
+        )),
+    );
+    if by.keys().any(|k| k.0 == "packet") {
+        body.push_str(
+            &(hist_chart(
+                "packet sizes on the wire",
+                &get("packet", 0),
+                &get("packet", 1),
+                &bytes_label,
+                "packet",
+            )),
+        );
     }
     body.push_str("</section>\n");
 
@@ -512,16 +514,18 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
     };
     section(&mut toc, &mut body, "durations", "Connection durations");
-    body.push_str(&fig(bar_chart(
-        &format!(
-            "connections by duration ({} TCP, {} UDP; bucket = at least)",
-            tcp.len(),
-            udp.len()
-        ),
-        &labels,
-        &[("TCP".into(), col(&ht)), ("UDP".into(), col(&hu))],
-        &|y| counted(y, "connection"),
-    )));
+    body.push_str(
+        &(bar_chart(
+            &format!(
+                "connections by duration ({} TCP, {} UDP; bucket = at least)",
+                tcp.len(),
+                udp.len()
+            ),
+            &labels,
+            &[("TCP".into(), col(&ht)), ("UDP".into(), col(&hu))],
+            &|y| counted(y, "connection"),
+        )),
+    );
     body.push_str("</section>\n");
 
     // How TCP connections ended, when the trace records it.
@@ -533,15 +537,17 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
     }
     if outcomes.iter().any(|&n| n > 0) {
         section(&mut toc, &mut body, "outcomes", "Connection outcomes");
-        body.push_str(&fig(bar_chart(
-            "TCP connections by outcome",
-            &ConnStatus::ALL
-                .iter()
-                .map(|s| s.name().to_string())
-                .collect::<Vec<_>>(),
-            &[("TCP".into(), outcomes.iter().map(|&n| n as f64).collect())],
-            &|y| counted(y, "connection"),
-        )));
+        body.push_str(
+            &(bar_chart(
+                "TCP connections by outcome",
+                &ConnStatus::ALL
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect::<Vec<_>>(),
+                &[("TCP".into(), outcomes.iter().map(|&n| n as f64).collect())],
+                &|y| counted(y, "connection"),
+            )),
+        );
         let mut probs = summary::problems(ctx)?;
         probs.title = "Connection problems".into();
         body.push_str(&html_table(&probs, 20)?);
@@ -573,10 +579,7 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         })
         .collect();
     section(&mut toc, &mut body, "remotes", "Remote addresses");
-    body.push_str(&fig(share_chart(
-        "share of application bytes by remote address",
-        &shares,
-    )));
+    body.push_str(&(share_chart("share of application bytes by remote address", &shares)));
     body.push_str("</section>\n");
 
     if let Some(b) = super::behavior::html_section(&profs) {

@@ -1,9 +1,10 @@
 //! Inline SVG charts for the HTML report, generated here (no JavaScript, no
 //! network): a time-series line chart, a vertical bar chart and a
 //! horizontal share chart, plus the axis tick algorithm they share. Every
-//! chart is drawn in a fixed coordinate system (`viewBox`) and sized by the
-//! page to its full width, so it scales with the window; data marks sit in
-//! a `<g class="marks">`, and every mark or time slot carries an SVG
+//! chart fills its figure's width at a fixed height: x positions are in
+//! percent of the plot, text in CSS pixels, so charts stretch with the
+//! window while their labels stay readable. Data marks sit in a
+//! `<g class="marks">`, and every mark or time slot carries an SVG
 //! `<title>` with its exact values, which browsers show on hover. Plain
 //! strings; every label is escaped.
 
@@ -26,18 +27,6 @@ pub fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// Width of every chart's coordinate system.
-const W: f64 = 900.0;
-/// Height of the line and bar charts' coordinate system.
-const H: f64 = 300.0;
-/// Left margin (value tick labels).
-const L: f64 = 96.0;
-/// Right margin.
-const R: f64 = 24.0;
-/// Top margin (title).
-const T: f64 = 34.0;
-/// Bottom margin (category/time labels, legend).
-const B: f64 = 70.0;
 /// About how many intervals a value axis is divided into.
 const VALUE_INTERVALS: f64 = 5.0;
 /// At most this many intervals on a time axis.
@@ -105,45 +94,68 @@ pub fn time_ticks(span_ns: u64) -> (u64, Vec<u64>) {
     (step, ticks)
 }
 
-/// A time tick as a whole number of the largest unit that divides the
-/// step: `0`, `200 ms`, `15 s`, `5 min`, `2 h`.
-pub fn time_label(t_ns: u64, step_ns: u64) -> String {
+/// A time tick in one unit for the whole axis: the largest unit (up to
+/// seconds) in which the step has at most one decimal and that the axis
+/// reaches, else the largest (minutes and up: whole) unit dividing the
+/// step: `0`, `200 ms`, `1.5 s`, `15 s`, `5 min`, `2 h`.
+pub fn time_label(t_ns: u64, step_ns: u64, max_ns: u64) -> String {
     if t_ns == 0 {
         return "0".into();
     }
-    const UNITS: [(u64, &str); 7] = [
+    const WHOLE: [(u64, &str); 3] = [
         (86_400_000_000_000, "d"),
         (3_600_000_000_000, "h"),
         (60_000_000_000, "min"),
+    ];
+    const DECIMAL: [(u64, &str); 4] = [
         (1_000_000_000, "s"),
         (1_000_000, "ms"),
         (1_000, "µs"),
         (1, "ns"),
     ];
-    let (u, name) = UNITS
+    let whole = WHOLE
         .into_iter()
-        .find(|&(u, _)| step_ns >= u && step_ns % u == 0)
-        .unwrap_or((1, "ns"));
-    format!("{} {name}", t_ns / u)
+        .find(|&(u, _)| step_ns >= u && step_ns % u == 0);
+    let (u, name) = whole.unwrap_or_else(|| {
+        DECIMAL
+            .into_iter()
+            .find(|&(u, _)| max_ns >= u && (step_ns * 10) % u == 0)
+            .unwrap_or((1, "ns"))
+    });
+    let v = t_ns as f64 / u as f64;
+    if t_ns % u == 0 {
+        format!("{} {name}", t_ns / u)
+    } else {
+        format!("{v:.1} {name}")
+    }
 }
 
-/// Opens a chart: the `<svg>` (full width, scaled from the viewBox), its
-/// background and title, and the value axis's grid lines and labels.
+/// Height of the line and bar charts, CSS px.
+const H: f64 = 262.0;
+/// Plot area top (below the title).
+const T: f64 = 34.0;
+/// Below the plot area (time/category labels).
+const B: f64 = 30.0;
+/// Plot area height.
+const PH: f64 = H - T - B;
+
+/// Opens a chart: the `<svg>` (full width of its figure, fixed height; x
+/// positions in percent of the plot's width, text in CSS px so it reads the
+/// same at any window width; the value labels sit in the figure's left
+/// padding), its title and the value axis's grid lines and labels.
 fn frame(out: &mut String, title: &str, ticks: &[f64], yfmt: &dyn Fn(f64) -> String) {
     let _ = write!(
         out,
-        r##"<svg class="chart" viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{t}"><rect width="{W}" height="{H}" fill="#fff"/><text x="{L}" y="20" font-size="15" font-weight="bold">{t}</text><g class="yaxis">"##,
+        r##"<svg class="chart" width="100%" height="{H}" role="img" aria-label="{t}"><text x="-80" y="18" font-size="15" font-weight="bold">{t}</text><g class="yaxis">"##,
         t = esc(title)
     );
     let top = ticks.last().copied().unwrap_or(1.0);
     for &v in ticks {
-        let y = T + (H - T - B) * (1.0 - v / top);
+        let y = T + PH * (1.0 - v / top);
         let _ = write!(
             out,
-            r##"<line x1="{L}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="{c}"/><text x="{tx}" y="{ty:.1}" font-size="12" text-anchor="end">{v}</text>"##,
-            x2 = W - R,
+            r##"<line x1="0" x2="100%" y1="{y:.1}" y2="{y:.1}" stroke="{c}"/><text x="-8" y="{ty:.1}" font-size="12" text-anchor="end">{v}</text>"##,
             c = if v == 0.0 { "#999" } else { "#e4e4e4" },
-            tx = L - 8.0,
             ty = y + 4.0,
             v = esc(&yfmt(v))
         );
@@ -151,22 +163,30 @@ fn frame(out: &mut String, title: &str, ticks: &[f64], yfmt: &dyn Fn(f64) -> Str
     out.push_str("</g>");
 }
 
-/// Legend entries in rows of five, below the axis labels.
+/// A category or time label; every other one (`odd`) is hidden on narrow
+/// windows by the page's style.
+fn xlabel(out: &mut String, i: usize, pct: f64, text: &str) {
+    let _ = write!(
+        out,
+        r#"<text{} x="{pct:.2}%" y="{}" font-size="12" text-anchor="middle">{}</text>"#,
+        if i % 2 == 1 { r#" class="odd""# } else { "" },
+        H - B + 18.0,
+        esc(text)
+    );
+}
+
+/// The legend under a chart (HTML, so it wraps with the window).
 fn legend(out: &mut String, names: &[&str]) {
-    out.push_str(r#"<g class="legend">"#);
+    out.push_str(r#"<div class="legend">"#);
     for (i, name) in names.iter().enumerate() {
-        let lx = L + (i % 5) as f64 * 156.0;
-        let ly = H - B + 42.0 + (i / 5) as f64 * 17.0;
         let _ = write!(
             out,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="11" height="11" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-size="12">{}</text>"#,
-            ly - 10.0,
+            r#"<span><i style="background:{}"></i>{}</span>"#,
             PALETTE[i % PALETTE.len()],
-            lx + 16.0,
             esc(name)
         );
     }
-    out.push_str("</g>");
+    out.push_str("</div>");
 }
 
 /// One series of a [`time_chart`].
@@ -177,11 +197,11 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-/// A line chart over time: `times` (ns since the start of the chart, one
-/// per slot, increasing) and `series` of values at those times. The time
-/// axis has round ticks (see [`time_ticks`]); the value axis is round too,
-/// labelled by `yfmt`. Each slot is a hover target whose title is
-/// `tips[slot]` (the exact values).
+/// A line chart over time, as a figure (`<div class="fig">`): `times` (ns
+/// since the start of the chart, one per slot, increasing) and `series` of
+/// values at those times. The time axis has round ticks (see
+/// [`time_ticks`]); the value axis is round too, labelled by `yfmt`. Each
+/// slot is a hover target whose title is `tips[slot]` (the exact values).
 pub fn time_chart(
     title: &str,
     times: &[u64],
@@ -199,66 +219,71 @@ pub fn time_chart(
     let ticks = value_ticks(ymax, false);
     let top = ticks.last().copied().unwrap_or(1.0);
     let span = times.last().copied().unwrap_or(0).max(1);
-    let mut out = String::new();
+    let mut out = String::from("<div class=\"fig\">");
     frame(&mut out, title, &ticks, yfmt);
-    let px = |t: u64| L + (W - L - R) * t as f64 / span as f64;
-    let py = |y: f64| T + (H - T - B) * (1.0 - y / top);
+    // Lines are drawn in a nested 1000-wide coordinate system stretched to
+    // the plot (strokes keep their width); everything else in percent.
+    let pct = |t: u64| 100.0 * t as f64 / span as f64;
     let (step, tt) = time_ticks(span);
+    let last = tt.last().copied().unwrap_or(0);
     out.push_str(r#"<g class="xaxis">"#);
-    for t in tt {
+    for (i, &t) in tt.iter().enumerate() {
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{y0}" y2="{y1}" stroke="#999"/><text x="{x:.1}" y="{ty}" font-size="12" text-anchor="middle">{}</text>"##,
-            esc(&time_label(t, step)),
-            x = px(t),
+            r##"<line x1="{x:.2}%" x2="{x:.2}%" y1="{y0}" y2="{y1}" stroke="#999"/>"##,
+            x = pct(t),
             y0 = H - B,
             y1 = H - B + 4.0,
-            ty = H - B + 18.0,
         );
+        xlabel(&mut out, i, pct(t), &time_label(t, step, last));
     }
-    out.push_str("</g><g class=\"marks\">");
+    let _ = write!(
+        out,
+        r#"</g><g class="marks"><svg x="0" y="{T}" width="100%" height="{PH}" viewBox="0 0 1000 {PH}" preserveAspectRatio="none" overflow="visible">"#
+    );
     for (i, s) in series.iter().enumerate() {
         let d: Vec<String> = times
             .iter()
             .zip(&s.values)
-            .map(|(&t, &y)| format!("{:.1},{:.1}", px(t), py(y)))
+            .map(|(&t, &y)| format!("{:.1},{:.1}", pct(t) * 10.0, PH * (1.0 - y / top)))
             .collect();
         let _ = write!(
             out,
-            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" stroke-linejoin="round" points="{}"><title>{}</title></polyline>"#,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" stroke-linejoin="round" vector-effect="non-scaling-stroke" points="{}"><title>{}</title></polyline>"#,
             PALETTE[i % PALETTE.len()],
             d.join(" "),
             esc(&s.name)
         );
     }
-    out.push_str("</g><g class=\"hover\">");
+    out.push_str("</svg></g><g class=\"hover\">");
     for (i, &t) in times.iter().enumerate() {
         let Some(tip) = tips.get(i) else { break };
         let x0 = if i == 0 {
-            px(t)
+            pct(t)
         } else {
-            (px(times[i - 1]) + px(t)) / 2.0
+            (pct(times[i - 1]) + pct(t)) / 2.0
         };
-        let x1 = times.get(i + 1).map_or(px(t), |&n| (px(t) + px(n)) / 2.0);
+        let x1 = times
+            .get(i + 1)
+            .map_or(pct(t), |&n| (pct(t) + pct(n)) / 2.0);
         let _ = write!(
             out,
-            r#"<rect x="{x0:.1}" y="{T}" width="{:.2}" height="{}" fill="transparent"><title>{}</title></rect>"#,
-            (x1 - x0).max(0.5),
-            H - T - B,
+            r#"<rect x="{x0:.3}%" y="{T}" width="{:.3}%" height="{PH}" fill="transparent"><title>{}</title></rect>"#,
+            (x1 - x0).max(0.05),
             esc(tip)
         );
     }
-    out.push_str("</g>");
+    out.push_str("</g></svg>");
     legend(
         &mut out,
         &series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
     );
-    out.push_str("</svg>");
+    out.push_str("</div>\n");
     out
 }
 
 /// A vertical bar chart of counts per category, one bar per series side by
-/// side. Each bar's title reads `series, label: exact(count)`.
+/// side, as a figure. Each bar's title reads `series, label: exact(count)`.
 pub fn bar_chart(
     title: &str,
     labels: &[String],
@@ -274,36 +299,31 @@ pub fn bar_chart(
         .fold(0.0, f64::max);
     let ticks = value_ticks(ymax, true);
     let top = ticks.last().copied().unwrap_or(1.0);
-    let mut out = String::new();
+    let mut out = String::from("<div class=\"fig\">");
     frame(&mut out, title, &ticks, &|v| format!("{v:.0}"));
-    let slot = (W - L - R) / labels.len() as f64;
+    let slot = 100.0 / labels.len() as f64;
     let bw = (slot * 0.8) / series.len().max(1) as f64;
-    // Label every k-th category so that the labels never crowd.
+    // Label every k-th category so that at most 16 labels share the axis
+    // (8 on a narrow window).
     let every = labels.len().div_ceil(16);
     out.push_str(r#"<g class="xaxis">"#);
     for (li, label) in labels.iter().enumerate() {
         if li % every == 0 {
-            let _ = write!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
-                L + slot * (li as f64 + 0.5),
-                H - B + 18.0,
-                esc(label)
-            );
+            xlabel(&mut out, li / every, slot * (li as f64 + 0.5), label);
         }
     }
     out.push_str("</g><g class=\"marks\">");
     for (li, label) in labels.iter().enumerate() {
-        let x = L + slot * li as f64 + slot * 0.1;
+        let x = slot * li as f64 + slot * 0.1;
         for (si, (name, v)) in series.iter().enumerate() {
             let val = v.get(li).copied().unwrap_or(0.0);
-            let h = (H - T - B) * val / top;
+            let h = PH * val / top;
             let _ = write!(
                 out,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}, {}: {}</title></rect>"#,
+                r#"<rect x="{:.3}%" y="{:.1}" width="{:.3}%" height="{h:.1}" fill="{}"><title>{}, {}: {}</title></rect>"#,
                 x + bw * si as f64,
                 H - B - h,
-                bw.max(1.0),
+                bw,
                 PALETTE[si % PALETTE.len()],
                 esc(name),
                 esc(label),
@@ -311,48 +331,45 @@ pub fn bar_chart(
             );
         }
     }
-    out.push_str("</g>");
+    out.push_str("</g></svg>");
     if series.len() > 1 {
         legend(
             &mut out,
             &series.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
         );
     }
-    out.push_str("</svg>");
+    out.push_str("</div>\n");
     out
 }
 
-/// Horizontal bars of shares: (label, fraction 0..1, value text); each bar's
-/// title reads `label: value text (share)`.
+/// Horizontal bars of shares, each under its label: (label, fraction 0..1,
+/// value text); each bar's title reads `label: value text (share)`.
 pub fn share_chart(title: &str, rows: &[(String, f64, String)]) -> String {
     if rows.is_empty() {
         return format!("<p class=\"empty\">{}: no data</p>", esc(title));
     }
-    let row_h = 24.0;
-    let h = T + row_h * rows.len() as f64 + 10.0;
-    let left = 300.0;
+    let row_h = 38.0;
+    let h = T + row_h * rows.len() as f64;
     let mut out = format!(
-        r##"<svg class="chart" viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="{t}"><rect width="{W}" height="{h}" fill="#fff"/><text x="10" y="20" font-size="15" font-weight="bold">{t}</text><g class="marks">"##,
+        r##"<div class="fig share"><svg class="chart" width="100%" height="{h}" role="img" aria-label="{t}"><text x="0" y="18" font-size="15" font-weight="bold">{t}</text><g class="marks">"##,
         t = esc(title)
     );
     for (i, (label, frac, text)) in rows.iter().enumerate() {
         let y = T + row_h * i as f64;
-        let w = (W - left - 190.0) * frac.clamp(0.0, 1.0);
+        let w = 60.0 * frac.clamp(0.0, 1.0);
         let _ = write!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="end">{l}</text><rect x="{left}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"><title>{l}: {t} ({p:.2}%)</title></rect><text x="{:.1}" y="{:.1}" font-size="12">{p:.1}% {t}</text>"#,
-            left - 8.0,
-            y + 15.0,
-            row_h - 6.0,
+            r#"<text x="0" y="{:.1}" font-size="13">{l}</text><rect x="0" y="{:.1}" width="{w:.3}%" height="14" fill="{}"><title>{l}: {t} ({p:.2}%)</title></rect><text x="{w:.3}%" dx="6" y="{:.1}" font-size="12">{p:.1}% {t}</text>"#,
+            y + 13.0,
+            y + 18.0,
             PALETTE[i % PALETTE.len()],
-            left + w + 6.0,
-            y + 15.0,
+            y + 30.0,
             l = esc(label),
             t = esc(text),
             p = frac * 100.0,
         );
     }
-    out.push_str("</g></svg>");
+    out.push_str("</g></svg></div>\n");
     out
 }
 
@@ -422,26 +439,31 @@ mod tests {
         let (step, t) = time_ticks(906 * MS);
         assert_eq!(step, 200 * MS);
         assert_eq!(t, [0, 200 * MS, 400 * MS, 600 * MS, 800 * MS]);
-        let labels: Vec<String> = t.iter().map(|&x| time_label(x, step)).collect();
+        let labels: Vec<String> = t.iter().map(|&x| time_label(x, step, t[4])).collect();
         assert_eq!(labels, ["0", "200 ms", "400 ms", "600 ms", "800 ms"]);
+        // Past a second, in seconds with one decimal.
+        let (step, t) = time_ticks(1970 * MS);
+        let labels: Vec<String> = t.iter().map(|&x| time_label(x, step, t[3])).collect();
+        assert_eq!(labels, ["0", "0.5 s", "1 s", "1.5 s"]);
 
         let (step, t) = time_ticks(95 * S);
         assert_eq!(step, 15 * S);
-        assert_eq!(time_label(t[4], step), "60 s");
+        assert_eq!(time_label(t[4], step, t[6]), "60 s");
         let (step, t) = time_ticks(40 * 60 * S);
         assert_eq!(step, 5 * 60 * S);
-        assert_eq!(time_label(t[3], step), "15 min");
+        assert_eq!(time_label(t[3], step, t[8]), "15 min");
         let (step, _) = time_ticks(20 * 3600 * S);
         assert_eq!(
-            (step, time_label(6 * 3600 * S, step)),
+            (step, time_label(6 * 3600 * S, step, 18 * 3600 * S)),
             (3 * 3600 * S, "6 h".into())
         );
         let (step, t) = time_ticks(3_500);
         assert_eq!((step, t.len()), (500, 8));
-        assert_eq!(time_label(1_500, step), "1500 ns");
+        assert_eq!(time_label(1_500, step, 3_500), "1.5 µs");
         let (step, t) = time_ticks(12 * MS / 10);
         assert_eq!(step, 200_000);
-        assert_eq!(time_label(t[5], step), "1000 µs");
+        assert_eq!(time_label(t[5], step, t[6]), "1 ms");
+        assert_eq!(time_label(t[2], step, t[6]), "0.4 ms");
         // Exactly eight intervals still fit.
         assert_eq!(time_ticks(8 * S).0, S);
         for span in [1, 7, 999, 123_456_789, 3 * S, 86_400 * S, 400 * 86_400 * S] {
@@ -459,7 +481,7 @@ mod tests {
             &[("sent".into(), vec![3.0, 0.0])],
             &|v| format!("{v:.0} messages"),
         );
-        assert!(c.contains(r#"viewBox="0 0 900 300" width="100%""#), "{c}");
+        assert!(c.contains(r#"<svg class="chart" width="100%""#), "{c}");
         assert!(c.contains("<title>sent, 1 B: 3 messages</title>"), "{c}");
         let c = time_chart(
             "rate",

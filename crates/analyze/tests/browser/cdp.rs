@@ -243,11 +243,13 @@ fn base64(s: &str) -> Vec<u8> {
     out
 }
 
-/// Measures the loaded page in the browser: per SVG chart the data marks
+/// Measures the loaded page in the browser: per SVG chart (outermost
+/// `<svg>`) the data marks
 /// the browser drew (elements of the chart's `g.marks` layer with a
 /// rendered box of positive width and height that are visible), marks
-/// without a hover `<title>`, overlapping axis labels, rendered width
-/// against its container, smallest rendered font; for the page, scripts,
+/// without a hover `<title>`, overlapping axis labels (of those shown),
+/// rendered width against its container's content box, smallest rendered
+/// font; for the page, scripts,
 /// sideways scrolling, in-page links without a target, and the headings.
 pub const MEASURE: &str = r##"(() => {
   const out = {charts: [], scripts: document.scripts.length,
@@ -263,10 +265,11 @@ pub const MEASURE: &str = r##"(() => {
     return s.display !== 'none' && s.visibility !== 'hidden' && parseFloat(s.opacity) > 0
       && (s.fill !== 'none' || s.stroke !== 'none');
   };
-  document.querySelectorAll('svg').forEach((svg, i) => {
+  document.querySelectorAll('svg:not(svg svg)').forEach((svg, i) => {
     const name = svg.getAttribute('aria-label') || ('svg #' + (i + 1));
     const box = svg.getBoundingClientRect();
-    const holder = svg.parentElement.getBoundingClientRect();
+    const ps = getComputedStyle(svg.parentElement);
+    const holder = svg.parentElement.clientWidth - parseFloat(ps.paddingLeft) - parseFloat(ps.paddingRight);
     const vb = svg.viewBox && svg.viewBox.baseVal;
     const scale = vb && vb.width ? box.width / vb.width : 1;
     let marks = 0, untitled = 0;
@@ -278,7 +281,8 @@ pub const MEASURE: &str = r##"(() => {
       const t = el.querySelector(':scope > title');
       if (t) titles.push(t.textContent); else untitled++;
     }
-    const labels = [...svg.querySelectorAll('g.xaxis text')].map(t => t.getBoundingClientRect());
+    const labels = [...svg.querySelectorAll('g.xaxis text')].map(t => t.getBoundingClientRect())
+      .filter(r => r.width > 0);
     let overlaps = 0;
     for (let k = 1; k < labels.length; k++) if (labels[k].left < labels[k - 1].right) overlaps++;
     let font = Infinity;
@@ -286,7 +290,7 @@ pub const MEASURE: &str = r##"(() => {
       font = Math.min(font, parseFloat(getComputedStyle(t).fontSize) * scale);
     }
     out.charts.push({name, marks, untitled, overlaps, titles,
-                     width: box.width, holder: holder.width, font: isFinite(font) ? font : 0});
+                     width: box.width, holder, font: isFinite(font) ? font : 0});
   });
   return out;
 })()"##;
