@@ -342,12 +342,10 @@ fn process_section(
         );
     }
     h.push_str("</p>\n");
-    h.push_str(
-        &(grid.chart(
-            &format!("{name}: send and receive rate"),
-            &[("sent".into(), g, 0), ("received".into(), g, 1)],
-        )),
-    );
+    h.push_str(&grid.chart(
+        &format!("{name}: send and receive rate"),
+        &[("sent".into(), g, 0), ("received".into(), g, 1)],
+    ));
     if !rs.is_empty() {
         h.push_str(
             "<div class=\"tbl\"><table><thead><tr><th>remote</th><th>ports</th><th>flows</th>\
@@ -392,7 +390,7 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
             title: title.into(),
             children: Vec::new(),
         });
-        let _ = write!(body, "<section id=\"{id}\"><h2>{}</h2>\n", esc(title));
+        let _ = writeln!(body, "<section id=\"{id}\"><h2>{}</h2>", esc(title));
     };
 
     // Rates over time, then a section per top process.
@@ -412,8 +410,8 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         let lines = |dir: usize| -> Vec<(String, usize, usize)> {
             grid.order.iter().map(|&g| (grid.name(g), g, dir)).collect()
         };
-        body.push_str(&(grid.chart("send rate, top processes", &lines(0))));
-        body.push_str(&(grid.chart("receive rate, top processes", &lines(1))));
+        body.push_str(&grid.chart("send rate, top processes", &lines(0)));
+        body.push_str(&grid.chart("receive rate, top processes", &lines(1)));
         body.push_str(
             "<p class=\"note\">Time runs from the first recorded message; hover over the \
              chart for a slot's exact bytes per process.</p>\n",
@@ -469,25 +467,21 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
     }
     let get = |k: &str, d: u8| by.get(&(k, d)).cloned().unwrap_or_default();
     section(&mut toc, &mut body, "sizes", "Size distributions");
-    body.push_str(
-        &(hist_chart(
-            "message sizes (count per power-of-two bucket)",
-            &get("message", 0),
-            &get("message", 1),
-            &bytes_label,
-            "message",
-        )),
-    );
+    body.push_str(&hist_chart(
+        "message sizes (count per power-of-two bucket)",
+        &get("message", 0),
+        &get("message", 1),
+        &bytes_label,
+        "message",
+    ));
     if by.keys().any(|k| k.0 == "packet") {
-        body.push_str(
-            &(hist_chart(
-                "packet sizes on the wire",
-                &get("packet", 0),
-                &get("packet", 1),
-                &bytes_label,
-                "packet",
-            )),
-        );
+        body.push_str(&hist_chart(
+            "packet sizes on the wire",
+            &get("packet", 0),
+            &get("packet", 1),
+            &bytes_label,
+            "packet",
+        ));
     }
     body.push_str("</section>\n");
 
@@ -514,18 +508,16 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
     };
     section(&mut toc, &mut body, "durations", "Connection durations");
-    body.push_str(
-        &(bar_chart(
-            &format!(
-                "connections by duration ({} TCP, {} UDP; bucket = at least)",
-                tcp.len(),
-                udp.len()
-            ),
-            &labels,
-            &[("TCP".into(), col(&ht)), ("UDP".into(), col(&hu))],
-            &|y| counted(y, "connection"),
-        )),
-    );
+    body.push_str(&bar_chart(
+        &format!(
+            "connections by duration ({} TCP, {} UDP; bucket = at least)",
+            tcp.len(),
+            udp.len()
+        ),
+        &labels,
+        &[("TCP".into(), col(&ht)), ("UDP".into(), col(&hu))],
+        &|y| counted(y, "connection"),
+    ));
     body.push_str("</section>\n");
 
     // How TCP connections ended, when the trace records it.
@@ -537,17 +529,15 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
     }
     if outcomes.iter().any(|&n| n > 0) {
         section(&mut toc, &mut body, "outcomes", "Connection outcomes");
-        body.push_str(
-            &(bar_chart(
-                "TCP connections by outcome",
-                &ConnStatus::ALL
-                    .iter()
-                    .map(|s| s.name().to_string())
-                    .collect::<Vec<_>>(),
-                &[("TCP".into(), outcomes.iter().map(|&n| n as f64).collect())],
-                &|y| counted(y, "connection"),
-            )),
-        );
+        body.push_str(&bar_chart(
+            "TCP connections by outcome",
+            &ConnStatus::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect::<Vec<_>>(),
+            &[("TCP".into(), outcomes.iter().map(|&n| n as f64).collect())],
+            &|y| counted(y, "connection"),
+        ));
         let mut probs = summary::problems(ctx)?;
         probs.title = "Connection problems".into();
         body.push_str(&html_table(&probs, 20)?);
@@ -579,7 +569,10 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         })
         .collect();
     section(&mut toc, &mut body, "remotes", "Remote addresses");
-    body.push_str(&(share_chart("share of application bytes by remote address", &shares)));
+    body.push_str(&share_chart(
+        "share of application bytes by remote address",
+        &shares,
+    ));
     body.push_str("</section>\n");
 
     if let Some(b) = super::behavior::html_section(&profs) {
@@ -588,7 +581,7 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
             title: "Behaviour".into(),
             children: Vec::new(),
         });
-        let _ = write!(body, "<section id=\"behaviour\">{b}</section>\n");
+        let _ = writeln!(body, "<section id=\"behaviour\">{b}</section>");
     }
 
     let mut cov = coverage::frame(ctx)?;
