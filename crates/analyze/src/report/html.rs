@@ -200,21 +200,23 @@ impl RateGrid {
                     .collect(),
             })
             .collect();
-        let tips: Vec<String> = (0..self.n)
+        let tips: Vec<Vec<String>> = (0..self.n)
             .map(|i| {
-                let mut t = format!(
-                    "{} to {} after the first message",
-                    units::duration(i * self.step_ns),
+                let from = match i {
+                    0 => "0".to_string(),
+                    _ => units::duration(i * self.step_ns),
+                };
+                let mut t = vec![format!(
+                    "{from} to {} after the first message",
                     units::duration((i + 1) * self.step_ns)
-                );
+                )];
                 for (name, g, dir) in lines {
                     let b = self.bytes(*g, i, *dir);
-                    let _ = write!(
-                        t,
-                        "\n{name}: {b} B = {} ({:.0} bit/s)",
+                    t.push(format!(
+                        "{name}: {b} B = {} ({:.0} bit/s)",
                         units::rate(self.bps(b)),
                         self.bps(b)
-                    );
+                    ));
                 }
                 t
             })
