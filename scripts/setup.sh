@@ -4,10 +4,11 @@
 # bpftool (regenerate bpf/vmlinux.h), iproute2 (netns/veth test hosts),
 # iperf3 (test and bench traffic), man-db, zsh and fish (the man page and
 # completion tests), util-linux (setpriv), tshark (reads the pcapng export
-# back), and DuckDB for Python from PyPI (queries the Parquet dataset).
-# Needs root (or sudo) when something is missing.
+# back), chromium (the HTML report's browser test, headless), and DuckDB for
+# Python from PyPI (queries the Parquet dataset). Needs root (or sudo) when
+# something is missing.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iperf3 make man-db zsh fish util-linux tshark python3-pip)
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iperf3 make man-db zsh fish util-linux tshark python3-pip chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1157,18 +1157,16 @@ pub fn for_table(mut frames: Vec<Frame>, top: Option<usize>) -> anyhow::Result<V
 
 /// The HTML report's behaviour section: a table of every process with a
 /// trait (scan, fan-out and periodic first) with its role, traits and
-/// evidence.
-pub fn html_section(ctx: &Ctx) -> anyhow::Result<String> {
+/// evidence; None when no process has one.
+pub fn html_section(profiles: &[Profile]) -> Option<String> {
     use super::svg::esc;
     use std::fmt::Write;
-    let mut procs = profiles(ctx);
-    procs.retain(|p| !p.traits.is_empty());
-    procs.sort_by_key(|p| !p.traits.iter().any(|(t, _)| t.alarming()));
-    let mut h = String::from("<h2>Behaviour</h2>");
+    let mut procs: Vec<&Profile> = profiles.iter().filter(|p| !p.traits.is_empty()).collect();
     if procs.is_empty() {
-        h.push_str("<p class=\"empty\">no process has a behaviour trait</p>");
-        return Ok(h);
+        return None;
     }
+    procs.sort_by_key(|p| !p.traits.iter().any(|(t, _)| t.alarming()));
+    let mut h = String::from("<h2>Behaviour</h2><div class=\"tbl\">");
     h.push_str(
         "<table><thead><tr><th>pid</th><th>comm</th><th>role</th><th>traits</th>\
          <th>evidence</th></tr></thead><tbody>",
@@ -1189,11 +1187,11 @@ pub fn html_section(ctx: &Ctx) -> anyhow::Result<String> {
             ev.join("<br>")
         );
     }
-    h.push_str("</tbody></table>");
+    h.push_str("</tbody></table></div>");
     if procs.len() > 50 {
         let _ = write!(h, "<p class=\"note\">... {} more</p>", procs.len() - 50);
     }
-    Ok(h)
+    Some(h)
 }
 
 #[cfg(test)]
