@@ -2,8 +2,9 @@
 //! records out of the [`EventSource`] a few hundred at a time, decodes them
 //! and pushes rows into an [`EventSink`] (the trace writer), flushing
 //! complete chunks every second and writing the kernel's per-kind
-//! event/drop counters as stats rows, and the paths of the cgroups its
-//! messages came from.
+//! event/drop counters as stats rows, the paths of the cgroups its
+//! messages came from, and the names DNS answers gave (parsed here, off
+//! the kernel side; only names, addresses and TTLs reach the trace).
 //!
 //! Records are decoded right after they leave the ring, while the small
 //! batch they were copied into is still in this core's cache (an earlier
@@ -22,6 +23,7 @@ use crossbeam_channel::bounded;
 use snoop_format::source;
 
 use crate::cgroups::CgroupNames;
+use crate::dns::TcpStreams;
 use crate::event::{decode, Event};
 use crate::skel::kind;
 use crate::source::{Counters, EventSource, Pressure, RawBatch};
@@ -52,6 +54,10 @@ pub trait EventSink {
     }
     /// Record cgroup ids and their paths.
     fn cgroups(&mut self, _paths: &[(u64, String)]) -> Result<()> {
+        Ok(())
+    }
+    /// Record names learned from DNS answers.
+    fn dns(&mut self, _answers: &[snoop_format::DnsAnswer]) -> Result<()> {
         Ok(())
     }
 }
@@ -90,6 +96,8 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
                 outcome,
             )?,
             Event::Process(row) => self.push_process(row)?,
+            // Parsed by the pipeline; its names arrive through `dns`.
+            Event::Dns(_) => {}
         }
         Ok(())
     }
@@ -114,6 +122,11 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
 
     fn cgroups(&mut self, paths: &[(u64, String)]) -> Result<()> {
         self.write_cgroups(paths)?;
+        Ok(())
+    }
+
+    fn dns(&mut self, answers: &[snoop_format::DnsAnswer]) -> Result<()> {
+        self.write_dns(answers)?;
         Ok(())
     }
 
@@ -174,6 +187,8 @@ pub struct Summary {
     pub kernel: Counters,
     /// Records lost in userspace.
     pub user_drops: u64,
+    /// Address records learned from DNS answers.
+    pub dns_names: u64,
     /// Kernel map pressure at the end.
     pub pressure: Pressure,
     /// First decode error, if any (the rest are only counted).
@@ -235,6 +250,7 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
         if last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
             w.cgroup_paths(false)?;
+            w.dns_names()?;
             w.sink.flush().context("flush trace")?;
             w.check_limits();
         } else {
@@ -271,6 +287,10 @@ struct Writer<'a, S: EventSink> {
     summary: Summary,
     last_counters: Counters,
     cgroups: CgroupNames,
+    /// Where DNS messages start in TCP streams.
+    dns_streams: TcpStreams,
+    /// Answers parsed since the last flush.
+    dns_pending: Vec<snoop_format::DnsAnswer>,
 }
 
 impl<S: EventSink> Writer<'_, S> {
@@ -285,6 +305,28 @@ impl<S: EventSink> Writer<'_, S> {
             self.sink.cgroups(&new).context("write cgroup paths")?;
         }
         Ok(())
+    }
+
+    /// Write the DNS answers parsed since the last call (at the flush).
+    fn dns_names(&mut self) -> Result<()> {
+        if !self.dns_pending.is_empty() {
+            self.sink
+                .dns(&self.dns_pending)
+                .context("write DNS names")?;
+            self.summary.dns_names += self.dns_pending.len() as u64;
+            self.dns_pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Parse one DNS packet's payload into the pending answers.
+    fn dns_payload(&mut self, p: &crate::event::DnsPayload) {
+        let answers = match p.tcp_seq {
+            Some(seq) => self.dns_streams.segment(p.cookie, seq, &p.data),
+            None => crate::dns::parse_response(&p.data),
+        };
+        self.dns_pending
+            .extend(answers.into_iter().map(|a| a.into_trace(p.ts_ns, p.pid)));
     }
 
     fn batch(&mut self, b: &RawBatch) -> Result<()> {
@@ -304,6 +346,11 @@ impl<S: EventSink> Writer<'_, S> {
                 break;
             }
             match decode(rec) {
+                Ok(Event::Dns(p)) => {
+                    // Not a row: parsed now, its names written at the flush.
+                    self.dns_payload(&p);
+                    per_kind[kind::DNS as usize] += 1;
+                }
                 Ok(ev) => {
                     if let Event::Message { flow, .. } = &ev {
                         self.cgroups.see(flow.cgroup);
@@ -373,8 +420,13 @@ impl<S: EventSink> Writer<'_, S> {
             let de = now.events.saturating_sub(before.events);
             let dd = now.drops.saturating_sub(before.drops);
             if de > 0 || dd > 0 {
+                let src = if k == kind::DNS as usize {
+                    source::DNS
+                } else {
+                    k as u8
+                };
                 self.sink
-                    .push_stats(ts, k as u8, dd, de)
+                    .push_stats(ts, src, dd, de)
                     .context("write stats")?;
             }
         }
@@ -394,6 +446,7 @@ impl<S: EventSink> Writer<'_, S> {
                 .context("write stats")?;
         }
         self.cgroup_paths(true)?;
+        self.dns_names()?;
         self.sink.flush().context("flush trace")?;
         self.check_limits();
         Ok(())
@@ -430,6 +483,8 @@ where
                     summary: Summary::default(),
                     last_counters: Counters::default(),
                     cgroups: CgroupNames::new(),
+                    dns_streams: TcpStreams::default(),
+                    dns_pending: Vec::new(),
                 };
                 let r = kernel(&mut |src: &mut dyn EventSource| {
                     let _ = ready_tx.send(());
