@@ -21,6 +21,7 @@ mod frame;
 mod load;
 mod model;
 mod protos;
+mod remote_names;
 mod replay;
 mod report;
 mod units;
