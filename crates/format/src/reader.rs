@@ -11,7 +11,9 @@ use crate::batch::{Chunk, ColumnSet};
 use crate::codec;
 use crate::error::{FormatError, Result};
 use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
-use crate::meta::{self, Cgroups, ChunkEntry, ChunkMeta, DnsAnswer, DnsNames, FileInfo, Footer, Hooks};
+use crate::meta::{
+    self, Cgroups, ChunkEntry, ChunkMeta, DnsAnswer, DnsNames, FileInfo, Footer, Hooks,
+};
 use crate::schema::{column_def, column_optional, Table};
 
 enum Data {

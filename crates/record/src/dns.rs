@@ -270,7 +270,20 @@ pub(crate) mod tests {
 
     /// A response to `q` (type `qtype`) with `answers` (owner, type, rdata).
     pub fn response(q: &str, qtype: u16, answers: &[(&str, u16, Vec<u8>)]) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, answers.len() as u8, 0, 0, 0, 0];
+        let mut m = vec![
+            0x12,
+            0x34,
+            0x81,
+            0x80,
+            0,
+            1,
+            0,
+            answers.len() as u8,
+            0,
+            0,
+            0,
+            0,
+        ];
         m.extend(wire_name(q));
         m.extend_from_slice(&qtype.to_be_bytes());
         m.extend_from_slice(&[0, 1]);
@@ -340,14 +353,20 @@ pub(crate) mod tests {
         let mut nx = response("a.test", 1, &[("a.test", 1, vec![1, 2, 3, 4])]);
         nx[3] |= 3; // NXDOMAIN
         assert!(parse_response(&nx).is_empty());
-        let m = response("a\u{1b}b.x\\y.test", 1, &[("a\u{1b}b.x\\y.test", 1, vec![1, 2, 3, 4])]);
+        let m = response(
+            "a\u{1b}b.x\\y.test",
+            1,
+            &[("a\u{1b}b.x\\y.test", 1, vec![1, 2, 3, 4])],
+        );
         assert_eq!(parse_response(&m)[0].name, "a\\027b.x\\\\y.test");
     }
 
     #[test]
     fn pointer_loops_and_forward_pointers_are_refused() {
         // A name that points at itself.
-        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
+        let mut m = vec![
+            0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
+        ];
         assert!(parse_response(&m).is_empty());
         m[13] = 40; // forward
         assert!(parse_response(&m).is_empty());
@@ -358,7 +377,10 @@ pub(crate) mod tests {
         let m = response(
             "a.test",
             1,
-            &[("a.test", 1, vec![1, 2, 3, 4]), ("a.test", 1, vec![5, 6, 7, 8])],
+            &[
+                ("a.test", 1, vec![1, 2, 3, 4]),
+                ("a.test", 1, vec![5, 6, 7, 8]),
+            ],
         );
         for cut in 0..m.len() {
             let got = parse_response(&m[..cut]);
