@@ -46,6 +46,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "NAME")]
     pub report: Option<String>,
     /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup, container.
+    /// `remote` groups by the name DNS answers gave the address, when the trace has one.
     #[arg(long, value_name = "KEY")]
     pub by: Option<String>,
     /// Output format: table (default), json, csv, parquet (inferred from -o's extension).
@@ -69,7 +70,8 @@ pub struct AnalyzeArgs {
     pub filter: FilterArgs,
 }
 
-/// `snoop replay FILE`: every event in time order, one line each.
+/// `snoop replay FILE`: every event in time order, one line each (a remote
+/// named by the trace's DNS answers is followed by ` (NAME)`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
     /// Trace file(s).
