@@ -649,7 +649,7 @@ fn dns_names_round_trip_and_survive_recovery() {
     }
     w.flush().unwrap();
     let complete = w.finish(10_000).unwrap();
-    let want = vec![
+    let want = [
         a(1_500, "a.example", 1),
         a(2_500, "b.example", 2),
         a(2_600, "a.example", 3),
