@@ -445,4 +445,27 @@ mod tests {
             Err(DecodeError::BadField { field: "dir", .. })
         ));
     }
+
+    #[test]
+    fn dns_payload_length_is_checked() {
+        let mut d = snoop_dns {
+            kind: kind::DNS,
+            proto: 17,
+            len: 3,
+            pid: 9,
+            ..Default::default()
+        };
+        d.data[..3].copy_from_slice(&[1, 2, 3]);
+        match decode(bytes_of(&d)).unwrap() {
+            Event::Dns(p) => {
+                assert_eq!((p.pid, p.tcp_seq, p.data), (9, None, vec![1, 2, 3]));
+            }
+            other => panic!("{other:?}"),
+        }
+        d.len = 513;
+        assert!(matches!(
+            decode(bytes_of(&d)),
+            Err(DecodeError::BadField { field: "len", .. })
+        ));
+    }
 }

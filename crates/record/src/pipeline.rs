@@ -578,6 +578,84 @@ mod tests {
         );
     }
 
+    fn dns(pid: u32, ts_ns: u64, tcp: Option<u32>, payload: &[u8]) -> Vec<u8> {
+        let mut d = crate::skel::types::snoop_dns {
+            kind: kind::DNS,
+            proto: if tcp.is_some() { 6 } else { 17 },
+            len: payload.len() as u16,
+            pid,
+            tid: pid,
+            seq: tcp.unwrap_or(0),
+            ts_ns,
+            cookie: 77,
+            ..Default::default()
+        };
+        d.data[..payload.len()].copy_from_slice(payload);
+        bytes_of(&d).to_vec()
+    }
+
+    /// DNS records become names in the trace (not rows): a UDP answer, a
+    /// TCP answer behind its length prefix, a TCP continuation segment
+    /// that is skipped, garbage that gives nothing; the kernel's DNS drops
+    /// are stats of their own source.
+    #[test]
+    fn dns_records_become_names() {
+        use crate::dns::tests::response;
+        let udp = response("u.test", 1, &[("u.test", 1, vec![10, 0, 0, 1])]);
+        let tcp = response("t.test", 1, &[("t.test", 1, vec![10, 0, 0, 2])]);
+        let mut framed = (tcp.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&tcp);
+        let recs = vec![
+            dns(5, 100, None, &udp),
+            dns(6, 200, Some(9000), &framed),
+            dns(6, 300, Some(9001), &framed),
+            dns(7, 400, None, &[0xff; 40]),
+            msg(5, 10, 0),
+        ];
+        let mut drops = Counters::default();
+        drops[kind::DNS as usize] = KindCounters {
+            events: 4,
+            drops: 2,
+        };
+        let info = FileInfo::from_host(vec!["test".into()]);
+        let mut w = TraceWriter::new(Vec::new(), &info, WriterOptions::default()).expect("writer");
+        let ctl = Control::default();
+        let summary = run_pipeline(
+            &mut w,
+            &ctl,
+            &Limits::default(),
+            |drain| drain(&mut ReplaySource::new(recs, 64, drops)),
+            || {},
+            |ctl| {
+                if ctl.events.load(Ordering::Relaxed) >= 1 {
+                    ctl.stop();
+                }
+            },
+        )
+        .expect("pipeline");
+        assert_eq!(summary.events[kind::DNS as usize], 4);
+        assert_eq!(summary.dns_names, 2);
+        let t = Trace::from_bytes(w.finish(2000).expect("finish")).expect("read back");
+        let got: Vec<(u64, u32, &str, u8)> = t
+            .dns()
+            .iter()
+            .map(|a| (a.ts_ns, a.pid, a.name.as_str(), a.addr[15]))
+            .collect();
+        assert_eq!(got, vec![(100, 5, "u.test", 1), (200, 6, "t.test", 2)]);
+        assert_eq!(t.rows(Table::Messages), 1, "DNS records are no rows");
+        let stats = t
+            .chunks_of(Table::Stats)
+            .flat_map(|i| {
+                let b = t.read_chunk(i, snoop_format::ColumnSet::ALL).unwrap();
+                let s = b.into_stats().unwrap();
+                (0..s.source.len())
+                    .map(|r| (s.source[r], s.dropped[r]))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        assert!(stats.contains(&(source::DNS, 2)), "{stats:?}");
+    }
+
     /// Records still in the rings when the stop comes are all written,
     /// even when draining them takes longer than the flush interval.
     #[test]
