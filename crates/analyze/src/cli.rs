@@ -94,7 +94,8 @@ pub struct ExportArgs {
     /// Trace file(s).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Table: messages, packets, connections, processes, stats.
+    /// Table: messages, packets, connections, processes, stats, dns (names
+    /// from DNS answers: ts_ns, pid, name, cnames, addr, ttl).
     #[arg(long, value_name = "TABLE", default_value = "messages")]
     pub table: String,
     /// Output file; .parquet or .csv (or use --format).

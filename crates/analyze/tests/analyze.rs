@@ -1701,4 +1701,25 @@ fn remote_names_follow_who_asked_and_when() {
     assert_eq!(g("y.test").unwrap()["tx_bytes"], 300, "pids 2 and 3");
     let unnamed = by.iter().find(|r| r["remote"] == "10.0.0.9").unwrap();
     assert!(unnamed["remote_name"].is_null());
+    // The answers themselves, exported (here: those pid 2 received).
+    let out = fx.dir.join("dns.csv");
+    let cli = ExportCli::try_parse_from([
+        "export",
+        &fx.trace,
+        "--table",
+        "dns",
+        "--pid",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_export(&cli.a).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!(
+            "ts_ns,pid,name,cnames,addr,ttl\n{},2,y.test,\"\",10.0.0.5,30\n",
+            S + 20 * MS
+        )
+    );
 }
