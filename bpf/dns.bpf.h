@@ -32,7 +32,7 @@ int snoop_dns_ingress(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	__u32 l4;
 	__u8 proto;
-	__u16 sport;
+	__u8 sport[2];
 
 	/* skb->data is the network header here. */
 	if (skb->protocol == bpf_htons(SNOOP_ETH_P_IP)) {
@@ -56,11 +56,15 @@ int snoop_dns_ingress(struct __sk_buff *skb)
 	}
 	if (proto != SNOOP_IPPROTO_UDP && proto != SNOOP_IPPROTO_TCP)
 		return 1;
-	if (data + l4 + 2 <= end)
-		sport = *(__u16 *)(data + l4);
-	else if (bpf_skb_load_bytes(skb, l4, &sport, 2))
+	/* Byte by byte: no unaligned load at a variable offset, which a
+	 * strict-alignment verifier refuses. */
+	if (data + l4 + 2 <= end) {
+		sport[0] = ((__u8 *)data)[l4];
+		sport[1] = ((__u8 *)data)[l4 + 1];
+	} else if (bpf_skb_load_bytes(skb, l4, sport, 2)) {
 		return 1;
-	if (sport != bpf_htons(SNOOP_DNS_PORT))
+	}
+	if (sport[1] != SNOOP_DNS_PORT || sport[0] != 0)
 		return 1;
 
 	/* A packet from port 53: find its payload. */
