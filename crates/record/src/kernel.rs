@@ -67,7 +67,8 @@ pub fn per_cpu_ring_bytes(total: u64, cpus: usize) -> u64 {
 
 /// The records (minus one) between two checks of a ring's fill level: up
 /// to 64, and few enough that the records in between (at most 256 bytes
-/// each) fill at most a sixteenth of the ring.
+/// each, but for the rare 560-byte DNS records) fill at most a sixteenth
+/// of the ring.
 pub fn wakeup_check_mask(ring: u64) -> u64 {
     let every = (ring / 16 / 256).clamp(1, 64);
     (1u64 << every.ilog2()) - 1
