@@ -1701,6 +1701,11 @@ fn remote_names_follow_who_asked_and_when() {
     assert_eq!(g("y.test").unwrap()["tx_bytes"], 300, "pids 2 and 3");
     let unnamed = by.iter().find(|r| r["remote"] == "10.0.0.9").unwrap();
     assert!(unnamed["remote_name"].is_null());
+    // The HTML report's remote shares name them too.
+    let html = fx.dir.join("names.html");
+    analyze(&[&fx.trace, "-o", html.to_str().unwrap()]).unwrap();
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("x.test") && html.contains("y.test"), "{html}");
     // The answers themselves, exported (here: those pid 2 received).
     let out = fx.dir.join("dns.csv");
     let cli = ExportCli::try_parse_from([

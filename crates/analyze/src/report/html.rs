@@ -309,22 +309,26 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
     probs.title = "Connection problems".into();
     h.push_str(&html_table(&probs, 20)?);
 
-    // Remote shares (all processes).
+    // Remote shares (all processes), by name where DNS answers gave one.
     let rows = remotes::rows(ctx);
-    let mut per: HashMap<[u8; 16], u64> = HashMap::new();
+    let mut per: HashMap<String, u64> = HashMap::new();
     for r in &rows {
-        let t = per.entry(r.raddr).or_default();
+        let label = ctx.ds.files[r.file as usize]
+            .names
+            .any(r.pid, &r.raddr)
+            .map_or_else(|| addr_str(&r.raddr), str::to_string);
+        let t = per.entry(label).or_default();
         *t = t.saturating_add(r.tx.saturating_add(r.rx));
     }
     let total: u64 = per.values().fold(0, |a, &b| a.saturating_add(b));
-    let mut top: Vec<([u8; 16], u64)> = per.into_iter().collect();
+    let mut top: Vec<(String, u64)> = per.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(12);
     let shares: Vec<(String, f64, String)> = top
         .iter()
         .map(|(a, b)| {
             (
-                addr_str(a),
+                a.clone(),
                 if total == 0 {
                     0.0
                 } else {
@@ -336,7 +340,7 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
         .collect();
     h.push_str("<h2>Remote addresses</h2>\n");
     h.push_str(&share_chart(
-        "share of application bytes by remote address",
+        "share of application bytes by remote (name from DNS answers, else address)",
         &shares,
     ));
 
