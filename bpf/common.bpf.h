@@ -46,6 +46,7 @@ struct snoop_msg snoop_dummy_msg = {};
 struct snoop_pkt snoop_dummy_pkt = {};
 struct snoop_conn snoop_dummy_conn = {};
 struct snoop_proc snoop_dummy_proc = {};
+struct snoop_dns snoop_dummy_dns = {};
 struct snoop_owner snoop_dummy_owner = {};
 struct snoop_flow_key snoop_dummy_flow_key = {};
 struct snoop_peer snoop_dummy_peer = {};

@@ -11,3 +11,4 @@
 #include "proc.bpf.h"
 #include "iter.bpf.h"
 #include "iface.bpf.h"
+#include "dns.bpf.h"

@@ -25,7 +25,8 @@ enum snoop_kind {
 	SNOOP_KIND_PKT = 1,  /* wire-level packet (device or --iface)          */
 	SNOOP_KIND_CONN = 2, /* TCP state change / pre-existing connection     */
 	SNOOP_KIND_PROC = 3, /* exec / fork / exit                             */
-	SNOOP_KIND_MAX = 4,
+	SNOOP_KIND_DNS = 4,  /* a DNS answer's first bytes (from port 53)      */
+	SNOOP_KIND_MAX = 5,
 };
 
 /* Map pressure counters (index of snoop_pressure): what the kernel side
@@ -153,6 +154,28 @@ struct snoop_proc {
 	__u64 ts_ns;
 	char comm[SNOOP_COMM_LEN];
 	char filename[SNOOP_FILENAME_LEN]; /* exec only */
+};
+
+/* Bytes of a DNS message copied per packet: the classic UDP limit. */
+#define SNOOP_DNS_CAP 512
+
+/* The first bytes of the payload of a packet from port 53 delivered to a
+ * local socket (cgroup_skb ingress): a DNS answer, parsed in user space,
+ * which keeps only names, addresses and TTLs. The owner comes from the
+ * receiving socket's cookie, never from the current task. For TCP the
+ * payload starts with the message's 2-byte length when seq is where a
+ * message starts. */
+struct snoop_dns {
+	__u8 kind;  /* SNOOP_KIND_DNS */
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u16 len;  /* bytes of data[] filled (<= SNOOP_DNS_CAP) */
+	__u32 pid;  /* owner of the receiving socket, 0 = unknown */
+	__u32 tid;
+	__u32 seq;  /* TCP: sequence number of data[0]; UDP: 0 */
+	__u64 ts_ns;
+	__u64 cookie; /* the receiving socket */
+	char comm[SNOOP_COMM_LEN];
+	__u8 data[SNOOP_DNS_CAP];
 };
 
 /* Value of the cookie -> owner map. */

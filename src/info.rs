@@ -112,6 +112,15 @@ fn summarize(trace: Trace) -> anyhow::Result<Summary> {
     })
 }
 
+/// Distinct names the trace's DNS answers were asked for.
+fn dns_names(t: &snoop_format::Trace) -> usize {
+    t.dns()
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 fn to_json(s: &Summary) -> Value {
     let t = &s.trace;
     let info = t.info();
@@ -123,6 +132,8 @@ fn to_json(s: &Summary) -> Value {
         "events": s.events,
         "tables": s.tables,
         "stats_rows": t.rows(Table::Stats),
+        "dns_answers": t.dns().len(),
+        "dns_names": dns_names(t),
         "file_bytes": file_bytes,
         "bytes_per_event": if s.events == 0 { 0.0 } else { file_bytes as f64 / s.events as f64 },
         "compression_ratio": if s.stored == 0 { 0.0 } else { s.raw as f64 / s.stored as f64 },
@@ -190,6 +201,12 @@ fn print_text(o: &mut impl Write, path: &std::path::Path, s: &Summary) -> std::i
     for (name, n) in &s.tables {
         writeln!(o, "  {name:<12}{n}")?;
     }
+    writeln!(
+        o,
+        "names:        {} from DNS answers ({} addresses)",
+        dns_names(t),
+        t.dns().len()
+    )?;
     writeln!(o, "chunks:       {}", t.chunks().len())?;
     writeln!(
         o,

@@ -119,6 +119,7 @@ fn each_optional_group_refused_alone_still_records() {
         "existing_sockets",
         "iface",
         "existing_processes",
+        "dns",
     ] {
         let path = dir.path().join(format!("{group}.snp"));
         let extra: &[&str] = if group == "iface" {
@@ -149,7 +150,7 @@ fn each_optional_group_refused_alone_still_records() {
             "{group}: message bytes of the test's thread"
         );
         let hooks = r.info["hooks"].as_object().expect("hooks object in info");
-        assert_eq!(hooks.len(), 8, "every group is listed: {hooks:?}");
+        assert_eq!(hooks.len(), 9, "every group is listed: {hooks:?}");
         for (g, state) in hooks {
             let state = state.as_str().unwrap();
             if g == group {
@@ -233,7 +234,7 @@ fn doctor_loads_every_group_and_says_what_is_missing() {
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["can_record"], true);
     let hooks = v["hooks"].as_object().unwrap();
-    assert_eq!(hooks.len(), 8, "{v}");
+    assert_eq!(hooks.len(), 9, "{v}");
     assert!(hooks.values().all(|s| s == "active"), "{v}");
 
     let (code, v) = doctor(&[("SNOOP_FORCE_REFUSE", "tcp_state")]);

@@ -46,6 +46,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "NAME")]
     pub report: Option<String>,
     /// Group by: pid (default), tid, comm, conn, remote, port, proto, iface, cgroup, container.
+    /// `remote` groups by the name DNS answers gave the address, when the trace has one.
     #[arg(long, value_name = "KEY")]
     pub by: Option<String>,
     /// Output format: table (default), json, csv, parquet (inferred from -o's extension).
@@ -69,7 +70,8 @@ pub struct AnalyzeArgs {
     pub filter: FilterArgs,
 }
 
-/// `snoop replay FILE`: every event in time order, one line each.
+/// `snoop replay FILE`: every event in time order, one line each (a remote
+/// named by the trace's DNS answers is followed by ` (NAME)`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
     /// Trace file(s).
@@ -94,7 +96,8 @@ pub struct ExportArgs {
     /// Trace file(s).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Table: messages, packets, connections, processes, stats.
+    /// Table: messages, packets, connections, processes, stats, dns (names
+    /// from DNS answers: ts_ns, pid, name, cnames, addr, ttl).
     #[arg(long, value_name = "TABLE", default_value = "messages")]
     pub table: String,
     /// Output file: .parquet, .csv, or .pcapng (--table packets, for

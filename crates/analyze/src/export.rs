@@ -4,7 +4,9 @@
 //! are streamed to the file in order. Rows are as
 //! recorded: a packet's pid is the one the kernel knew (0 for most received
 //! packets); `analyze` does the attribution. A `.pcapng` output goes to the
-//! pcapng writer and `--dataset` to the dataset writer.
+//! pcapng writer and `--dataset` to the dataset writer. `--table dns` writes
+//! the names DNS answers gave (no chunks: one small frame from the trace's
+//! DNS blocks).
 
 use std::fs::File;
 use std::path::Path;
@@ -21,13 +23,16 @@ use crate::frame::{csv_safe, i64c, opt_u64c, strc, u32c, u64c, write_df};
 use crate::load::{all_columns, open_all};
 use crate::usage;
 
+/// The table of names from DNS answers: not a chunk table of the format.
+const DNS_TABLE: &str = "dns";
+
 pub(crate) fn parse_table(s: &str) -> anyhow::Result<Table> {
     Table::ALL
         .into_iter()
         .find(|t| t.name() == s)
         .ok_or_else(|| {
             usage(format!(
-                "unknown table {s:?} (known: messages, packets, connections, processes, stats)"
+                "unknown table {s:?} (known: messages, packets, connections, processes, stats, dns)"
             ))
         })
 }
@@ -241,7 +246,12 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     let Some(output) = args.output.as_deref() else {
         return Err(usage("export needs -o PATH or --dataset DIR"));
     };
-    let table = parse_table(&args.table)?;
+    let dns = args.table == DNS_TABLE;
+    let table = if dns {
+        Table::Stats
+    } else {
+        parse_table(&args.table)?
+    };
     let pcapng = match args.format.as_deref() {
         Some(f) => f.eq_ignore_ascii_case("pcapng"),
         None => output
@@ -249,10 +259,10 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             .is_some_and(|e| e.eq_ignore_ascii_case("pcapng")),
     };
     if pcapng {
-        if table != Table::Packets {
+        if dns || table != Table::Packets {
             return Err(usage(format!(
                 "pcapng holds packets: use --table packets (got --table {})",
-                table.name()
+                args.table
             )));
         }
         return crate::pcapng::run_pcapng(args, output);
@@ -267,6 +277,13 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     let filter = Filter::parse(&args.filter)?;
     let (traces, files) = open_all(&args.files, &filter)?;
     let multi = files.len() > 1;
+    if dns {
+        let mut df = dns_frame(&traces, &files, multi)?;
+        if format == Format::Csv && !args.raw {
+            csv_safe(&mut df)?;
+        }
+        return write_df(&mut df, format, Some(output));
+    }
     let jobs: Vec<(usize, usize)> = traces
         .iter()
         .enumerate()
@@ -326,6 +343,45 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
     }
     Ok(())
+}
+
+/// Every DNS answer of the traces the filters keep: `ts_ns`, `pid`,
+/// `name`, `cnames` (comma-separated), `addr`, `ttl`.
+fn dns_frame(
+    traces: &[Trace],
+    files: &[crate::load::FileMeta],
+    multi: bool,
+) -> anyhow::Result<DataFrame> {
+    let rows: Vec<(&str, &snoop_format::DnsAnswer)> = traces
+        .iter()
+        .zip(files)
+        .flat_map(|(t, f)| {
+            t.dns()
+                .iter()
+                .filter(|a| f.filter.dns_ok(a.ts_ns, a.pid, &a.addr))
+                .map(|a| (f.host.as_str(), a))
+        })
+        .collect();
+    let mut cols = Vec::new();
+    if multi {
+        cols.push(strc("host", rows.iter().map(|r| r.0.to_string()).collect()));
+    }
+    cols.push(u64c("ts_ns", rows.iter().map(|r| r.1.ts_ns).collect()));
+    cols.push(u32c("pid", rows.iter().map(|r| r.1.pid).collect()));
+    cols.push(strc(
+        "name",
+        rows.iter().map(|r| r.1.name.clone()).collect(),
+    ));
+    cols.push(strc(
+        "cnames",
+        rows.iter().map(|r| r.1.cnames.join(",")).collect(),
+    ));
+    cols.push(strc(
+        "addr",
+        rows.iter().map(|r| addr_str(&r.1.addr)).collect(),
+    ));
+    cols.push(u32c("ttl", rows.iter().map(|r| r.1.ttl).collect()));
+    Ok(DataFrame::new_infer_height(cols)?)
 }
 
 /// A Parquet (zstd) or CSV file written a DataFrame at a time.

@@ -193,6 +193,15 @@ impl FileFilter {
             && self.f.remote.is_none_or(|c| c.contains(&f.raddr))
     }
 
+    /// Whether a DNS answer received at `ts` by `pid` for `addr` is kept
+    /// (time, `--pid` and `--remote`; the answer carries no comm, port or
+    /// protocol of the traffic).
+    pub fn dns_ok(&self, ts: u64, pid: u32, addr: &[u8; 16]) -> bool {
+        self.time_ok(ts)
+            && (self.f.pids.is_empty() || self.f.pids.contains(&pid))
+            && self.f.remote.is_none_or(|c| c.contains(addr))
+    }
+
     /// Whether any address/port/protocol filter is set.
     pub fn has_net(&self) -> bool {
         self.f.proto.is_some() || self.f.port.is_some() || self.f.remote.is_some()

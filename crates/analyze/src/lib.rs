@@ -24,6 +24,7 @@ mod load;
 mod model;
 mod pcapng;
 mod protos;
+mod remote_names;
 mod replay;
 mod report;
 mod units;

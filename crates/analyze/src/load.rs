@@ -45,6 +45,7 @@ pub fn open_all(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<(Vec<Trace
             hooks: t.hooks().cloned(),
             minor: t.minor(),
             cgroups: t.cgroups().iter().cloned().collect(),
+            names: crate::remote_names::RemoteNames::new(t.dns()),
         });
         traces.push(t);
     }

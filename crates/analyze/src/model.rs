@@ -100,6 +100,9 @@ pub struct FileMeta {
     /// cgroup id -> path (relative to the cgroup v2 mount), as recorded
     /// (format 1.2; empty for older traces).
     pub cgroups: std::collections::HashMap<u64, String>,
+    /// Names for remote addresses from the trace's DNS answers (format
+    /// 1.3; empty for older traces).
+    pub names: crate::remote_names::RemoteNames,
 }
 
 impl FileMeta {

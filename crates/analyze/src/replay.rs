@@ -185,6 +185,8 @@ impl Printer<'_> {
             Some(_) => "rx",
             None => "",
         };
+        // The remote's name from the trace's DNS answers before this event.
+        let name = m.names.at(f.pid, &f.raddr, ts).map(str::to_string);
         let iface = if event == "packet" {
             self.iface(file, f.ifindex)
         } else {
@@ -194,7 +196,7 @@ impl Printer<'_> {
             let mut o = serde_json::json!({
                 "ts_ns": ts, "wall": units::wall(wall), "event": event, "iface": iface,
                 "proto": proto_name(f.proto), "src": src, "sport": sport, "dst": dst, "dport": dport,
-                "pid": f.pid, "comm": comm_str(&f.comm),
+                "pid": f.pid, "comm": comm_str(&f.comm), "remote_name": name,
             });
             if let Some(obj) = o.as_object_mut() {
                 if let Some(d) = dir {
@@ -225,6 +227,11 @@ impl Printer<'_> {
             } else {
                 format!("pid {}/{}", f.pid, Shown(&comm_str(&f.comm)))
             };
+            let named = |side: String, remote: bool| match (&name, remote) {
+                (Some(n), true) => format!("{side} ({})", Shown(n)),
+                _ => side,
+            };
+            let rx = dir == Some(1);
             let what = match (len, &extra) {
                 (Some(l), _) => format!("{dir_s} {l}"),
                 (None, Some(x)) => x.clone(),
@@ -236,8 +243,8 @@ impl Printer<'_> {
                 units::wall_time(wall),
                 Shown(&iface),
                 proto_name(f.proto),
-                hp(&src, sport),
-                hp(&dst, dport)
+                named(hp(&src, sport), rx),
+                named(hp(&dst, dport), !rx)
             )?;
         }
         Ok(())

@@ -1641,3 +1641,90 @@ fn by_cgroup_and_container_show_names() {
     assert_eq!(by("-"), 4, "a session scope and an unnamed cgroup");
     assert_eq!(rows.len(), 3);
 }
+
+/// Names for remote addresses from DNS answers (format 1.3): a connection
+/// gets the name its own process was last answered for the address before
+/// the connection started, else the name anyone was last answered; none
+/// before any answer. `remotes` and `--by remote` take the whole trace.
+#[test]
+fn remote_names_follow_who_asked_and_when() {
+    let addr = |a: &str| addr_bytes(a.parse().unwrap());
+    let answer = |ts_ns: u64, pid: u32, name: &str| snoop_format::DnsAnswer {
+        ts_ns,
+        pid,
+        name: name.into(),
+        cnames: Vec::new(),
+        addr: addr("10.0.0.5"),
+        ttl: 30,
+    };
+    let fx = trace_fx("names", |w| {
+        w.write_dns(&[
+            answer(S + 10 * MS, 1, "x.test"),
+            answer(S + 20 * MS, 2, "y.test"),
+        ])
+        .unwrap();
+        let sends = [
+            (3, 1000, "10.0.0.5", 5),  // before any answer
+            (2, 1001, "10.0.0.5", 15), // anyone's: x.test
+            (2, 1002, "10.0.0.5", 25), // its own: y.test
+            (1, 1003, "10.0.0.5", 30), // its own, though y.test is later
+            (3, 1004, "10.0.0.9", 30), // never answered
+        ];
+        for (pid, lport, to, ms) in sends {
+            let f = flow(pid, "c", 17, "10.0.0.1", lport, to, 443, u64::from(lport));
+            w.push_message(S + ms * MS, &f, 100, Direction::Tx).unwrap();
+        }
+        S + 40 * MS
+    });
+    let conns = json(&fx, &["--report", "conns"]);
+    let name_of = |lport: u64| row(&conns, "sport", lport)["remote_name"].clone();
+    assert!(name_of(1000).is_null(), "{conns:#?}");
+    assert_eq!(name_of(1001), "x.test");
+    assert_eq!(name_of(1002), "y.test");
+    assert_eq!(name_of(1003), "x.test");
+    assert!(name_of(1004).is_null());
+    let remotes = json(&fx, &["--report", "remotes"]);
+    let r = |pid: u64, remote: &str| {
+        remotes
+            .iter()
+            .find(|r| r["pid"] == pid && r["remote"] == remote)
+            .unwrap_or_else(|| panic!("{pid} {remote}: {remotes:#?}"))["remote_name"]
+            .clone()
+    };
+    assert_eq!(r(1, "10.0.0.5"), "x.test");
+    assert_eq!(r(2, "10.0.0.5"), "y.test");
+    assert_eq!(r(3, "10.0.0.5"), "y.test");
+    assert!(r(3, "10.0.0.9").is_null());
+    let by = json(&fx, &["--by", "remote"]);
+    let g = |name: &str| by.iter().find(|r| r["remote_name"] == name).cloned();
+    assert_eq!(g("x.test").unwrap()["tx_bytes"], 100, "pid 1: {by:#?}");
+    assert_eq!(g("y.test").unwrap()["tx_bytes"], 300, "pids 2 and 3");
+    let unnamed = by.iter().find(|r| r["remote"] == "10.0.0.9").unwrap();
+    assert!(unnamed["remote_name"].is_null());
+    // The HTML report's remote shares name them too.
+    let html = fx.dir.join("names.html");
+    analyze(&[&fx.trace, "-o", html.to_str().unwrap()]).unwrap();
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("x.test") && html.contains("y.test"), "{html}");
+    // The answers themselves, exported (here: those pid 2 received).
+    let out = fx.dir.join("dns.csv");
+    let cli = ExportCli::try_parse_from([
+        "export",
+        &fx.trace,
+        "--table",
+        "dns",
+        "--pid",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_export(&cli.a).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!(
+            "ts_ns,pid,name,cnames,addr,ttl\n{},2,y.test,\"\",10.0.0.5,30\n",
+            S + 20 * MS
+        )
+    );
+}

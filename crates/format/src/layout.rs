@@ -10,7 +10,7 @@ pub const FILE_MAGIC: &[u8; 8] = b"SNOOPTRC";
 /// Major version written and read by this crate.
 pub const MAJOR: u16 = 1;
 /// Minor version written by this crate.
-pub const MINOR: u16 = 2;
+pub const MINOR: u16 = 3;
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Block magic.
@@ -39,6 +39,9 @@ pub mod kind {
     /// cgroup v2 ids and their paths (format 1.2): anywhere after the info
     /// block, as many as the recorder writes.
     pub const CGROUPS: u8 = 5;
+    /// Names from DNS answers (format 1.3): anywhere after the info
+    /// block, as many as the recorder writes.
+    pub const DNS: u8 = 6;
 }
 
 /// Round `n` up to [`ALIGN`].

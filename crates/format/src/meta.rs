@@ -48,6 +48,36 @@ pub struct Cgroups {
     pub paths: Vec<(u64, String)>,
 }
 
+/// Names learned from DNS answers delivered to local processes (format
+/// 1.3, blocks of kind 6 anywhere after the info block). Only names,
+/// addresses and TTLs: no other part of any packet. A recorder writes one
+/// block per batch of answers it parsed; readers concatenate them.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsNames {
+    /// The address records, in the order the answers were received.
+    pub answers: Vec<DnsAnswer>,
+}
+
+/// One address a DNS answer gave for a name.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// When the answer reached the socket, CLOCK_BOOTTIME ns.
+    pub ts_ns: u64,
+    /// The process owning the socket the answer was delivered to (the one
+    /// that asked); 0 when unknown.
+    pub pid: u32,
+    /// The name asked for (the question), lowercase, without the final dot.
+    pub name: String,
+    /// The CNAME chain from the question to the address record's owner,
+    /// in answer order (empty when the address was given for the name
+    /// itself).
+    pub cnames: Vec<String>,
+    /// The address: IPv4 as v4-mapped IPv6 (an A record), else IPv6 (AAAA).
+    pub addr: [u8; 16],
+    /// The address record's TTL, seconds.
+    pub ttl: u32,
+}
+
 /// How a column body is compressed.
 pub mod codec {
     /// Stored as is.

@@ -11,7 +11,9 @@ use crate::batch::{Chunk, ColumnSet};
 use crate::codec;
 use crate::error::{FormatError, Result};
 use crate::layout::{kind, BlockHeader, FileHeader, Trailer, FILE_HEADER_LEN};
-use crate::meta::{self, Cgroups, ChunkEntry, ChunkMeta, FileInfo, Footer, Hooks};
+use crate::meta::{
+    self, Cgroups, ChunkEntry, ChunkMeta, DnsAnswer, DnsNames, FileInfo, Footer, Hooks,
+};
 use crate::schema::{column_def, column_optional, Table};
 
 enum Data {
@@ -51,6 +53,7 @@ pub struct Trace {
     end_ns: Option<u64>,
     recovery: Option<Recovery>,
     cgroups: Vec<(u64, String)>,
+    dns: Vec<DnsAnswer>,
 }
 
 impl Trace {
@@ -119,7 +122,7 @@ impl Trace {
                 (chunks, None, Some(rec), file.len() as u64)
             }
         };
-        let cgroups = read_cgroups(file, first, &chunks, end);
+        let (cgroups, dns) = read_side_blocks(file, first, &chunks, end);
         Ok(Trace {
             data,
             header,
@@ -129,6 +132,7 @@ impl Trace {
             end_ns,
             recovery,
             cgroups,
+            dns,
         })
     }
 
@@ -149,8 +153,15 @@ impl Trace {
         &self.cgroups
     }
 
+    /// Addresses learned from DNS answers (format 1.3; empty for older
+    /// traces, recordings with `--no-dns`, or no answers), in the order
+    /// they were received.
+    pub fn dns(&self) -> &[DnsAnswer] {
+        &self.dns
+    }
+
     /// Minor format version of the file (what it may hold: 1 hook groups,
-    /// 2 connection outcomes).
+    /// 2 connection outcomes, cgroup paths and start times, 3 DNS names).
     pub fn minor(&self) -> u16 {
         self.header.minor
     }
@@ -253,13 +264,20 @@ impl Trace {
     }
 }
 
-/// Every cgroups block (format 1.2) merged, by id. They lie between the
-/// other blocks: only the gaps the chunk index leaves (before, between and
-/// after the chunks, up to `end`) are walked, block header by block
-/// header; a gap stops at the first block that does not parse, and a
-/// cgroups block that does not validate is skipped.
-fn read_cgroups(file: &[u8], first: u64, chunks: &[ChunkEntry], end: u64) -> Vec<(u64, String)> {
+/// Every cgroups block (format 1.2) merged, by id, and every DNS block
+/// (1.3) concatenated, sorted by time. They lie between the other blocks:
+/// only the gaps the chunk index leaves (before, between and after the
+/// chunks, up to `end`) are walked, block header by block header; a gap
+/// stops at the first block that does not parse, and a block that does
+/// not validate is skipped.
+fn read_side_blocks(
+    file: &[u8],
+    first: u64,
+    chunks: &[ChunkEntry],
+    end: u64,
+) -> (Vec<(u64, String)>, Vec<DnsAnswer>) {
     let mut out: std::collections::BTreeMap<u64, String> = Default::default();
+    let mut dns: Vec<DnsAnswer> = Vec::new();
     let mut walk = |mut at: u64, stop: u64| {
         while at < stop {
             let Ok(h) = BlockHeader::parse(file, at) else {
@@ -272,6 +290,13 @@ fn read_cgroups(file: &[u8], first: u64, chunks: &[ChunkEntry], end: u64) -> Vec
                 {
                     out.extend(c.paths);
                 }
+            } else if h.kind == kind::DNS {
+                if let Some(d) = block_meta(file, at, &h, "dns block")
+                    .ok()
+                    .and_then(|b| meta::decode::<DnsNames>(b, "dns block", at).ok())
+                {
+                    dns.extend(d.answers);
+                }
             }
             at += h.total_len();
         }
@@ -282,7 +307,8 @@ fn read_cgroups(file: &[u8], first: u64, chunks: &[ChunkEntry], end: u64) -> Vec
         at = c.offset.saturating_add(c.len);
     }
     walk(at, end);
-    out.into_iter().collect()
+    dns.sort_by_key(|a| a.ts_ns);
+    (out.into_iter().collect(), dns)
 }
 
 /// The hooks block, if the block after the info block is one and validates.

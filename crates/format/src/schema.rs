@@ -419,6 +419,9 @@ pub mod source {
     /// column); those sockets' packets and state changes are unattributed
     /// until an insert succeeds.
     pub const OWNER_MAP_FULL: u8 = 6;
+    /// DNS answer records (format 1.3): answers the kernel side could not
+    /// hand over (`dropped`) or did (`events`).
+    pub const DNS: u8 = 7;
     /// Records lost in user space (decode errors, full channel).
     pub const USERSPACE: u8 = 255;
 
@@ -437,6 +440,7 @@ pub mod source {
             OWNER_EVICTIONS => "owner_evictions".into(),
             TRACKED_FULL => "tracked_full".into(),
             OWNER_MAP_FULL => "owner_map_full".into(),
+            DNS => "dns".into(),
             USERSPACE => "userspace".into(),
             other => format!("source{other}"),
         }

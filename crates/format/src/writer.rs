@@ -477,7 +477,7 @@ pub struct TraceWriter<W: Write> {
     entries: Vec<ChunkEntry>,
     builders: [Builder; TABLES],
     sealer: Option<Sealer>,
-    /// A cgroups block was written (the hooks block must come first).
+    /// A cgroups or DNS block was written (the hooks block must come first).
     wrote_cgroups: bool,
 }
 
@@ -560,6 +560,19 @@ impl<W: Write> TraceWriter<W> {
         })?;
         self.wrote_cgroups = true;
         self.write(&block(kind::CGROUPS, 0, &meta, &[]))
+    }
+
+    /// Record names learned from DNS answers (format 1.3): one block, any
+    /// time after the hook groups (readers concatenate every such block).
+    pub fn write_dns(&mut self, answers: &[meta::DnsAnswer]) -> Result<()> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let meta = meta::to_bytes(&meta::DnsNames {
+            answers: answers.to_vec(),
+        })?;
+        self.wrote_cgroups = true;
+        self.write(&block(kind::DNS, 0, &meta, &[]))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {

@@ -81,6 +81,11 @@ pub struct RecordArgs {
     /// about half of the recording's CPU (60% on bulk TCP).
     #[arg(long)]
     pub no_packets: bool,
+    /// Do not learn names for remote addresses from the DNS answers
+    /// (port 53, UDP and TCP) that recorded processes receive; the trace
+    /// then has no names and `remote_name` stays empty.
+    #[arg(long)]
+    pub no_dns: bool,
     /// Ring buffer memory, 4K to 1G, split evenly over one ring per CPU
     /// (each a power of two, at least 4K: a size that does not split so is
     /// rounded, and snoop says to what; e.g. 16M, 64M). Raise it when the

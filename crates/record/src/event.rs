@@ -7,7 +7,7 @@
 
 use snoop_format::{Direction, Flow, ProcessKind, ProcessRow, TcpOutcome, AF_INET, AF_INET6};
 
-use crate::skel::types::{snoop_conn, snoop_msg, snoop_pkt, snoop_proc};
+use crate::skel::types::{snoop_conn, snoop_dns, snoop_msg, snoop_pkt, snoop_proc};
 use crate::skel::{kind, read};
 
 /// One decoded record.
@@ -57,6 +57,24 @@ pub enum Event {
     },
     /// exec / fork / exit.
     Process(ProcessRow),
+    /// The first bytes of a packet from port 53 delivered to a local
+    /// socket (a DNS answer, not yet parsed; never written as a row).
+    Dns(DnsPayload),
+}
+
+/// The payload bytes of one DNS packet and who received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsPayload {
+    /// CLOCK_BOOTTIME ns.
+    pub ts_ns: u64,
+    /// Owner of the receiving socket (0 unknown).
+    pub pid: u32,
+    /// The receiving socket.
+    pub cookie: u64,
+    /// TCP: the sequence number of `data[0]`; UDP: `None`.
+    pub tcp_seq: Option<u32>,
+    /// The payload's first bytes (at most 512).
+    pub data: Vec<u8>,
 }
 
 /// Why a record could not be decoded.
@@ -99,6 +117,7 @@ impl Event {
             Event::Packet { .. } => kind::PKT,
             Event::Conn { .. } => kind::CONN,
             Event::Process(_) => kind::PROC,
+            Event::Dns(_) => kind::DNS,
         }
     }
 }
@@ -278,6 +297,22 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 filename: snoop_format::name_text(&name),
             }))
         }
+        kind::DNS => {
+            let d: snoop_dns = decode_typed(k, rec)?;
+            let len = usize::from(d.len);
+            let data = d.data.get(..len).ok_or(DecodeError::BadField {
+                kind: k,
+                field: "len",
+                value: len as u64,
+            })?;
+            Ok(Event::Dns(DnsPayload {
+                ts_ns: d.ts_ns,
+                pid: d.pid,
+                cookie: d.cookie,
+                tcp_seq: (d.proto == 6).then_some(d.seq),
+                data: data.to_vec(),
+            }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -408,6 +443,29 @@ mod tests {
         assert!(matches!(
             decode(&b),
             Err(DecodeError::BadField { field: "dir", .. })
+        ));
+    }
+
+    #[test]
+    fn dns_payload_length_is_checked() {
+        let mut d = snoop_dns {
+            kind: kind::DNS,
+            proto: 17,
+            len: 3,
+            pid: 9,
+            ..Default::default()
+        };
+        d.data[..3].copy_from_slice(&[1, 2, 3]);
+        match decode(bytes_of(&d)).unwrap() {
+            Event::Dns(p) => {
+                assert_eq!((p.pid, p.tcp_seq, p.data), (9, None, vec![1, 2, 3]));
+            }
+            other => panic!("{other:?}"),
+        }
+        d.len = 513;
+        assert!(matches!(
+            decode(bytes_of(&d)),
+            Err(DecodeError::BadField { field: "len", .. })
         ));
     }
 }

@@ -35,11 +35,13 @@ pub enum Group {
     Iface,
     /// Processes running before recording, with their start times (iterator).
     ExistingProcesses,
+    /// DNS answers delivered to local sockets (cgroup_skb ingress).
+    Dns,
 }
 
 impl Group {
     /// Every group, in the order they are reported.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Messages,
         Group::Sockets,
         Group::Packets,
@@ -48,6 +50,7 @@ impl Group {
         Group::ExistingSockets,
         Group::Iface,
         Group::ExistingProcesses,
+        Group::Dns,
     ];
 
     /// The group's name in warnings, `snoop info`, `snoop doctor` and JSON.
@@ -61,6 +64,7 @@ impl Group {
             Group::ExistingSockets => "existing_sockets",
             Group::Iface => "iface",
             Group::ExistingProcesses => "existing_processes",
+            Group::Dns => "dns",
         }
     }
 
@@ -99,6 +103,9 @@ impl Group {
                 "processes running before recording have no start time (lifecycle's \
                  start_ns, first_net_after_ns and conn_after_ns stay empty for them)"
             }
+            Group::Dns => {
+                "no names for remote addresses from DNS answers (remote_name stays empty)"
+            }
         }
     }
 
@@ -122,6 +129,7 @@ impl Group {
             Group::ExistingSockets => &["snoop_iter_task_file", "snoop_iter_tcp", "snoop_iter_udp"],
             Group::Iface => &["snoop_iface_filter"],
             Group::ExistingProcesses => &["snoop_iter_task"],
+            Group::Dns => &["snoop_dns_ingress"],
         }
     }
 

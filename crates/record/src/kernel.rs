@@ -47,6 +47,8 @@ pub struct KernelOptions {
     pub lifecycle: bool,
     /// Learn sockets that existed before start (iterators).
     pub existing: bool,
+    /// Attach the DNS answer hook (names for remote addresses).
+    pub dns: bool,
     /// Capture every IP packet on these interfaces (socket filter).
     pub ifaces: Vec<String>,
     /// Ring buffer size in bytes (rounded up to a power of two, >= 4 KiB).
@@ -65,7 +67,8 @@ pub fn per_cpu_ring_bytes(total: u64, cpus: usize) -> u64 {
 
 /// The records (minus one) between two checks of a ring's fill level: up
 /// to 64, and few enough that the records in between (at most 256 bytes
-/// each) fill at most a sixteenth of the ring.
+/// each, but for the rare 560-byte DNS records) fill at most a sixteenth
+/// of the ring.
 pub fn wakeup_check_mask(ring: u64) -> u64 {
     let every = (ring / 16 / 256).clamp(1, 64);
     (1u64 << every.ilog2()) - 1
@@ -229,6 +232,7 @@ pub fn plan_for(opts: &KernelOptions) -> HookPlan {
             .ifaces
             .is_empty()
             .then(|| "not requested (no --iface)".into()),
+        Group::Dns => (!opts.dns).then(|| "not requested (--no-dns)".into()),
     })
 }
 
@@ -465,7 +469,7 @@ fn open_configured<'obj>(
         prog.set_autoload(plan.wanted(g));
         // Forced refusals of tracing programs fail at load, as a kernel
         // without the tracepoint would; the others fail at attach.
-        let tracing = !matches!(g, Group::Sockets | Group::Iface);
+        let tracing = !matches!(g, Group::Sockets | Group::Iface | Group::Dns);
         if plan.wanted(g) && tracing && forced.contains(&g) {
             // Loaded as a socket filter, its context reads are out of
             // bounds: the verifier refuses it, as a stricter kernel would.
@@ -619,6 +623,26 @@ fn attach_groups(
                 .map_err(|e| (g, why(e)))?;
             links.push(l);
         }
+    }
+    if plan.wanted(Group::Dns) {
+        let g = Group::Dns;
+        let cg_path = cgroup2_root().map_err(|e| (g, why(e)))?;
+        let cg = File::open(&cg_path)
+            .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
+            .with_context(|| format!("open cgroup v2 root {cg_path}"))
+            .map_err(|e| (g, why(e)))?;
+        let fd = if forced.contains(&g) {
+            -1
+        } else {
+            cg.as_raw_fd()
+        };
+        let l = p
+            .snoop_dns_ingress
+            .attach_cgroup(fd)
+            .map_err(perm::map_bpf_error_quiet)
+            .with_context(|| format!("attach cgroup_skb/ingress to {cg_path}"))
+            .map_err(|e| (g, why(e)))?;
+        links.push(l);
     }
     let mut iface_socks = Vec::new();
     if plan.wanted(Group::Iface) {
@@ -779,7 +803,7 @@ pub fn total(c: &Counters, k: u8) -> KindCounters {
     c.get(k as usize).copied().unwrap_or_default()
 }
 
-const _: () = assert!(kind::COUNT == 4);
+const _: () = assert!(kind::COUNT == 5);
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod cgroups;
+pub mod dns;
 pub mod doctor;
 pub mod event;
 pub mod hooks;

@@ -2,8 +2,9 @@
 //! records out of the [`EventSource`] a few hundred at a time, decodes them
 //! and pushes rows into an [`EventSink`] (the trace writer), flushing
 //! complete chunks every second and writing the kernel's per-kind
-//! event/drop counters as stats rows, and the paths of the cgroups its
-//! messages came from.
+//! event/drop counters as stats rows, the paths of the cgroups its
+//! messages came from, and the names DNS answers gave (parsed here, off
+//! the kernel side; only names, addresses and TTLs reach the trace).
 //!
 //! Records are decoded right after they leave the ring, while the small
 //! batch they were copied into is still in this core's cache (an earlier
@@ -22,6 +23,7 @@ use crossbeam_channel::bounded;
 use snoop_format::source;
 
 use crate::cgroups::CgroupNames;
+use crate::dns::TcpStreams;
 use crate::event::{decode, Event};
 use crate::skel::kind;
 use crate::source::{Counters, EventSource, Pressure, RawBatch};
@@ -52,6 +54,10 @@ pub trait EventSink {
     }
     /// Record cgroup ids and their paths.
     fn cgroups(&mut self, _paths: &[(u64, String)]) -> Result<()> {
+        Ok(())
+    }
+    /// Record names learned from DNS answers.
+    fn dns(&mut self, _answers: &[snoop_format::DnsAnswer]) -> Result<()> {
         Ok(())
     }
 }
@@ -90,6 +96,8 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
                 outcome,
             )?,
             Event::Process(row) => self.push_process(row)?,
+            // Parsed by the pipeline; its names arrive through `dns`.
+            Event::Dns(_) => {}
         }
         Ok(())
     }
@@ -114,6 +122,11 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
 
     fn cgroups(&mut self, paths: &[(u64, String)]) -> Result<()> {
         self.write_cgroups(paths)?;
+        Ok(())
+    }
+
+    fn dns(&mut self, answers: &[snoop_format::DnsAnswer]) -> Result<()> {
+        self.write_dns(answers)?;
         Ok(())
     }
 
@@ -174,6 +187,8 @@ pub struct Summary {
     pub kernel: Counters,
     /// Records lost in userspace.
     pub user_drops: u64,
+    /// Address records learned from DNS answers.
+    pub dns_names: u64,
     /// Kernel map pressure at the end.
     pub pressure: Pressure,
     /// First decode error, if any (the rest are only counted).
@@ -235,6 +250,7 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
         if last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
             w.cgroup_paths(false)?;
+            w.dns_names()?;
             w.sink.flush().context("flush trace")?;
             w.check_limits();
         } else {
@@ -271,6 +287,10 @@ struct Writer<'a, S: EventSink> {
     summary: Summary,
     last_counters: Counters,
     cgroups: CgroupNames,
+    /// Where DNS messages start in TCP streams.
+    dns_streams: TcpStreams,
+    /// Answers parsed since the last flush.
+    dns_pending: Vec<snoop_format::DnsAnswer>,
 }
 
 impl<S: EventSink> Writer<'_, S> {
@@ -285,6 +305,28 @@ impl<S: EventSink> Writer<'_, S> {
             self.sink.cgroups(&new).context("write cgroup paths")?;
         }
         Ok(())
+    }
+
+    /// Write the DNS answers parsed since the last call (at the flush).
+    fn dns_names(&mut self) -> Result<()> {
+        if !self.dns_pending.is_empty() {
+            self.sink
+                .dns(&self.dns_pending)
+                .context("write DNS names")?;
+            self.summary.dns_names += self.dns_pending.len() as u64;
+            self.dns_pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Parse one DNS packet's payload into the pending answers.
+    fn dns_payload(&mut self, p: &crate::event::DnsPayload) {
+        let answers = match p.tcp_seq {
+            Some(seq) => self.dns_streams.segment(p.cookie, seq, &p.data),
+            None => crate::dns::parse_response(&p.data),
+        };
+        self.dns_pending
+            .extend(answers.into_iter().map(|a| a.into_trace(p.ts_ns, p.pid)));
     }
 
     fn batch(&mut self, b: &RawBatch) -> Result<()> {
@@ -304,6 +346,11 @@ impl<S: EventSink> Writer<'_, S> {
                 break;
             }
             match decode(rec) {
+                Ok(Event::Dns(p)) => {
+                    // Not a row: parsed now, its names written at the flush.
+                    self.dns_payload(&p);
+                    per_kind[kind::DNS as usize] += 1;
+                }
                 Ok(ev) => {
                     if let Event::Message { flow, .. } = &ev {
                         self.cgroups.see(flow.cgroup);
@@ -373,8 +420,13 @@ impl<S: EventSink> Writer<'_, S> {
             let de = now.events.saturating_sub(before.events);
             let dd = now.drops.saturating_sub(before.drops);
             if de > 0 || dd > 0 {
+                let src = if k == kind::DNS as usize {
+                    source::DNS
+                } else {
+                    k as u8
+                };
                 self.sink
-                    .push_stats(ts, k as u8, dd, de)
+                    .push_stats(ts, src, dd, de)
                     .context("write stats")?;
             }
         }
@@ -394,6 +446,7 @@ impl<S: EventSink> Writer<'_, S> {
                 .context("write stats")?;
         }
         self.cgroup_paths(true)?;
+        self.dns_names()?;
         self.sink.flush().context("flush trace")?;
         self.check_limits();
         Ok(())
@@ -430,6 +483,8 @@ where
                     summary: Summary::default(),
                     last_counters: Counters::default(),
                     cgroups: CgroupNames::new(),
+                    dns_streams: TcpStreams::default(),
+                    dns_pending: Vec::new(),
                 };
                 let r = kernel(&mut |src: &mut dyn EventSource| {
                     let _ = ready_tx.send(());
@@ -521,6 +576,84 @@ mod tests {
             t.rows(Table::Stats) >= 2,
             "kernel drops and userspace losses are recorded"
         );
+    }
+
+    fn dns(pid: u32, ts_ns: u64, tcp: Option<u32>, payload: &[u8]) -> Vec<u8> {
+        let mut d = crate::skel::types::snoop_dns {
+            kind: kind::DNS,
+            proto: if tcp.is_some() { 6 } else { 17 },
+            len: payload.len() as u16,
+            pid,
+            tid: pid,
+            seq: tcp.unwrap_or(0),
+            ts_ns,
+            cookie: 77,
+            ..Default::default()
+        };
+        d.data[..payload.len()].copy_from_slice(payload);
+        bytes_of(&d).to_vec()
+    }
+
+    /// DNS records become names in the trace (not rows): a UDP answer, a
+    /// TCP answer behind its length prefix, a TCP continuation segment
+    /// that is skipped, garbage that gives nothing; the kernel's DNS drops
+    /// are stats of their own source.
+    #[test]
+    fn dns_records_become_names() {
+        use crate::dns::tests::response;
+        let udp = response("u.test", 1, &[("u.test", 1, vec![10, 0, 0, 1])]);
+        let tcp = response("t.test", 1, &[("t.test", 1, vec![10, 0, 0, 2])]);
+        let mut framed = (tcp.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&tcp);
+        let recs = vec![
+            dns(5, 100, None, &udp),
+            dns(6, 200, Some(9000), &framed),
+            dns(6, 300, Some(9001), &framed),
+            dns(7, 400, None, &[0xff; 40]),
+            msg(5, 10, 0),
+        ];
+        let mut drops = Counters::default();
+        drops[kind::DNS as usize] = KindCounters {
+            events: 4,
+            drops: 2,
+        };
+        let info = FileInfo::from_host(vec!["test".into()]);
+        let mut w = TraceWriter::new(Vec::new(), &info, WriterOptions::default()).expect("writer");
+        let ctl = Control::default();
+        let summary = run_pipeline(
+            &mut w,
+            &ctl,
+            &Limits::default(),
+            |drain| drain(&mut ReplaySource::new(recs, 64, drops)),
+            || {},
+            |ctl| {
+                if ctl.events.load(Ordering::Relaxed) >= 1 {
+                    ctl.stop();
+                }
+            },
+        )
+        .expect("pipeline");
+        assert_eq!(summary.events[kind::DNS as usize], 4);
+        assert_eq!(summary.dns_names, 2);
+        let t = Trace::from_bytes(w.finish(2000).expect("finish")).expect("read back");
+        let got: Vec<(u64, u32, &str, u8)> = t
+            .dns()
+            .iter()
+            .map(|a| (a.ts_ns, a.pid, a.name.as_str(), a.addr[15]))
+            .collect();
+        assert_eq!(got, vec![(100, 5, "u.test", 1), (200, 6, "t.test", 2)]);
+        assert_eq!(t.rows(Table::Messages), 1, "DNS records are no rows");
+        let stats = t
+            .chunks_of(Table::Stats)
+            .flat_map(|i| {
+                let b = t.read_chunk(i, snoop_format::ColumnSet::ALL).unwrap();
+                let s = b.into_stats().unwrap();
+                (0..s.source.len())
+                    .map(|r| (s.source[r], s.dropped[r]))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        assert!(stats.contains(&(source::DNS, 2)), "{stats:?}");
     }
 
     /// Records still in the rings when the stop comes are all written,

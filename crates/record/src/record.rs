@@ -80,6 +80,7 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
             0
         },
         packets: !args.no_packets,
+        dns: !args.no_dns,
         lifecycle: true,
         existing: true,
         ifaces: args.iface.clone(),
@@ -337,8 +338,9 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
-    let names = ["messages", "packets", "connections", "processes"];
-    let total: u64 = s.events.iter().sum();
+    let names = ["messages", "packets", "connections", "processes", "DNS"];
+    // DNS records are no rows: the trace keeps the names parsed from them.
+    let total: u64 = s.events.iter().take(kind::DNS as usize).sum();
     let kdrops: u64 = s.kernel.iter().map(|c| c.drops).sum();
     eprintln!(
         "snoop: wrote {} in {:.1}s: {total} events ({}), {} dropped in kernel, {} in userspace; {}{}",
@@ -347,7 +349,9 @@ fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
         names
             .iter()
             .zip(s.events.iter())
+            .take(kind::DNS as usize)
             .map(|(n, c)| format!("{c} {n}"))
+            .chain((s.dns_names > 0).then(|| format!("{} DNS names", s.dns_names)))
             .collect::<Vec<_>>()
             .join(", "),
         kdrops,

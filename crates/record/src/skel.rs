@@ -19,7 +19,9 @@ mod generated {
 
 pub use generated::*;
 
-use generated::types::{snoop_config, snoop_conn, snoop_counter, snoop_msg, snoop_pkt, snoop_proc};
+use generated::types::{
+    snoop_config, snoop_conn, snoop_counter, snoop_dns, snoop_msg, snoop_pkt, snoop_proc,
+};
 
 // SAFETY: these are `#[repr(C)]` structs generated from BTF of bpf/snoop.h,
 // made only of integers and integer arrays with explicit padding fields, so
@@ -33,6 +35,8 @@ unsafe impl plain::Plain for snoop_conn {}
 unsafe impl plain::Plain for snoop_proc {}
 // SAFETY: as above.
 unsafe impl plain::Plain for snoop_counter {}
+// SAFETY: as above.
+unsafe impl plain::Plain for snoop_dns {}
 
 // Compile-time checks that the generated types have the layout snoop.h
 // promises (a change of the header without the decoder fails the build).
@@ -41,6 +45,7 @@ const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 96);
 const _: () = assert!(std::mem::size_of::<snoop_conn>() == 120);
 const _: () = assert!(std::mem::size_of::<snoop_proc>() == 176);
 const _: () = assert!(std::mem::size_of::<snoop_counter>() == 16);
+const _: () = assert!(std::mem::size_of::<snoop_dns>() == 560);
 const _: () = assert!(std::mem::size_of::<snoop_config>() == 16);
 
 /// Record kinds: the first byte of every ring-buffer record (`enum snoop_kind`).
@@ -53,8 +58,10 @@ pub mod kind {
     pub const CONN: u8 = 2;
     /// Process event (`struct snoop_proc`).
     pub const PROC: u8 = 3;
+    /// The first bytes of a DNS answer (`struct snoop_dns`).
+    pub const DNS: u8 = 4;
     /// Number of kinds (size of the counters map).
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 }
 
 /// Read a plain record from possibly unaligned bytes; `None` when too short.

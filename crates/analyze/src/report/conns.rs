@@ -580,6 +580,18 @@ pub fn frames(ctx: &Ctx) -> anyhow::Result<Vec<Frame>> {
         "dport",
         conns.iter().map(|c| c.flow.rport as u32).collect(),
     ));
+    cols.push(opt_strc(
+        "remote_name",
+        conns
+            .iter()
+            .map(|c| {
+                ds.files[c.file as usize]
+                    .names
+                    .at(c.pid, &c.flow.raddr, c.start)
+                    .map(str::to_string)
+            })
+            .collect(),
+    ));
     cols.push(u64c("start_ns", conns.iter().map(|c| c.start).collect()));
     cols.push(opt_u64c("end_ns", conns.iter().map(|c| c.end).collect()));
     cols.push(u64c(

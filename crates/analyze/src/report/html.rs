@@ -546,21 +546,25 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         body.push_str("</section>\n");
     }
 
-    // Remote shares (all processes).
-    let mut per: HashMap<[u8; 16], u64> = HashMap::new();
+    // Remote shares (all processes), by name where DNS answers gave one.
+    let mut per: HashMap<String, u64> = HashMap::new();
     for r in &remote_rows {
-        let t = per.entry(r.raddr).or_default();
+        let label = ctx.ds.files[r.file as usize]
+            .names
+            .any(r.pid, &r.raddr)
+            .map_or_else(|| addr_str(&r.raddr), str::to_string);
+        let t = per.entry(label).or_default();
         *t = t.saturating_add(r.tx.saturating_add(r.rx));
     }
     let total: u64 = per.values().fold(0, |a, &b| a.saturating_add(b));
-    let mut top: Vec<([u8; 16], u64)> = per.into_iter().collect();
+    let mut top: Vec<(String, u64)> = per.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(12);
     let shares: Vec<(String, f64, String)> = top
         .iter()
         .map(|(a, b)| {
             (
-                addr_str(a),
+                a.clone(),
                 if total == 0 {
                     0.0
                 } else {
@@ -572,7 +576,7 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         .collect();
     section(&mut toc, &mut body, "remotes", "Remote addresses");
     body.push_str(&share_chart(
-        "share of application bytes by remote address",
+        "share of application bytes by remote (name from DNS answers, else address)",
         &shares,
     ));
     body.push_str("</section>\n");

@@ -1,7 +1,8 @@
 //! Grouping for `--by KEY`: every flow of the dataset maps to a small integer
 //! group id through the key's value (pid, tid, comm, connection 5-tuple,
 //! remote address, service port, protocol, interface, cgroup, container or
-//! service (from the cgroup's recorded path); plus the host
+//! service (from the cgroup's recorded path); remote addresses with a name
+//! from the trace's DNS answers group by that name; plus the host
 //! when several traces are analysed), and each group gets its key columns.
 //! Reports aggregate on the integer ids and join the key columns at the end.
 //! The name shown for a process is the latest one seen for its pid, as `ps`
@@ -25,6 +26,8 @@ enum KeyVal {
     Comm([u8; 16]),
     Conn(u32, u8, [u8; 16], u16, [u8; 16], u16),
     Remote([u8; 16]),
+    /// A remote name, interned by [`Groups::new`].
+    RemoteName(u32),
     Port(u16),
     Proto(u8),
     Iface(u32),
@@ -75,6 +78,8 @@ pub struct Groups {
     multi: bool,
     /// `--by container`: each group's container name.
     containers: Vec<String>,
+    /// `--by remote`: each group's name (if known) and addresses.
+    remotes: Vec<(Option<String>, Vec<[u8; 16]>)>,
 }
 
 impl Groups {
@@ -90,14 +95,29 @@ impl Groups {
             unattributed: Vec::new(),
             multi,
             containers: Vec::new(),
+            remotes: Vec::new(),
         };
         let mut cindex: HashMap<String, u32> = HashMap::new();
+        let mut rindex: HashMap<String, u32> = HashMap::new();
         for (i, r) in ds.flows.iter().enumerate() {
             if !include(r) {
                 continue;
             }
             let mut cname = String::new();
-            let kv = if key == Key::Container {
+            let mut rname = None;
+            let kv = if key == Key::Remote {
+                rname = ds.files[r.file as usize]
+                    .names
+                    .any(r.flow.pid, &r.flow.raddr)
+                    .map(str::to_string);
+                match &rname {
+                    Some(n) => {
+                        let next = rindex.len() as u32;
+                        KeyVal::RemoteName(*rindex.entry(n.clone()).or_insert(next))
+                    }
+                    None => key_val(key, r),
+                }
+            } else if key == Key::Container {
                 // "-": not in a container or service, or not named.
                 cname = ds.files[r.file as usize]
                     .container(r.flow.cgroup)
@@ -110,12 +130,19 @@ impl Groups {
             let k = (if multi { r.file } else { 0 }, kv);
             let id = *index.entry(k).or_insert_with(|| {
                 g.containers.push(cname);
+                g.remotes.push((rname, Vec::new()));
                 g.reps.push(*r);
                 g.best_comm.push(([0; 16], 0));
                 g.unattributed.push(true);
                 (g.reps.len() - 1) as u32
             });
             g.of_flow[i] = id;
+            if key == Key::Remote {
+                let addrs = &mut g.remotes[id as usize].1;
+                if !addrs.contains(&r.flow.raddr) {
+                    addrs.push(r.flow.raddr);
+                }
+            }
             // The latest name seen: message flows (the calling thread's
             // name at the time) before packet and connection flows (the
             // owner's name when the socket was learned).
@@ -203,10 +230,23 @@ impl Groups {
                     self.reps.iter().map(|r| r.flow.rport as u32).collect(),
                 ));
             }
-            Key::Remote => cols.push(strc(
-                "remote",
-                self.reps.iter().map(|r| addr_str(&r.flow.raddr)).collect(),
-            )),
+            Key::Remote => {
+                cols.push(strc(
+                    "remote",
+                    self.remotes
+                        .iter()
+                        .map(|(_, addrs)| {
+                            let mut a: Vec<String> = addrs.iter().map(addr_str).collect();
+                            a.sort();
+                            a.join(",")
+                        })
+                        .collect(),
+                ));
+                cols.push(opt_strc(
+                    "remote_name",
+                    self.remotes.iter().map(|(n, _)| n.clone()).collect(),
+                ));
+            }
             Key::Port => cols.push(u32c(
                 "port",
                 self.reps

@@ -9,7 +9,7 @@ use snoop_format::comm_str;
 
 use super::Ctx;
 use crate::filter::addr_str;
-use crate::frame::{f64c, strc, u32c, u64c, Frame};
+use crate::frame::{f64c, opt_strc, strc, u32c, u64c, Frame};
 use crate::load::Origin;
 
 /// One (process, remote) row.
@@ -126,6 +126,17 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
     cols.push(strc(
         "remote",
         rows.iter().map(|r| addr_str(&r.raddr)).collect(),
+    ));
+    cols.push(opt_strc(
+        "remote_name",
+        rows.iter()
+            .map(|r| {
+                ds.files[r.file as usize]
+                    .names
+                    .any(r.pid, &r.raddr)
+                    .map(str::to_string)
+            })
+            .collect(),
     ));
     cols.push(strc(
         "ports",

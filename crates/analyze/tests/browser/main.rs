@@ -266,7 +266,10 @@ fn report_renders_in_chromium_with_every_chart_drawn() {
             * (0..30u64)
                 .map(|k| 500 + 60_000 + (k % 7) * 1000)
                 .sum::<u64>();
-        let t = titles(&page, "share of application bytes by remote address");
+        let t = titles(
+            &page,
+            "share of application bytes by remote (name from DNS answers, else address)",
+        );
         assert!(
             t.iter()
                 .any(|s| s.starts_with("93.184.216.34:") && s.contains(&format!("({curl} B)"))),
