@@ -56,11 +56,15 @@ int snoop_dns_ingress(struct __sk_buff *skb)
 	}
 	if (proto != SNOOP_IPPROTO_UDP && proto != SNOOP_IPPROTO_TCP)
 		return 1;
-	/* Byte by byte: no unaligned load at a variable offset, which a
-	 * strict-alignment verifier refuses. */
-	if (data + l4 + 2 <= end) {
-		sport[0] = ((__u8 *)data)[l4];
-		sport[1] = ((__u8 *)data)[l4 + 1];
+	/* Byte by byte through one pointer that the bounds check covers: no
+	 * unaligned load at a variable offset (a strict-alignment verifier
+	 * refuses it), and no offset recomputed from data that the check
+	 * did not see. */
+	__u8 *sp = (__u8 *)data + l4;
+
+	if ((void *)(sp + 2) <= end) {
+		sport[0] = sp[0];
+		sport[1] = sp[1];
 	} else if (bpf_skb_load_bytes(skb, l4, sport, 2)) {
 		return 1;
 	}
