@@ -6,26 +6,13 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SOURCES: &[&str] = &[
-    "snoop.bpf.c",
-    "snoop.h",
-    "common.bpf.h",
-    "msg.bpf.h",
-    "pkt.bpf.h",
-    "conn.bpf.h",
-    "proc.bpf.h",
-    "iter.bpf.h",
-    "iface.bpf.h",
-    "vmlinux.h",
-];
-
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let bpf = manifest.join("../../bpf");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("snoop.skel.rs");
-    for f in SOURCES {
-        println!("cargo:rerun-if-changed={}", bpf.join(f).display());
-    }
+    // The whole directory: cargo rebuilds when any file in it changes, so a
+    // new header can never be left out of the list and silently not rebuilt.
+    println!("cargo:rerun-if-changed={}", bpf.display());
     let include = format!("-I{}", bpf.display());
     if let Err(e) = SkeletonBuilder::new()
         .source(bpf.join("snoop.bpf.c"))
