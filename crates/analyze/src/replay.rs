@@ -173,6 +173,7 @@ impl Printer<'_> {
         len: Option<u32>,
         extra: Option<String>,
         reason: Option<&str>,
+        run: Option<(u32, u64)>,
     ) -> anyhow::Result<()> {
         let m = &self.files[file as usize];
         let wall = m.info.wall_ns(ts);
@@ -206,6 +207,10 @@ impl Printer<'_> {
                 if let Some(x) = &extra {
                     obj.insert("state".into(), x.clone().into());
                 }
+                if let Some((count, last)) = run {
+                    obj.insert("count".into(), count.into());
+                    obj.insert("last_ns".into(), last.into());
+                }
                 if let Some(r) = reason {
                     obj.insert("attribution".into(), r.into());
                 }
@@ -226,6 +231,14 @@ impl Printer<'_> {
                 format!("pid {}/{}", f.pid, Shown(&comm_str(&f.comm)))
             };
             let what = match (len, &extra) {
+                // A run: its packets, each of length l, over its time span.
+                (Some(l), _) if run.is_some_and(|(n, _)| n > 1) => {
+                    let (n, last) = run.unwrap_or((1, ts));
+                    format!(
+                        "{dir_s} {l} x{n} over {}",
+                        units::duration(last.saturating_sub(ts))
+                    )
+                }
                 (Some(l), _) => format!("{dir_s} {l}"),
                 (None, Some(x)) => x.clone(),
                 _ => String::new(),
@@ -417,6 +430,7 @@ fn emit(
                             Some(b.bytes[i]),
                             None,
                             None,
+                            None,
                         )?;
                     }
                 }
@@ -433,6 +447,7 @@ fn emit(
                             Some(b.bytes[i]),
                             None,
                             Some(origin.reason()),
+                            Some((b.count(i), b.last_ns(i))),
                         )?;
                     }
                 }
@@ -449,7 +464,7 @@ fn emit(
                             tcp::name(b.old_state[i]),
                             tcp::name(b.new_state[i])
                         );
-                        out.net(c.file, ts, "tcp", &eff, None, None, Some(st), None)?;
+                        out.net(c.file, ts, "tcp", &eff, None, None, Some(st), None, None)?;
                     }
                 }
             }

@@ -92,6 +92,7 @@ pub fn run_doctor(args: &DoctorArgs) -> Result<u8> {
     let hooks: Vec<(String, String)> = if btf && privileged {
         let opts = KernelOptions {
             packets: true,
+            pkt_runs: true,
             lifecycle: true,
             existing: true,
             ifaces: vec!["lo".into()],

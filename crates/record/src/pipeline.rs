@@ -67,11 +67,13 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
             } => self.push_message(*ts_ns, flow, *bytes, *dir)?,
             Event::Packet {
                 ts_ns,
+                last_ns,
+                count,
                 flow,
                 len,
                 dir,
                 segs,
-            } => self.push_packet(*ts_ns, flow, *len, *dir, *segs)?,
+            } => self.push_packet_run(*ts_ns, *last_ns, *count, flow, *len, *dir, *segs)?,
             Event::Conn {
                 ts_ns,
                 flow,
@@ -193,7 +195,9 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
     let mut batch = RawBatch::with_capacity(BATCH_RECORDS * 256);
     let mut last_counters = Instant::now();
     let mut last_flush = Instant::now();
-    w.sink.hooks(&src.hooks()).context("write hook groups")?;
+    w.sink
+        .hooks(&[src.hooks(), src.settings()].concat())
+        .context("write hook groups")?;
     loop {
         let stopping = w.ctl.stopping();
         if stopping {

@@ -79,7 +79,8 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
         } else {
             0
         },
-        packets: !args.no_packets,
+        packets: args.packet_mode() != crate::args::PacketMode::Off,
+        pkt_runs: args.packet_mode() == crate::args::PacketMode::Runs,
         lifecycle: true,
         existing: true,
         ifaces: args.iface.clone(),

@@ -160,8 +160,13 @@ fn rate_charts(ctx: &Ctx) -> (String, String) {
     )
 }
 
-fn hist_chart(title: &str, tx: &[u64], rx: &[u64], label: &dyn Fn(u64) -> String) -> String {
-    let (htx, hrx) = (pow2_hist(tx), pow2_hist(rx));
+fn hist_chart(
+    title: &str,
+    tx: &[(u64, u64)],
+    rx: &[(u64, u64)],
+    label: &dyn Fn(u64) -> String,
+) -> String {
+    let (htx, hrx) = (sizes::pow2_hist_weighted(tx), sizes::pow2_hist_weighted(rx));
     let n = htx.len().max(hrx.len());
     let first = (0..n)
         .find(|&k| htx.get(k).copied().unwrap_or(0) + hrx.get(k).copied().unwrap_or(0) > 0)
@@ -221,7 +226,7 @@ svg{display:block;margin:8px 0;border:1px solid #eee}</style></head><body>\n<h1>
         interval_ns: ctx.interval_ns,
     };
     let (_, dists) = sizes::dists(&all);
-    let mut by: HashMap<(&str, u8), Vec<u64>> = HashMap::new();
+    let mut by: HashMap<(&str, u8), Vec<(u64, u64)>> = HashMap::new();
     for d in &dists {
         by.entry((d.kind, d.dir))
             .or_default()
