@@ -108,7 +108,7 @@ impl FileMeta {
     pub fn hooks_not_run(&self) -> Vec<String> {
         self.hooks
             .iter()
-            .flat_map(|h| &h.groups)
+            .flat_map(|h| h.hook_groups())
             // Interface capture is off unless asked for: not news.
             .filter(|(g, s)| s != "active" && !(g == "iface" && s.starts_with("off")))
             .map(|(g, s)| format!("{g} ({s})"))

@@ -172,6 +172,9 @@ impl Control {
 pub struct Summary {
     /// Events written, per record kind.
     pub events: [u64; kind::COUNT],
+    /// Wire packets the packet records stand for (a run counts its
+    /// packets).
+    pub wire_packets: u64,
     /// Kernel counters at the end (records emitted / dropped per kind).
     pub kernel: Counters,
     /// Records lost in userspace.
@@ -309,8 +312,12 @@ impl<S: EventSink> Writer<'_, S> {
             }
             match decode(rec) {
                 Ok(ev) => {
-                    if let Event::Message { flow, .. } = &ev {
-                        self.cgroups.see(flow.cgroup);
+                    match &ev {
+                        Event::Message { flow, .. } => self.cgroups.see(flow.cgroup),
+                        Event::Packet { count, .. } => {
+                            self.summary.wire_packets += u64::from(*count);
+                        }
+                        _ => {}
                     }
                     self.sink.push(&ev).context("write trace")?;
                     if let Some(n) = per_kind.get_mut(ev.kind() as usize) {

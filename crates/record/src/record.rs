@@ -348,7 +348,11 @@ fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
         names
             .iter()
             .zip(s.events.iter())
-            .map(|(n, c)| format!("{c} {n}"))
+            .map(|(n, c)| if *n == "packets" && s.wire_packets > *c {
+                format!("{c} packet runs of {} packets", s.wire_packets)
+            } else {
+                format!("{c} {n}")
+            })
             .collect::<Vec<_>>()
             .join(", "),
         kdrops,
