@@ -78,11 +78,6 @@ static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 	return segs ? segs : 1;
 }
 
-/* TCP flags that end a run: a run holds no SYN, FIN or RST unless every
- * packet of it has the same one of them (then it is that packet alone:
- * runs of handshakes and closes are not folded into data). */
-#define SNOOP_TCP_RUN_BREAK 0x07 /* FIN | SYN | RST */
-
 /* Open packet runs of this CPU (--packets=runs), in slots by socket cookie
  * and direction: a packet extends the run in its slot or closes it (the
  * run goes to the ring) and opens its own. Per CPU, so no lock: the
@@ -166,7 +161,9 @@ static __always_inline void snoop_run_sweep_one(__u64 now)
 }
 
 /* Fold a socket's packet into its run, or close the run in its slot and
- * open one with this packet. */
+ * open one with this packet. TCP flags do not end a run (they are OR-ed
+ * into it): a close's FIN and the ACKs around it, all of one length, are
+ * one run, which is most of what runs save on short connections. */
 static __always_inline void snoop_pkt_run(const struct snoop_pkt *cur)
 {
 	__u32 idx = snoop_run_slot(cur->cookie, cur->dir);
@@ -178,8 +175,7 @@ static __always_inline void snoop_pkt_run(const struct snoop_pkt *cur)
 	}
 	if (r->count && r->cookie == cur->cookie && r->dir == cur->dir && r->len == cur->len &&
 	    r->segs == cur->segs && r->ifindex == cur->ifindex &&
-	    cur->ts_ns - r->last_ns <= SNOOP_RUN_GAP_NS &&
-	    !((r->tcp_flags | cur->tcp_flags) & SNOOP_TCP_RUN_BREAK) && r->count < 0xffffffffU) {
+	    cur->ts_ns - r->last_ns <= SNOOP_RUN_GAP_NS && r->count < 0xffffffffU) {
 		r->count++;
 		r->last_ns = cur->ts_ns;
 		r->tcp_flags |= cur->tcp_flags;

@@ -11,6 +11,11 @@
 # snoop binary, skip the build), BENCH_DIR (scratch, /tmp/snoop-compare),
 # BENCH_ANALYSIS_RUNS (3) timed runs of each analysis (median wall time),
 # CARGO_TARGET_DIR (default: <repo>/target).
+# BENCH_MODE=cpu runs the fixed-work CPU comparison instead (cpuwork.py: N
+# short connections, fixed bytes of bulk TCP over loopback and veth, small
+# UDP datagrams; whole-machine extra CPU per unit of work, snoop vs tcpdump;
+# knobs CPU_REPS, CPU_WORKLOADS, CPU_TOOLS, CPU_CONNS, CPU_BULK_LO,
+# CPU_BULK_VETH, CPU_DGRAMS; about 6 minutes).
 # Traffic stays on loopback and on a veth pair between two namespaces this
 # script creates (snbA 10.213.0.1 <-> snbB 10.213.0.2) and removes.
 set -euo pipefail
@@ -55,4 +60,7 @@ export SNOOP LOADGEN
 export BENCH_OUT="${BENCH_OUT:-$here/results.md}"
 # Higher priority than background jobs (builds) so the paired runs compare
 # the tools, not the scheduler; workload and tools get the same priority.
+if [ "${BENCH_MODE:-}" = cpu ]; then
+  exec nice -n -19 python3 "$here/cpuwork.py"
+fi
 exec nice -n -19 python3 "$here/bench.py"
