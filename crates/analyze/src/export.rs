@@ -230,6 +230,12 @@ fn chunk_frame(
                         "last_ns",
                         keep.iter().map(|&i| b.last_ns(i)).collect(),
                     ));
+                    cols.push(opt_u64c(
+                        "tcp_flags",
+                        keep.iter()
+                            .map(|&i| b.tcp_flags.get(i).map(|&f| u64::from(f)))
+                            .collect(),
+                    ));
                 }
             }
         }
@@ -396,7 +402,7 @@ impl ExportEmpty {
                             "segs_in",
                         ]
                     }
-                    Table::Packets => vec!["len", "dir", "segs", "count", "last_ns"],
+                    Table::Packets => vec!["len", "dir", "segs", "count", "last_ns", "tcp_flags"],
                     _ => vec!["bytes", "dir"],
                 });
                 v

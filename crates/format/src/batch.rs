@@ -119,6 +119,11 @@ impl Chunk {
             } else {
                 Vec::new()
             },
+            tcp_flags: if self.table == Table::Packets {
+                self.take_u8(col::TCP_FLAGS)
+            } else {
+                Vec::new()
+            },
             old_state: if is_conn {
                 self.take_u8(col::OLD_STATE)
             } else {
@@ -274,6 +279,9 @@ pub struct EventBatch {
     /// Packets (1.4): ns from each run's first packet to its last. Empty
     /// as `count`; read it with [`EventBatch::last_ns`].
     pub span_ns: Vec<u64>,
+    /// Packets (1.4): TCP flags of each run's packets, OR-ed. Empty as
+    /// `count` (flags unknown).
+    pub tcp_flags: Vec<u8>,
     /// Connections: old state.
     pub old_state: Vec<u8>,
     /// Connections: new state.

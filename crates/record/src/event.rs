@@ -32,6 +32,8 @@ pub enum Event {
         last_ns: u64,
         /// Packets in the run, at least 1.
         count: u32,
+        /// TCP flags of the run's packets, OR-ed (0 when not TCP).
+        tcp_flags: u8,
         /// Owner (if known), device and 5-tuple.
         flow: Flow,
         /// IP length (L3 header + payload).
@@ -209,6 +211,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 ts_ns: p.ts_ns,
                 last_ns: p.last_ns.max(p.ts_ns),
                 count: p.count.max(1),
+                tcp_flags: p.tcp_flags,
                 flow: Flow {
                     pid: p.pid,
                     tid: p.tid,

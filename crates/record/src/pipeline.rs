@@ -69,11 +69,14 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
                 ts_ns,
                 last_ns,
                 count,
+                tcp_flags,
                 flow,
                 len,
                 dir,
                 segs,
-            } => self.push_packet_run(*ts_ns, *last_ns, *count, flow, *len, *dir, *segs)?,
+            } => self.push_packet_run(
+                *ts_ns, *last_ns, *count, flow, *len, *dir, *segs, *tcp_flags,
+            )?,
             Event::Conn {
                 ts_ns,
                 flow,
