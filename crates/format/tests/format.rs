@@ -592,7 +592,10 @@ fn packet_runs_round_trip() {
         .unwrap();
     assert_eq!(b.ts, vec![1_000, 5_000]);
     assert_eq!((b.count(0), b.last_ns(0), b.tcp_flags[0]), (1, 1_000, 0));
-    assert_eq!((b.count(1), b.last_ns(1), b.tcp_flags[1]), (40, 9_000, 0x18));
+    assert_eq!(
+        (b.count(1), b.last_ns(1), b.tcp_flags[1]),
+        (40, 9_000, 0x18)
+    );
     assert_eq!(b.bytes, vec![52, 1500]);
 }
 
