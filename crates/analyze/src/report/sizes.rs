@@ -84,7 +84,9 @@ pub fn dists(ctx: &Ctx) -> (Groups, Vec<Dist>) {
     let groups = Groups::new(ds, ctx.key, |r| {
         r.origin.is_packet() || r.origin == crate::load::Origin::Message
     });
-    let mut per: HashMap<(u32, &'static str, u8), Vec<(u64, u64)>> = HashMap::new();
+    /// (size, count) pairs per (group, kind, direction).
+    type Per = HashMap<(u32, &'static str, u8), Vec<(u64, u64)>>;
+    let mut per: Per = HashMap::new();
     let mut add = |evs: &[Events], kind: &'static str| {
         for e in evs {
             for i in 0..e.ts.len() {
