@@ -6,6 +6,9 @@
  * (skb->sk -> cookie -> owner map); a received packet is matched to a socket
  * by its 5-tuple through snoop_flows, learned in process context. Packets
  * nobody owns are kept with pid 0 (the analyzer counts them unattributed).
+ * With --packets=runs a known socket's packets are folded into runs (one
+ * record for consecutive packets of one length and direction, see
+ * snoop_pkt_run); packets of no known socket stay one record each.
  */
 
 /* Parsed L3/L4 facts of one packet, as source/destination. */
