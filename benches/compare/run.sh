@@ -25,18 +25,21 @@ repo="$(cd "$here/../.." && pwd)"
 
 # --- peers
 need=()
-for p in tcpdump:tcpdump tshark:tshark bpftrace:bpftrace iperf3:iperf3 nethogs:nethogs time:/usr/bin/time ss:iproute2 ip:iproute2; do
+peers="tcpdump:tcpdump tshark:tshark bpftrace:bpftrace iperf3:iperf3 nethogs:nethogs time:/usr/bin/time ss:iproute2 ip:iproute2"
+# The fixed-work CPU mode compares with tcpdump only.
+[ "${BENCH_MODE:-}" = cpu ] && peers="tcpdump:tcpdump ss:iproute2 ip:iproute2"
+for p in $peers; do
   command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 done
-[ -x /usr/bin/time ] || need+=(time)
+[ "${BENCH_MODE:-}" = cpu ] || [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 -c 'import polars' 2>/dev/null || pip install -q polars
+[ "${BENCH_MODE:-}" = cpu ] || python3 -c 'import polars' 2>/dev/null || pip install -q polars
 # bpftrace's classic tracepoints need tracefs
-if [ ! -d /sys/kernel/tracing/events ] || [ -z "$(ls /sys/kernel/tracing/events 2>/dev/null)" ]; then
+if [ "${BENCH_MODE:-}" != cpu ] && { [ ! -d /sys/kernel/tracing/events ] || [ -z "$(ls /sys/kernel/tracing/events 2>/dev/null)" ]; }; then
   mount -t tracefs nodev /sys/kernel/tracing
 fi
 ulimit -l unlimited 2>/dev/null || true
