@@ -122,23 +122,23 @@ impl Acc {
         // intervals the run touches, giving each the packets that fall in it.
         let span = (last - first) as u128;
         let steps = (count - 1) as u128;
+        let at = |k: u64| first + ((span * k as u128) / steps) as u64;
+        // One step per interval that holds packets (never more steps than
+        // packets, however long a crafted span): the interval of packet
+        // k0, and the packets before its end.
         let mut k0: u64 = 0;
-        let mut b = first / self.interval;
         while k0 < count {
-            let end = (b + 1).saturating_mul(self.interval); // exclusive
-                                                             // Packets with first + span*k/steps < end: k < (end-first)*steps/span.
+            let t = at(k0);
+            let end = (t / self.interval + 1).saturating_mul(self.interval); // exclusive
+                                                                             // Packets with first + span*k/steps < end: k < (end-first)*steps/span.
             let k1 = if end > last {
                 count
             } else {
-                let lim = ((end - first) as u128 * steps).div_ceil(span);
-                (lim as u64).clamp(k0, count)
-            };
-            if k1 > k0 {
-                let ts = first + ((span * k0 as u128) / steps) as u64;
-                self.bucket_add(id, ts, (bytes as u64).saturating_mul(k1 - k0), dir);
+                (((end - first) as u128 * steps).div_ceil(span)).min(count as u128) as u64
             }
+            .clamp(k0 + 1, count);
+            self.bucket_add(id, t, (bytes as u64).saturating_mul(k1 - k0), dir);
             k0 = k1;
-            b += 1;
         }
         if let Some(e) = &mut self.events {
             e.ts.push(first);

@@ -1720,3 +1720,43 @@ fn runs_weigh_as_their_packets() {
         "{text}"
     );
 }
+
+/// A run from a hostile file (two packets centuries apart) costs the
+/// timeline one step per interval that holds a packet, not one per
+/// interval in between, and still counts its two packets.
+#[test]
+fn a_run_with_a_huge_span_is_cheap() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("span.snp");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = TraceWriter::new(file, &info("host-s"), WriterOptions::default()).unwrap();
+    let f = flow(400, "far", 6, "10.0.0.1", 1000, "10.0.0.2", 2000, 9);
+    w.push_message(S, &f, 10, Direction::Tx).unwrap();
+    w.push_packet_run(
+        S,
+        u64::MAX / 2,
+        2,
+        &pkt(&f, 400, 9, 1),
+        100,
+        Direction::Tx,
+        1,
+        0,
+    )
+    .unwrap();
+    w.finish(2 * S).unwrap();
+    let fx = Fx {
+        dir: d.path().to_path_buf(),
+        trace: p.display().to_string(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let tl = json(
+        &fx,
+        &["--report", "timeline", "--by", "pid", "--interval", "1ms"],
+    );
+    let total: u64 = tl
+        .iter()
+        .filter(|r| r["pid"] == 400)
+        .map(|r| r["tx_wire_bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 200, "{tl:?}");
+}
