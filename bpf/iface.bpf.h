@@ -72,6 +72,8 @@ int snoop_iface_filter(struct __sk_buff *skb)
 	p->proto = h.proto;
 	p->ifindex = skb->ifindex;
 	p->ts_ns = bpf_ktime_get_boot_ns();
+	p->last_ns = p->ts_ns;
+	p->count = 1;
 	p->len = skb->len > 14 ? skb->len - 14 : 0; /* L3 length, like skb->len at the device hooks */
 	p->segs = skb->gso_segs ? skb->gso_segs : 1;
 	p->source = SNOOP_PKT_IFACE;

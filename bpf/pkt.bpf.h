@@ -6,6 +6,9 @@
  * (skb->sk -> cookie -> owner map); a received packet is matched to a socket
  * by its 5-tuple through snoop_flows, learned in process context. Packets
  * nobody owns are kept with pid 0 (the analyzer counts them unattributed).
+ * With --packets=runs a known socket's packets are folded into runs (one
+ * record for consecutive packets of one length and direction, see
+ * snoop_pkt_run); packets of no known socket stay one record each.
  */
 
 /* Parsed L3/L4 facts of one packet, as source/destination. */
@@ -78,6 +81,115 @@ static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 	return segs ? segs : 1;
 }
 
+/* Open packet runs of this CPU (--packets=runs), in slots by socket cookie
+ * and direction: a packet extends the run in its slot or closes it (the
+ * run goes to the ring) and opens its own. Per CPU, so no lock: the
+ * transmit hook runs with softirqs off and the receive hook in softirq,
+ * and neither nests in itself. Userspace reads whatever is still open
+ * after detaching, so no run outlives the recording. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SNOOP_RUN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct snoop_pkt);
+} snoop_runs SEC(".maps");
+
+/* Per CPU: the next slot the idle sweep looks at. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} snoop_run_sweep SEC(".maps");
+
+/* The flags byte (byte 13) of a TCP header, read as the 16 bits from
+ * byte 12 (data offset and flags): one load the verifier knows covers
+ * tcphdr's bitfields. */
+static __always_inline __u8 snoop_tcphdr_flags(const void *l4)
+{
+	const struct tcphdr *t = bpf_core_cast(l4, struct tcphdr);
+
+	return (__u8)(bpf_ntohs(*(const __u16 *)((const void *)t + 12)) & 0xff);
+}
+
+/* TCP flags of a TCP packet at kernel address l3 (0 otherwise). */
+static __always_inline __u8 snoop_tcp_flags(const void *l3, const struct snoop_l34 *h)
+{
+	if (h->proto != SNOOP_IPPROTO_TCP)
+		return 0;
+	if (h->family == SNOOP_AF_INET) {
+		const struct iphdr *ip = bpf_core_cast(l3, struct iphdr);
+
+		if (ip->frag_off & bpf_htons(0x1fff))
+			return 0;
+		return snoop_tcphdr_flags(l3 + ip->ihl * 4);
+	}
+	return snoop_tcphdr_flags(l3 + sizeof(struct ipv6hdr));
+}
+
+/* Copy a finished packet or run into the ring. */
+static __always_inline void snoop_pkt_out(const struct snoop_pkt *r)
+{
+	struct snoop_pkt *p = snoop_reserve(sizeof(*p), SNOOP_KIND_PKT);
+
+	if (!p)
+		return;
+	__builtin_memcpy(p, r, sizeof(*p));
+	snoop_submit(p);
+}
+
+/* The slot of a socket's runs in one direction: transmit and receive of
+ * one socket are neighbours. */
+static __always_inline __u32 snoop_run_slot(__u64 cookie, __u8 dir)
+{
+	return (__u32)((cookie * 0x9E3779B97F4A7C15ULL) >> 40) & (SNOOP_RUN_SLOTS - 2) | (dir & 1);
+}
+
+/* Close one idle run of this CPU (one slot per packet, round robin), so a
+ * socket that went quiet has its run in the ring soon, not at the end. */
+static __always_inline void snoop_run_sweep_one(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *cur = bpf_map_lookup_elem(&snoop_run_sweep, &zero);
+
+	if (!cur)
+		return;
+	__u32 i = (__u32)((*cur)++) & (SNOOP_RUN_SLOTS - 1);
+	struct snoop_pkt *r = bpf_map_lookup_elem(&snoop_runs, &i);
+
+	if (r && r->count && now - r->last_ns > SNOOP_RUN_GAP_NS) {
+		snoop_pkt_out(r);
+		r->count = 0;
+	}
+}
+
+/* Fold a socket's packet into its run, or close the run in its slot and
+ * open one with this packet. TCP flags do not end a run (they are OR-ed
+ * into it): a close's FIN and the ACKs around it, all of one length, are
+ * one run, which is most of what runs save on short connections. */
+static __always_inline void snoop_pkt_run(const struct snoop_pkt *cur)
+{
+	__u32 idx = snoop_run_slot(cur->cookie, cur->dir);
+	struct snoop_pkt *r = bpf_map_lookup_elem(&snoop_runs, &idx);
+
+	if (!r) {
+		snoop_pkt_out(cur);
+		return;
+	}
+	if (r->count && r->cookie == cur->cookie && r->dir == cur->dir && r->len == cur->len &&
+	    r->segs == cur->segs && r->ifindex == cur->ifindex &&
+	    cur->ts_ns - r->last_ns <= SNOOP_RUN_GAP_NS && r->count < 0xffffffffU) {
+		r->count++;
+		r->last_ns = cur->ts_ns;
+		r->tcp_flags |= cur->tcp_flags;
+	} else {
+		if (r->count)
+			snoop_pkt_out(r);
+		__builtin_memcpy(r, cur, sizeof(*r));
+	}
+	snoop_run_sweep_one(cur->ts_ns);
+}
+
 static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, __u8 dir)
 {
 	struct snoop_l34 h = {};
@@ -128,37 +240,36 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 	if (!snoop_owner_wanted(o))
 		return;
 
-	struct snoop_pkt *p = snoop_reserve(sizeof(*p), SNOOP_KIND_PKT);
+	struct snoop_pkt p = {};
 
-	if (!p)
-		return;
-	p->kind = SNOOP_KIND_PKT;
-	p->dir = dir;
-	p->family = h.family;
-	p->proto = h.proto;
-	p->ifindex = skb->dev ? skb->dev->ifindex : 0;
-	p->ts_ns = bpf_ktime_get_boot_ns();
-	p->cookie = cookie;
+	p.kind = SNOOP_KIND_PKT;
+	p.dir = dir;
+	p.family = h.family;
+	p.proto = h.proto;
+	p.ifindex = skb->dev ? skb->dev->ifindex : 0;
+	p.ts_ns = bpf_ktime_get_boot_ns();
+	p.last_ns = p.ts_ns;
+	p.count = 1;
+	p.tcp_flags = snoop_tcp_flags(l3, &h);
+	p.cookie = cookie;
 	/* L3 length: at net_dev_queue skb->data is the MAC header. */
-	p->len = skb->len - (__u32)((const unsigned char *)l3 - skb->data);
-	p->segs = snoop_gso_segs(skb);
-	p->source = SNOOP_PKT_DEV;
-	p->_pad0 = 0;
-	p->_pad1 = 0;
-	__builtin_memcpy(p->laddr, laddr, 16);
-	__builtin_memcpy(p->raddr, raddr, 16);
-	p->lport = lport;
-	p->rport = rport;
+	p.len = skb->len - (__u32)((const unsigned char *)l3 - skb->data);
+	p.segs = snoop_gso_segs(skb);
+	p.source = SNOOP_PKT_DEV;
+	__builtin_memcpy(p.laddr, laddr, 16);
+	__builtin_memcpy(p.raddr, raddr, 16);
+	p.lport = lport;
+	p.rport = rport;
 	if (o) {
-		p->pid = o->pid;
-		p->tid = o->tid;
-		__builtin_memcpy(p->comm, o->comm, sizeof(p->comm));
-	} else {
-		p->pid = 0;
-		p->tid = 0;
-		__builtin_memset(p->comm, 0, sizeof(p->comm));
+		p.pid = o->pid;
+		p.tid = o->tid;
+		__builtin_memcpy(p.comm, o->comm, sizeof(p.comm));
 	}
-	snoop_submit(p);
+	/* Packets with no known socket stay one record each. */
+	if (snoop_cfg.pkt_runs && cookie)
+		snoop_pkt_run(&p);
+	else
+		snoop_pkt_out(&p);
 }
 
 SEC("tp_btf/net_dev_queue")

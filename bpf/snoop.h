@@ -109,7 +109,22 @@ struct snoop_pkt {
 	__u16 rport;
 	__u32 _pad1;
 	char comm[SNOOP_COMM_LEN];
+	/* A run (--packets=runs): `count` consecutive packets of one socket and
+	 * direction with the same len, segs and device, none more than
+	 * SNOOP_RUN_GAP_NS after the one before; ts_ns is the first one's time,
+	 * last_ns the last one's. A single packet is a run of 1 (last_ns ==
+	 * ts_ns). tcp_flags is the OR of the TCP flags of its packets (0 for
+	 * other protocols). */
+	__u64 last_ns;
+	__u32 count;
+	__u8 tcp_flags;
+	__u8 _pad2[3];
 };
+
+/* Longest pause between two packets of one run. */
+#define SNOOP_RUN_GAP_NS 1000000ULL
+/* Open runs kept per CPU (a power of two): the slots of snoop_runs. */
+#define SNOOP_RUN_SLOTS 256
 
 /* One TCP state change (inet_sock_set_state) or, with old_state == 0, a
  * connection that already existed when recording started (iter/tcp).
@@ -222,6 +237,8 @@ struct snoop_config {
 	__u8 proto;        /* 0 = any, IPPROTO_TCP, IPPROTO_UDP */
 	__u16 port;        /* 0 = any; matches local or remote port */
 	__u64 cgroup;      /* 0 = any; else only tasks in this cgroup v2 id */
+	__u8 pkt_runs;     /* fold a socket's packets into runs (--packets=runs) */
+	__u8 _pad0[7];
 };
 
 #endif /* SNOOP_H */

@@ -152,11 +152,11 @@ fn to_json(s: &Summary) -> Value {
         "snoop_version": info.snoop_version,
         "command": info.command,
         "hooks": t.hooks().map(|h| {
-            h.groups
-                .iter()
+            h.hook_groups()
                 .map(|(g, state)| (g.clone(), Value::String(state.clone())))
                 .collect::<serde_json::Map<String, Value>>()
         }),
+        "packet_mode": t.hooks().and_then(|h| h.setting(snoop_format::PACKET_MODE)),
     })
 }
 
@@ -247,8 +247,7 @@ fn print_hooks(o: &mut impl Write, t: &Trace) -> std::io::Result<()> {
         );
     };
     let active: Vec<std::borrow::Cow<'_, str>> = h
-        .groups
-        .iter()
+        .hook_groups()
         .filter(|(_, s)| s == "active")
         .map(|(g, _)| shown(g))
         .collect();
@@ -261,10 +260,13 @@ fn print_hooks(o: &mut impl Write, t: &Trace) -> std::io::Result<()> {
             active.join(", ")
         }
     )?;
-    for (g, state) in h.groups.iter().filter(|(_, s)| s != "active") {
+    for (g, state) in h.hook_groups().filter(|(_, s)| s != "active") {
         // A trace is a file from anywhere: its group states are shown
         // escaped like any other text from it.
         writeln!(o, "  {:<17}{}", Shown(g), Shown(state))?;
+    }
+    if let Some(mode) = h.setting(snoop_format::PACKET_MODE) {
+        writeln!(o, "packets:      {}", Shown(mode))?;
     }
     Ok(())
 }

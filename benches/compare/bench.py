@@ -155,7 +155,7 @@ tracepoint:sock:sock_recv_length /args->ret > 0 && !(args->flags & 2)/ { @rx[pid
 """
 
 
-EBPF_TOOLS = ("snoop", "snoop-msgs", "bpftrace")
+EBPF_TOOLS = ("snoop", "snoop-msgs", "snoop-each", "bpftrace")
 
 
 class Run:
@@ -188,6 +188,8 @@ def start_tool(tool, wl, tag):
         argv = [SNOOP, "record", "-o", run.files["trace"], "--force", "--port", str(wl.port)]
         if tool == "snoop-msgs":
             argv.append("--no-packets")
+        if tool == "snoop-each":
+            argv.append("--packets=each")
         marker, where = "recording to", err
     elif tool == "tcpdump":
         run.files["pcap"] = base + ".pcap"

@@ -9,9 +9,12 @@
 //!       rr: echo SIZE-byte messages per connection (a thread each);
 //!       conn: per connection read SIZE, write SIZE, close (server closes first);
 //!       udp: count datagrams.
-//!   snb-loadgen client KIND ADDR SECS SIZE   KIND: rr | conn | udp | proc
-//!       drives the server for SECS seconds, prints one JSON line
-//!       {"ops":..,"secs":..,"tx_bytes":..,"rx_bytes":..,"failed":..}.
+//!       sink: read every connection to its end (bulk).
+//!   snb-loadgen client KIND ADDR SECS SIZE [OPS]   KIND: rr | conn | udp | proc | bulk
+//!       drives the server for SECS seconds, or until OPS operations are
+//!       done (fixed work: connections, datagrams; bulk: OPS bytes written
+//!       in SIZE-byte writes on one connection to a `sink` server), prints
+//!       one JSON line {"ops":..,"secs":..,"tx_bytes":..,"rx_bytes":..,"failed":..}.
 //!       proc: spawns `snb-loadgen oneshot ADDR SIZE` (comm snb-oneshot) one
 //!       after another, each a fresh process doing one `conn` exchange.
 //!   snb-loadgen oneshot ADDR SIZE
@@ -81,7 +84,18 @@ fn server(kind: &str, addr: SocketAddr, size: usize) {
                 let Ok(mut c) = c else { continue };
                 t2.conns.fetch_add(1, Relaxed);
                 let _ = c.set_nodelay(true);
-                if kind == "rr" {
+                if kind == "sink" {
+                    let t3 = t2.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 1 << 17];
+                        while let Ok(n) = c.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            t3.rx.fetch_add(n as u64, Relaxed);
+                        }
+                    });
+                } else if kind == "rr" {
                     let t3 = t2.clone();
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; size];
@@ -144,10 +158,12 @@ fn one_conn(addr: SocketAddr, buf: &mut [u8]) -> std::io::Result<(u64, u64)> {
     Ok((buf.len() as u64, rx))
 }
 
-fn client(kind: &str, addr: SocketAddr, secs: f64, size: usize) {
+fn client(kind: &str, addr: SocketAddr, secs: f64, size: usize, limit: u64) {
     set_name(&format!("snb-cli-{kind}"));
     let dur = Duration::from_secs_f64(secs);
     let start = Instant::now();
+    // Fixed work: stop after `limit` operations (whichever comes first).
+    let more = |ops: u64| ops < limit && start.elapsed() < dur;
     let (mut ops, mut tx, mut rx, mut failed) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = vec![0x5au8; size];
     match kind {
@@ -165,7 +181,7 @@ fn client(kind: &str, addr: SocketAddr, secs: f64, size: usize) {
             }
         }
         "conn" => {
-            while start.elapsed() < dur {
+            while more(ops) {
                 match one_conn(addr, &mut buf) {
                     Ok((t, r)) => {
                         tx += t;
@@ -180,8 +196,8 @@ fn client(kind: &str, addr: SocketAddr, secs: f64, size: usize) {
             let s = UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
                 .expect("bind");
             s.connect(addr).expect("connect");
-            while start.elapsed() < dur {
-                for _ in 0..256 {
+            while more(ops) {
+                for _ in 0..256.min(limit - ops) {
                     match s.send(&buf) {
                         Ok(n) => {
                             tx += n as u64;
@@ -191,6 +207,16 @@ fn client(kind: &str, addr: SocketAddr, secs: f64, size: usize) {
                     }
                 }
             }
+        }
+        "bulk" => {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            while more(tx) {
+                let n = (size as u64).min(limit - tx) as usize;
+                s.write_all(&buf[..n]).expect("write");
+                tx += n as u64;
+            }
+            ops = tx;
+            drop(s);
         }
         "proc" => {
             let me = std::env::current_exe().expect("exe");
@@ -227,6 +253,7 @@ fn main() {
             get(3).parse().expect("addr"),
             get(4).parse().expect("secs"),
             get(5).parse().expect("size"),
+            a.get(6).map_or(u64::MAX, |n| n.parse().expect("ops")),
         ),
         "oneshot" => {
             set_name("snb-oneshot");

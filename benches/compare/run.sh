@@ -11,6 +11,11 @@
 # snoop binary, skip the build), BENCH_DIR (scratch, /tmp/snoop-compare),
 # BENCH_ANALYSIS_RUNS (3) timed runs of each analysis (median wall time),
 # CARGO_TARGET_DIR (default: <repo>/target).
+# BENCH_MODE=cpu runs the fixed-work CPU comparison instead (cpuwork.py: N
+# short connections, fixed bytes of bulk TCP over loopback and veth, small
+# UDP datagrams; whole-machine extra CPU per unit of work, snoop vs tcpdump;
+# knobs CPU_REPS, CPU_WORKLOADS, CPU_TOOLS, CPU_CONNS, CPU_BULK_LO,
+# CPU_BULK_VETH, CPU_DGRAMS; about 6 minutes).
 # Traffic stays on loopback and on a veth pair between two namespaces this
 # script creates (snbA 10.213.0.1 <-> snbB 10.213.0.2) and removes.
 set -euo pipefail
@@ -20,18 +25,21 @@ repo="$(cd "$here/../.." && pwd)"
 
 # --- peers
 need=()
-for p in tcpdump:tcpdump tshark:tshark bpftrace:bpftrace iperf3:iperf3 nethogs:nethogs time:/usr/bin/time ss:iproute2 ip:iproute2; do
+peers="tcpdump:tcpdump tshark:tshark bpftrace:bpftrace iperf3:iperf3 nethogs:nethogs time:/usr/bin/time ss:iproute2 ip:iproute2"
+# The fixed-work CPU mode compares with tcpdump only.
+[ "${BENCH_MODE:-}" = cpu ] && peers="tcpdump:tcpdump ss:iproute2 ip:iproute2"
+for p in $peers; do
   command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 done
-[ -x /usr/bin/time ] || need+=(time)
+[ "${BENCH_MODE:-}" = cpu ] || [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 -c 'import polars' 2>/dev/null || pip install -q polars
+[ "${BENCH_MODE:-}" = cpu ] || python3 -c 'import polars' 2>/dev/null || pip install -q polars
 # bpftrace's classic tracepoints need tracefs
-if [ ! -d /sys/kernel/tracing/events ] || [ -z "$(ls /sys/kernel/tracing/events 2>/dev/null)" ]; then
+if [ "${BENCH_MODE:-}" != cpu ] && { [ ! -d /sys/kernel/tracing/events ] || [ -z "$(ls /sys/kernel/tracing/events 2>/dev/null)" ]; }; then
   mount -t tracefs nodev /sys/kernel/tracing
 fi
 ulimit -l unlimited 2>/dev/null || true
@@ -55,4 +63,7 @@ export SNOOP LOADGEN
 export BENCH_OUT="${BENCH_OUT:-$here/results.md}"
 # Higher priority than background jobs (builds) so the paired runs compare
 # the tools, not the scheduler; workload and tools get the same priority.
+if [ "${BENCH_MODE:-}" = cpu ]; then
+  exec nice -n -19 python3 "$here/cpuwork.py"
+fi
 exec nice -n -19 python3 "$here/bench.py"

@@ -56,6 +56,7 @@ impl Acc {
                 flow: Vec::with_capacity(rows),
                 bytes: Vec::with_capacity(rows),
                 dir: Vec::with_capacity(rows),
+                count: Vec::new(),
             }),
         }
     }
@@ -103,7 +104,97 @@ impl Acc {
         }
     }
 
+    /// Add a run of `count` packets of `bytes` each, evenly spread from
+    /// `first` to `last`: its bytes go to the intervals it spans in
+    /// proportion to the time it spends in each (a run within one interval,
+    /// nearly all of them, goes there whole). Kept events get one row for
+    /// the run, with its count. Only the packets inside `[lo, hi]` (the
+    /// `--since`/`--until` window) count: evenly spread, like the rest.
+    fn add_run(&mut self, id: u32, first: u64, last: u64, count: u64, bytes: u32, dir: u8) {
+        if count <= 1 || last <= first {
+            // A single packet, or every packet at one instant.
+            self.add_n(id, first, count.max(1), bytes, dir);
+            return;
+        }
+        let i = id as usize;
+        self.agg[i].add_run(first, last, count, bytes, dir);
+        // Packet k (0-based) is at first + span * k / (count - 1): walk the
+        // intervals the run touches, giving each the packets that fall in it.
+        let span = (last - first) as u128;
+        let steps = (count - 1) as u128;
+        let at = |k: u64| first + ((span * k as u128) / steps) as u64;
+        // One step per interval that holds packets (never more steps than
+        // packets, however long a crafted span): the interval of packet
+        // k0, and the packets before its end.
+        let mut k0: u64 = 0;
+        while k0 < count {
+            let t = at(k0);
+            let end = (t / self.interval + 1).saturating_mul(self.interval); // exclusive
+                                                                             // Packets with first + span*k/steps < end: k < (end-first)*steps/span.
+            let k1 = if end > last {
+                count
+            } else {
+                (((end - first) as u128 * steps).div_ceil(span)).min(count as u128) as u64
+            }
+            .clamp(k0 + 1, count);
+            self.bucket_add(id, t, (bytes as u64).saturating_mul(k1 - k0), dir);
+            k0 = k1;
+        }
+        if let Some(e) = &mut self.events {
+            e.ts.push(first);
+            e.flow.push(id);
+            e.bytes.push(bytes);
+            e.dir.push(dir);
+            e.count.resize(e.ts.len() - 1, 1);
+            e.count.push(count.min(u32::MAX as u64) as u32);
+        }
+    }
+
+    /// `count` events of `bytes` at one instant.
+    fn add_n(&mut self, id: u32, ts: u64, count: u64, bytes: u32, dir: u8) {
+        if count == 1 {
+            self.add(id, ts, bytes, dir);
+            return;
+        }
+        self.agg[id as usize].add_run(ts, ts, count, bytes, dir);
+        self.bucket_add(id, ts, (bytes as u64).saturating_mul(count), dir);
+        if let Some(e) = &mut self.events {
+            e.ts.push(ts);
+            e.flow.push(id);
+            e.bytes.push(bytes);
+            e.dir.push(dir);
+            e.count.resize(e.ts.len() - 1, 1);
+            e.count.push(count.min(u32::MAX as u64) as u32);
+        }
+    }
+
+    /// Add `bytes` to flow `id`'s bucket of the interval holding `ts`.
+    #[inline]
+    fn bucket_add(&mut self, id: u32, ts: u64, bytes: u64, dir: u8) {
+        if ts < self.b_lo || ts >= self.b_hi {
+            self.flush();
+            self.cur_b = ts / self.interval;
+            self.b_lo = self.cur_b * self.interval;
+            self.b_hi = self.b_lo.saturating_add(self.interval);
+        }
+        let c = &mut self.cur[id as usize];
+        if !c.2 {
+            c.2 = true;
+            self.touched.push(id);
+        }
+        if dir == 0 {
+            c.0 = c.0.saturating_add(bytes);
+        } else {
+            c.1 = c.1.saturating_add(bytes);
+        }
+    }
+
     fn finish(mut self, file: u16) -> ChunkOut {
+        if let Some(e) = &mut self.events {
+            if !e.count.is_empty() {
+                e.count.resize(e.ts.len(), 1);
+            }
+        }
         self.flush();
         ChunkOut {
             file,
@@ -248,7 +339,11 @@ pub(crate) fn decode_packets(
     let mut memo: Vec<u32> = vec![UNKNOWN; flows.len()];
     for i in 0..b.rows {
         let ts = b.ts[i];
-        if !ff.time_ok(ts) {
+        let (count, last) = (u64::from(b.count(i)), b.last_ns(i));
+        // A run is kept when any of its packets is in the time window
+        // (then only those count, below).
+        let (ts, last, count) = ff.clip_run(ts, last, count);
+        if count == 0 {
             continue;
         }
         let row = b.flow[i] as usize;
@@ -273,7 +368,11 @@ pub(crate) fn decode_packets(
             }
             id => id,
         };
-        acc.add(id, ts, b.bytes[i], b.dir[i]);
+        if count == 1 {
+            acc.add(id, ts, b.bytes[i], b.dir[i]);
+        } else {
+            acc.add_run(id, ts, last, count, b.bytes[i], b.dir[i]);
+        }
     }
     Ok(acc.finish(fi))
 }

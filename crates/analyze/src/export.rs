@@ -227,6 +227,21 @@ pub(crate) fn chunk_frame(
                         anyhow::bail!("chunk {ci}: segs column has a different length");
                     }
                     cols.push(small("segs", &b.segs, &keep));
+                    // Runs (format 1.4): every row of an older trace is one packet.
+                    cols.push(u64c(
+                        "count",
+                        keep.iter().map(|&i| u64::from(b.count(i))).collect(),
+                    ));
+                    cols.push(u64c(
+                        "last_ns",
+                        keep.iter().map(|&i| b.last_ns(i)).collect(),
+                    ));
+                    cols.push(opt_u64c(
+                        "tcp_flags",
+                        keep.iter()
+                            .map(|&i| b.tcp_flags.get(i).map(|&f| u64::from(f)))
+                            .collect(),
+                    ));
                 }
             }
         }
@@ -465,7 +480,7 @@ impl ExportEmpty {
                             "segs_in",
                         ]
                     }
-                    Table::Packets => vec!["len", "dir", "segs"],
+                    Table::Packets => vec!["len", "dir", "segs", "count", "last_ns", "tcp_flags"],
                     _ => vec!["bytes", "dir"],
                 });
                 v

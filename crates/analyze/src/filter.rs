@@ -155,6 +155,37 @@ impl FileFilter {
         ts >= self.t_lo && ts < self.t_hi
     }
 
+    /// The part of a run of `count` packets evenly spread from `first` to
+    /// `last` that lies in the time window: its first and last packet's
+    /// times and how many packets (0 when none).
+    pub fn clip_run(&self, first: u64, last: u64, count: u64) -> (u64, u64, u64) {
+        if count <= 1 || last <= first {
+            return if self.time_ok(first) {
+                (first, first, count.max(1))
+            } else {
+                (first, first, 0)
+            };
+        }
+        let span = (last - first) as u128;
+        let steps = (count - 1) as u128;
+        let at = |k: u64| first + ((span * k as u128) / steps) as u64;
+        // The first packet at or after t.
+        let from = |t: u64| -> u64 {
+            if t <= first {
+                0
+            } else if t > last {
+                count
+            } else {
+                (((t - first) as u128 * steps).div_ceil(span) as u64).min(count)
+            }
+        };
+        let (lo, hi) = (from(self.t_lo), from(self.t_hi));
+        if hi <= lo {
+            return (first, first, 0);
+        }
+        (at(lo), at(hi - 1), hi - lo)
+    }
+
     /// Whether a chunk can hold kept rows (time always; pid only for
     /// messages, whose pid is authoritative).
     pub fn chunk_ok(&self, c: &ChunkEntry) -> bool {

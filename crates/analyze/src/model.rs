@@ -111,7 +111,7 @@ impl FileMeta {
     pub fn hooks_not_run(&self) -> Vec<String> {
         self.hooks
             .iter()
-            .flat_map(|h| &h.groups)
+            .flat_map(|h| h.hook_groups())
             // Interface capture is off unless asked for: not news.
             .filter(|(g, s)| s != "active" && !(g == "iface" && s.starts_with("off")))
             .map(|(g, s)| format!("{g} ({s})"))
@@ -200,6 +200,22 @@ impl Default for Agg {
 }
 
 impl Agg {
+    /// Add a run of `count` events of `bytes` each, the first at `first`
+    /// and the last at `last`.
+    #[inline]
+    pub(crate) fn add_run(&mut self, first: u64, last: u64, count: u64, bytes: u32, dir: u8) {
+        let total = (bytes as u64).saturating_mul(count);
+        if dir == 0 {
+            self.tx_bytes = self.tx_bytes.saturating_add(total);
+            self.tx_n = self.tx_n.saturating_add(count);
+        } else {
+            self.rx_bytes = self.rx_bytes.saturating_add(total);
+            self.rx_n = self.rx_n.saturating_add(count);
+        }
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
+    }
+
     #[inline]
     pub(crate) fn add(&mut self, ts: u64, bytes: u32, dir: u8) {
         if dir == 0 {
@@ -253,6 +269,16 @@ pub struct Events {
     pub bytes: Vec<u32>,
     /// Direction (0 tx, 1 rx).
     pub dir: Vec<u8>,
+    /// Packets of a row that stands for a run of equal packets (1 for a
+    /// message or a single packet); empty when every row is one event.
+    pub count: Vec<u32>,
+}
+
+impl Events {
+    /// How many events row `i` stands for (a run of packets: its count).
+    pub fn count(&self, i: usize) -> u64 {
+        self.count.get(i).map_or(1, |&c| u64::from(c.max(1)))
+    }
 }
 
 /// One TCP state change.

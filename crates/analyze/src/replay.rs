@@ -173,6 +173,7 @@ impl Printer<'_> {
         len: Option<u32>,
         extra: Option<String>,
         reason: Option<&str>,
+        run: Option<(u32, u64)>,
     ) -> anyhow::Result<()> {
         let m = &self.files[file as usize];
         let wall = m.info.wall_ns(ts);
@@ -208,6 +209,10 @@ impl Printer<'_> {
                 if let Some(x) = &extra {
                     obj.insert("state".into(), x.clone().into());
                 }
+                if let Some((count, last)) = run {
+                    obj.insert("count".into(), count.into());
+                    obj.insert("last_ns".into(), last.into());
+                }
                 if let Some(r) = reason {
                     obj.insert("attribution".into(), r.into());
                 }
@@ -233,6 +238,14 @@ impl Printer<'_> {
             };
             let rx = dir == Some(1);
             let what = match (len, &extra) {
+                // A run: its packets, each of length l, over its time span.
+                (Some(l), _) if run.is_some_and(|(n, _)| n > 1) => {
+                    let (n, last) = run.unwrap_or((1, ts));
+                    format!(
+                        "{dir_s} {l} x{n} over {}",
+                        units::duration(last.saturating_sub(ts))
+                    )
+                }
                 (Some(l), _) => format!("{dir_s} {l}"),
                 (None, Some(x)) => x.clone(),
                 _ => String::new(),
@@ -424,6 +437,7 @@ fn emit(
                             Some(b.bytes[i]),
                             None,
                             None,
+                            None,
                         )?;
                     }
                 }
@@ -440,6 +454,7 @@ fn emit(
                             Some(b.bytes[i]),
                             None,
                             Some(origin.reason()),
+                            Some((b.count(i), b.last_ns(i))),
                         )?;
                     }
                 }
@@ -456,7 +471,7 @@ fn emit(
                             tcp::name(b.old_state[i]),
                             tcp::name(b.new_state[i])
                         );
-                        out.net(c.file, ts, "tcp", &eff, None, None, Some(st), None)?;
+                        out.net(c.file, ts, "tcp", &eff, None, None, Some(st), None, None)?;
                     }
                 }
             }

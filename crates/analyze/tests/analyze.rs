@@ -1728,3 +1728,122 @@ fn remote_names_follow_who_asked_and_when() {
         )
     );
 }
+
+/// A trace with a run of packets (format 1.4): 100 packets of 1000 bytes
+/// sent from 0.5 s to 1.5 s after boot, evenly spread, by pid 300 (its
+/// socket's cookie is on its message), and one 52-byte packet received at
+/// 2.2 s.
+fn runs_trace(dir: &Path) -> String {
+    let p = dir.join("runs.snp");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = TraceWriter::new(file, &info("host-r"), WriterOptions::default()).unwrap();
+    let bulk = flow(300, "bulk", 6, "10.0.0.1", 1000, "10.0.0.2", 2000, 5);
+    w.push_message(4 * S / 10, &bulk, 100_000, Direction::Tx)
+        .unwrap();
+    let p300 = pkt(&bulk, 300, 5, 1);
+    w.push_packet_run(S / 2, 3 * S / 2, 100, &p300, 1000, Direction::Tx, 1, 0x18)
+        .unwrap();
+    w.push_packet(2 * S + 200 * MS, &p300, 52, Direction::Rx, 1)
+        .unwrap();
+    w.finish(3 * S).unwrap();
+    p.display().to_string()
+}
+
+/// Every report weighs a run as its packets: counts, wire bytes and size
+/// distributions as if each packet were a row; the timeline splits the run
+/// over the intervals it spans in proportion to its time in each (50
+/// packets before 1 s, 50 after); --since keeps only the run's packets
+/// inside the window; replay shows it as one line with count and span.
+#[test]
+fn runs_weigh_as_their_packets() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = Fx {
+        dir: d.path().to_path_buf(),
+        trace: runs_trace(d.path()),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let by_pid = json(&fx, &["--by", "pid"]);
+    let b = row(&by_pid, "pid", 300);
+    assert_eq!(b["tx_packets"], 100);
+    assert_eq!(b["tx_wire_bytes"], 100_000);
+    assert_eq!(b["rx_packets"], 1);
+    assert_eq!(b["rx_wire_bytes"], 52);
+
+    let sizes = json(&fx, &["--report", "sizes", "--by", "pid"]);
+    let tx = sizes
+        .iter()
+        .find(|r| r["kind"] == "packet" && r["dir"] == "tx")
+        .unwrap();
+    assert_eq!(tx["count"], 100);
+    assert_eq!(tx["min_bytes"], 1000);
+    assert_eq!(tx["p99_bytes"], 1000);
+    assert_eq!(tx["mean_bytes"], 1000.0);
+    assert_eq!(tx["hist"], "512:100");
+
+    let tl = json(&fx, &["--report", "timeline", "--by", "pid"]);
+    let at = |i: u64| {
+        tl.iter()
+            .find(|r| r["interval_ns"] == i * S && r["pid"] == 300)
+            .map(|r| r["tx_wire_bytes"].clone())
+    };
+    assert_eq!(at(0), Some(Value::from(50_000)), "{tl:#?}");
+    assert_eq!(at(1), Some(Value::from(50_000)), "{tl:#?}");
+
+    // --since 1s: 1 s after the recording's start, which is at 1 s of
+    // boot time, so 2 s of boot time: none of the run, only the 52 bytes.
+    let late = json(&fx, &["--by", "pid", "--since", "1s"]);
+    let b = row(&late, "pid", 300);
+    assert_eq!(b["tx_packets"], 0);
+    assert_eq!(b["rx_packets"], 1);
+    // --until 0.25s after the start (1.25 s of boot time): packets 0..=74.
+    let early = json(&fx, &["--by", "pid", "--until", "250ms"]);
+    assert_eq!(row(&early, "pid", 300)["tx_packets"], 75);
+
+    let out = fx.dir.join("runs.txt");
+    replay(&[&fx.trace, "-o", out.to_str().unwrap()]).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("tx 1000 x100 over 1.00 s pid 300/bulk"),
+        "{text}"
+    );
+}
+
+/// A run from a hostile file (two packets centuries apart) costs the
+/// timeline one step per interval that holds a packet, not one per
+/// interval in between, and still counts its two packets.
+#[test]
+fn a_run_with_a_huge_span_is_cheap() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("span.snp");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = TraceWriter::new(file, &info("host-s"), WriterOptions::default()).unwrap();
+    let f = flow(400, "far", 6, "10.0.0.1", 1000, "10.0.0.2", 2000, 9);
+    w.push_message(S, &f, 10, Direction::Tx).unwrap();
+    w.push_packet_run(
+        S,
+        u64::MAX / 2,
+        2,
+        &pkt(&f, 400, 9, 1),
+        100,
+        Direction::Tx,
+        1,
+        0,
+    )
+    .unwrap();
+    w.finish(2 * S).unwrap();
+    let fx = Fx {
+        dir: d.path().to_path_buf(),
+        trace: p.display().to_string(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let tl = json(
+        &fx,
+        &["--report", "timeline", "--by", "pid", "--interval", "1ms"],
+    );
+    let total: u64 = tl
+        .iter()
+        .filter(|r| r["pid"] == 400)
+        .map(|r| r["tx_wire_bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 200, "{tl:?}");
+}

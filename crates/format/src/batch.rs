@@ -109,6 +109,21 @@ impl Chunk {
             } else {
                 Vec::new()
             },
+            count: if self.table == Table::Packets {
+                self.take_u32(col::COUNT)
+            } else {
+                Vec::new()
+            },
+            span_ns: if self.table == Table::Packets {
+                self.take_u64(col::SPAN_NS)
+            } else {
+                Vec::new()
+            },
+            tcp_flags: if self.table == Table::Packets {
+                self.take_u8(col::TCP_FLAGS)
+            } else {
+                Vec::new()
+            },
             old_state: if is_conn {
                 self.take_u8(col::OLD_STATE)
             } else {
@@ -257,6 +272,16 @@ pub struct EventBatch {
     pub dir: Vec<u8>,
     /// Packets: GSO segments.
     pub segs: Vec<u16>,
+    /// Packets (1.4): packets in each row's run. Empty when not asked for
+    /// or when the chunk has none (older traces: every row one packet);
+    /// read it with [`EventBatch::count`].
+    pub count: Vec<u32>,
+    /// Packets (1.4): ns from each run's first packet to its last. Empty
+    /// as `count`; read it with [`EventBatch::last_ns`].
+    pub span_ns: Vec<u64>,
+    /// Packets (1.4): TCP flags of each run's packets, OR-ed. Empty as
+    /// `count` (flags unknown).
+    pub tcp_flags: Vec<u8>,
     /// Connections: old state.
     pub old_state: Vec<u8>,
     /// Connections: new state.
@@ -283,6 +308,19 @@ pub struct EventBatch {
 }
 
 impl EventBatch {
+    /// Packets in row `i`'s run: 1 for a single packet and for every row
+    /// of a trace older than format 1.4.
+    pub fn count(&self, i: usize) -> u32 {
+        self.count.get(i).copied().unwrap_or(1).max(1)
+    }
+
+    /// Time of the last packet of row `i`'s run: its `ts` for a single
+    /// packet and for every row of a trace older than format 1.4.
+    pub fn last_ns(&self, i: usize) -> u64 {
+        let ts = self.ts.get(i).copied().unwrap_or(0);
+        ts.saturating_add(self.span_ns.get(i).copied().unwrap_or(0))
+    }
+
     /// Row `i`'s TCP outcome, `None` when the chunk has no outcome columns
     /// (a trace older than format 1.2, or columns not asked for).
     pub fn outcome(&self, i: usize) -> Option<TcpOutcome> {

@@ -10,7 +10,7 @@ pub const FILE_MAGIC: &[u8; 8] = b"SNOOPTRC";
 /// Major version written and read by this crate.
 pub const MAJOR: u16 = 1;
 /// Minor version written by this crate.
-pub const MINOR: u16 = 3;
+pub const MINOR: u16 = 4;
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Block magic.

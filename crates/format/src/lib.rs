@@ -27,7 +27,7 @@ pub use batch::{Chunk, ColumnSet, EventBatch, FlowColumns, ProcessBatch, StatsBa
 pub use codec::{ColumnData, MAX_CHUNK_ROWS, MAX_STR_BYTES};
 pub use error::{FormatError, Result};
 pub use host::{boot_to_wall_ns, boottime_ns, interfaces};
-pub use meta::{Cgroups, ChunkEntry, DnsAnswer, DnsNames, FileInfo, Hooks};
+pub use meta::{Cgroups, ChunkEntry, DnsAnswer, DnsNames, FileInfo, Hooks, PACKET_MODE};
 pub use names::{name_text, shown, Shown};
 pub use reader::{ChunkSizes, Recovery, Trace};
 pub use schema::{

@@ -38,6 +38,31 @@ pub struct Hooks {
     pub groups: Vec<(String, String)>,
 }
 
+/// The recording setting kept in the hooks block (since 1.4) beside the
+/// groups: how wire packets were asked to be recorded, `runs`, `each` or
+/// `off` (the `packets` group's own state says whether they were).
+pub const PACKET_MODE: &str = "packet_mode";
+
+/// Names in the hooks block that are settings, not hook groups.
+pub const SETTINGS: &[&str] = &[PACKET_MODE];
+
+impl Hooks {
+    /// The hook groups only (settings left out).
+    pub fn hook_groups(&self) -> impl Iterator<Item = &(String, String)> {
+        self.groups
+            .iter()
+            .filter(|(g, _)| !SETTINGS.contains(&g.as_str()))
+    }
+
+    /// The value of a setting (e.g. [`PACKET_MODE`]), if recorded.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(g, _)| g == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// cgroup v2 ids and the paths they had (format 1.2, blocks of kind 5
 /// anywhere after the info block): `(id, path)` with the path relative to
 /// the cgroup v2 mount, `/` for its root. A recorder writes one block per

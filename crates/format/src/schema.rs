@@ -131,6 +131,14 @@ pub mod col {
     pub const DIR: u16 = 3;
     /// Packets: GSO segments.
     pub const SEGS: u16 = 4;
+    /// Packets (since 1.4): packets in the row's run (1 for a single packet).
+    pub const COUNT: u16 = 5;
+    /// Packets (since 1.4): time from the run's first packet (`ts_ns`) to
+    /// its last, ns (0 for a single packet).
+    pub const SPAN_NS: u16 = 6;
+    /// Packets (since 1.4): the TCP flags of the run's packets, OR-ed (0
+    /// for other protocols).
+    pub const TCP_FLAGS: u16 = 7;
     /// Connections: previous TCP state.
     pub const OLD_STATE: u16 = 2;
     /// Connections: new TCP state.
@@ -229,6 +237,9 @@ const PACKET_COLUMNS: &[ColumnDef] = &[
     c(col::BYTES, "len", U32),
     c(col::DIR, "dir", U8),
     c(col::SEGS, "segs", U16),
+    c(col::COUNT, "count", U32),
+    c(col::SPAN_NS, "span_ns", U64),
+    c(col::TCP_FLAGS, "tcp_flags", U8),
 ];
 
 const CONNECTION_COLUMNS: &[ColumnDef] = &[
@@ -390,10 +401,12 @@ impl ConnStatus {
 }
 
 /// Whether column `id` of `table` may be absent from a chunk: it was added
-/// by a later minor version (connections' outcome columns, 1.2), so chunks
+/// by a later minor version (connections' outcome columns, 1.2; packets'
+/// run columns, 1.4), so chunks
 /// of older traces lack it and readers treat its values as unknown.
 pub fn column_optional(table: Table, id: u16) -> bool {
-    table == Table::Connections && (col::SK_ERR..=col::SEGS_IN).contains(&id)
+    (table == Table::Connections && (col::SK_ERR..=col::SEGS_IN).contains(&id))
+        || (table == Table::Packets && matches!(id, col::COUNT | col::SPAN_NS | col::TCP_FLAGS))
 }
 
 /// Stats sources: which recorder stage a stats row counts.

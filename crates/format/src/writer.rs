@@ -175,6 +175,12 @@ struct Builder {
     procs: Vec<ProcessRow>,
     /// TCP outcomes (connections)
     outcomes: Vec<TcpOutcome>,
+    /// run counts (packets)
+    count: Vec<u32>,
+    /// run spans, ns (packets)
+    span: Vec<u64>,
+    /// TCP flags (packets)
+    flags: Vec<u8>,
 }
 
 impl Builder {
@@ -194,6 +200,9 @@ impl Builder {
         self.b64.clear();
         self.procs.clear();
         self.outcomes.clear();
+        self.count.clear();
+        self.span.clear();
+        self.flags.clear();
     }
 
     /// Encode the rows as the columns of `table`.
@@ -232,6 +241,12 @@ impl Builder {
                 if table == Table::Packets {
                     permute(&mut self.a16, &order);
                     cols.push(codec::u16s(col::SEGS, &self.a16, level)?);
+                    permute(&mut self.count, &order);
+                    permute(&mut self.span, &order);
+                    cols.push(codec::u32s(col::COUNT, &self.count, level)?);
+                    cols.push(codec::u64s(col::SPAN_NS, &self.span, false, level)?);
+                    permute(&mut self.flags, &order);
+                    cols.push(codec::u8s(col::TCP_FLAGS, &self.flags, level)?);
                 }
             }
             Table::Connections => {
@@ -620,7 +635,29 @@ impl<W: Write> TraceWriter<W> {
         dir: Direction,
         segs: u16,
     ) -> Result<()> {
+        self.push_packet_run(ts_ns, ts_ns, 1, flow, len, dir, segs, 0)
+    }
+
+    /// Add a run of `count` packets of one flow and direction, each `len`
+    /// bytes and `segs` segments, the first at `ts_ns` and the last at
+    /// `last_ns` (a `last_ns` before `ts_ns` is taken as `ts_ns`; a count
+    /// of 0 as 1), its TCP flags OR-ed in `tcp_flags`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_packet_run(
+        &mut self,
+        ts_ns: u64,
+        last_ns: u64,
+        count: u32,
+        flow: &Flow,
+        len: u32,
+        dir: Direction,
+        segs: u16,
+        tcp_flags: u8,
+    ) -> Result<()> {
         let b = &mut self.builders[slot(Table::Packets)];
+        b.flags.push(tcp_flags);
+        b.count.push(count.max(1));
+        b.span.push(last_ns.saturating_sub(ts_ns));
         b.ts.push(ts_ns);
         let i = b.dict.get(flow);
         b.flow.push(i);

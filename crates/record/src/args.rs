@@ -29,6 +29,31 @@ impl Proto {
     }
 }
 
+/// How wire packets are recorded (`--packets`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PacketMode {
+    /// Runs: consecutive packets of one socket and direction with the same
+    /// length, folded in the kernel into one record with a count and a
+    /// time span (packets with no known socket stay one record each).
+    #[default]
+    Runs,
+    /// One record per packet.
+    Each,
+    /// No packet records.
+    Off,
+}
+
+impl PacketMode {
+    /// The name recorded in the trace (`runs`, `each`, `off`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketMode::Runs => "runs",
+            PacketMode::Each => "each",
+            PacketMode::Off => "off",
+        }
+    }
+}
+
 /// `snoop record`: capture what every process sends and receives.
 #[derive(Args, Clone, Debug)]
 pub struct RecordArgs {
@@ -76,10 +101,15 @@ pub struct RecordArgs {
     /// Stop once the file reaches this size (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_positive_size)]
     pub max_size: Option<u64>,
-    /// Do not capture wire packets (device hooks). Messages, TCP states and
-    /// processes stay, and per-process bytes stay exact; packet records are
-    /// about half of the recording's CPU (60% on bulk TCP).
-    #[arg(long)]
+    /// Wire packets: `runs` folds each socket's consecutive packets of one
+    /// length and direction into one record with a count and a time span
+    /// (in the kernel; sizes and bytes stay exact); `each` writes one record
+    /// per packet; `off` none (messages, TCP states and processes stay, and
+    /// per-process bytes stay exact).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = PacketMode::Runs)]
+    pub packets: PacketMode,
+    /// The same as --packets=off.
+    #[arg(long, conflicts_with = "packets")]
     pub no_packets: bool,
     /// Do not learn names for remote addresses from the DNS answers
     /// (port 53, UDP and TCP) that recorded processes receive; the trace
@@ -100,6 +130,17 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", default_value_t = crate::kernel::DEFAULT_OWNER_ENTRIES,
           value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub owner_map_entries: u32,
+}
+
+impl RecordArgs {
+    /// The packet mode asked for (`--no-packets` is `off`).
+    pub fn packet_mode(&self) -> PacketMode {
+        if self.no_packets {
+            PacketMode::Off
+        } else {
+            self.packets
+        }
+    }
 }
 
 /// Parse `10s`, `5m`, `1h`, `250ms`, `1.5s` or a plain number of seconds.

@@ -93,6 +93,7 @@ pub fn run_doctor(args: &DoctorArgs) -> Result<u8> {
         let opts = KernelOptions {
             packets: true,
             dns: true,
+            pkt_runs: true,
             lifecycle: true,
             existing: true,
             ifaces: vec!["lo".into()],

@@ -24,10 +24,16 @@ pub enum Event {
         /// Send or receive.
         dir: Direction,
     },
-    /// A packet on the wire.
+    /// A packet on the wire, or a run of packets (`--packets=runs`).
     Packet {
-        /// CLOCK_BOOTTIME ns.
+        /// CLOCK_BOOTTIME ns (of the run's first packet).
         ts_ns: u64,
+        /// Time of the run's last packet (`ts_ns` for a single packet).
+        last_ns: u64,
+        /// Packets in the run, at least 1.
+        count: u32,
+        /// TCP flags of the run's packets, OR-ed (0 when not TCP).
+        tcp_flags: u8,
         /// Owner (if known), device and 5-tuple.
         flow: Flow,
         /// IP length (L3 header + payload).
@@ -222,6 +228,9 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
             let p: snoop_pkt = decode_typed(k, rec)?;
             Ok(Event::Packet {
                 ts_ns: p.ts_ns,
+                last_ns: p.last_ns.max(p.ts_ns),
+                count: p.count.max(1),
+                tcp_flags: p.tcp_flags,
                 flow: Flow {
                     pid: p.pid,
                     tid: p.tid,

@@ -20,7 +20,7 @@ use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferB
 
 use crate::hooks::{Group, HookPlan, ESSENTIAL_NEEDS};
 use crate::perm;
-use crate::skel::types::snoop_counter;
+use crate::skel::types::{snoop_counter, snoop_pkt};
 use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
 use crate::source::{Counters, EventSource, KindCounters, Pressure, RawBatch};
 
@@ -43,6 +43,9 @@ pub struct KernelOptions {
     pub family: u8,
     /// Attach net_dev_queue / netif_receive_skb.
     pub packets: bool,
+    /// Fold each socket's packets into runs in the kernel (`--packets=runs`)
+    /// instead of one record per packet (`each`).
+    pub pkt_runs: bool,
     /// Attach TCP state and process lifecycle hooks.
     pub lifecycle: bool,
     /// Learn sockets that existed before start (iterators).
@@ -84,6 +87,9 @@ pub struct BpfSource<'a, 'obj> {
     skel: &'a SnoopSkel<'obj>,
     links: Option<Attached>,
     hooks: Vec<(String, String)>,
+    /// Packets asked for, and folded into runs.
+    packets: bool,
+    pkt_runs: bool,
 }
 
 impl EventSource for BpfSource<'_, '_> {
@@ -132,10 +138,24 @@ impl EventSource for BpfSource<'_, '_> {
         // Dropping the links detaches every program: no record is emitted
         // after this, so the drain that follows reaches the true end.
         self.links = None;
+        // Runs still open in the kernel go out with the last drain: none
+        // outlives the recording.
+        if let Err(e) = take_open_runs(self.skel, &mut self.pending.borrow_mut()) {
+            eprintln!("snoop: warning: packet runs still open at the end were lost: {e:#}");
+        }
     }
 
     fn hooks(&self) -> Vec<(String, String)> {
         self.hooks.clone()
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let mode = match (self.packets, self.pkt_runs) {
+            (false, _) => "off",
+            (true, true) => "runs",
+            (true, false) => "each",
+        };
+        vec![(snoop_format::PACKET_MODE.to_string(), mode.to_string())]
     }
 
     fn pressure(&mut self) -> Result<Pressure> {
@@ -160,6 +180,39 @@ impl EventSource for BpfSource<'_, '_> {
             tracked_full: out[1],
         })
     }
+}
+
+/// Append the packet runs still open in the kernel (every CPU's slots of
+/// `snoop_runs`, read after the programs are detached) to `out` as packet
+/// records, and empty their slots.
+fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<()> {
+    let slots = skel.maps.snoop_runs.max_entries();
+    for i in 0..slots {
+        let key = i.to_ne_bytes();
+        let per_cpu = skel
+            .maps
+            .snoop_runs
+            .lookup_percpu(&key, MapFlags::ANY)
+            .context("read snoop_runs")?
+            .unwrap_or_default();
+        let mut any = false;
+        for v in &per_cpu {
+            if let Some(p) = read::<snoop_pkt>(v) {
+                if p.count > 0 && p.kind == kind::PKT {
+                    out.push(&v[..size_of::<snoop_pkt>()]);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            let empty: Vec<Vec<u8>> = per_cpu.iter().map(|v| vec![0u8; v.len()]).collect();
+            skel.maps
+                .snoop_runs
+                .update_percpu(&key, &empty, MapFlags::ANY)
+                .context("empty snoop_runs")?;
+        }
+    }
+    Ok(())
 }
 
 fn read_counters(skel: &SnoopSkel<'_>) -> Result<Counters> {
@@ -221,7 +274,7 @@ pub fn cgroup_id(path: &str) -> Result<u64> {
 pub fn plan_for(opts: &KernelOptions) -> HookPlan {
     HookPlan::new(|g| match g {
         Group::Messages | Group::Sockets => None,
-        Group::Packets => (!opts.packets).then(|| "not requested (--no-packets)".into()),
+        Group::Packets => (!opts.packets).then(|| "not requested (--packets=off)".into()),
         Group::TcpState => (!opts.lifecycle).then(|| "not requested".into()),
         Group::Processes | Group::ExistingProcesses => {
             (!(opts.lifecycle || !opts.comms.is_empty() || opts.follow))
@@ -361,6 +414,8 @@ fn load_and_attach<R>(
             skel: &skel,
             links: Some(links),
             hooks: plan.describe(),
+            packets: opts.packets,
+            pkt_runs: opts.pkt_runs,
         };
         return body(&mut src);
     }
@@ -435,6 +490,7 @@ fn open_configured<'obj>(
     cfg.proto = opts.proto;
     cfg.port = opts.port;
     cfg.cgroup = opts.cgroup;
+    cfg.pkt_runs = u8::from(opts.pkt_runs);
     // Wake the reader early when a quarter of a ring is full, so a burst
     // between two timed polls cannot overflow it.
     ro.snoop_wakeup_bytes = ring / 4;

@@ -73,11 +73,16 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
             } => self.push_message(*ts_ns, flow, *bytes, *dir)?,
             Event::Packet {
                 ts_ns,
+                last_ns,
+                count,
+                tcp_flags,
                 flow,
                 len,
                 dir,
                 segs,
-            } => self.push_packet(*ts_ns, flow, *len, *dir, *segs)?,
+            } => self.push_packet_run(
+                *ts_ns, *last_ns, *count, flow, *len, *dir, *segs, *tcp_flags,
+            )?,
             Event::Conn {
                 ts_ns,
                 flow,
@@ -183,6 +188,9 @@ impl Control {
 pub struct Summary {
     /// Events written, per record kind.
     pub events: [u64; kind::COUNT],
+    /// Wire packets the packet records stand for (a run counts its
+    /// packets).
+    pub wire_packets: u64,
     /// Kernel counters at the end (records emitted / dropped per kind).
     pub kernel: Counters,
     /// Records lost in userspace.
@@ -208,7 +216,9 @@ fn drain_loop<S: EventSink>(src: &mut dyn EventSource, w: &mut Writer<'_, S>) ->
     let mut batch = RawBatch::with_capacity(BATCH_RECORDS * 256);
     let mut last_counters = Instant::now();
     let mut last_flush = Instant::now();
-    w.sink.hooks(&src.hooks()).context("write hook groups")?;
+    w.sink
+        .hooks(&[src.hooks(), src.settings()].concat())
+        .context("write hook groups")?;
     loop {
         let stopping = w.ctl.stopping();
         if stopping {
@@ -352,8 +362,12 @@ impl<S: EventSink> Writer<'_, S> {
                     per_kind[kind::DNS as usize] += 1;
                 }
                 Ok(ev) => {
-                    if let Event::Message { flow, .. } = &ev {
-                        self.cgroups.see(flow.cgroup);
+                    match &ev {
+                        Event::Message { flow, .. } => self.cgroups.see(flow.cgroup),
+                        Event::Packet { count, .. } => {
+                            self.summary.wire_packets += u64::from(*count);
+                        }
+                        _ => {}
                     }
                     self.sink.push(&ev).context("write trace")?;
                     if let Some(n) = per_kind.get_mut(ev.kind() as usize) {

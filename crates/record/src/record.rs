@@ -79,7 +79,8 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
         } else {
             0
         },
-        packets: !args.no_packets,
+        packets: args.packet_mode() != crate::args::PacketMode::Off,
+        pkt_runs: args.packet_mode() == crate::args::PacketMode::Runs,
         dns: !args.no_dns,
         lifecycle: true,
         existing: true,
@@ -350,7 +351,13 @@ fn print_summary(path: &Path, s: &Summary, bytes: u64, elapsed: Duration) {
             .iter()
             .zip(s.events.iter())
             .take(kind::DNS as usize)
-            .map(|(n, c)| format!("{c} {n}"))
+            .map(|(n, c)| {
+                if *n == "packets" && s.wire_packets > *c {
+                    format!("{c} packet runs of {} packets", s.wire_packets)
+                } else {
+                    format!("{c} {n}")
+                }
+            })
             .chain((s.dns_names > 0).then(|| format!("{} DNS names", s.dns_names)))
             .collect::<Vec<_>>()
             .join(", "),

@@ -41,12 +41,12 @@ unsafe impl plain::Plain for snoop_dns {}
 // Compile-time checks that the generated types have the layout snoop.h
 // promises (a change of the header without the decoder fails the build).
 const _: () = assert!(std::mem::size_of::<snoop_msg>() == 96);
-const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 96);
+const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 112);
 const _: () = assert!(std::mem::size_of::<snoop_conn>() == 120);
 const _: () = assert!(std::mem::size_of::<snoop_proc>() == 176);
 const _: () = assert!(std::mem::size_of::<snoop_counter>() == 16);
 const _: () = assert!(std::mem::size_of::<snoop_dns>() == 560);
-const _: () = assert!(std::mem::size_of::<snoop_config>() == 16);
+const _: () = assert!(std::mem::size_of::<snoop_config>() == 24);
 
 /// Record kinds: the first byte of every ring-buffer record (`enum snoop_kind`).
 pub mod kind {

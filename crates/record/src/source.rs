@@ -131,6 +131,12 @@ pub trait EventSource {
     fn hooks(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Recording settings the trace keeps beside the hook groups (in the
+    /// same block: `packet_mode`); empty for sources without any.
+    fn settings(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A source that replays prepared records once, then stays empty; for tests

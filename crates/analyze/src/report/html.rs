@@ -233,12 +233,12 @@ impl RateGrid {
 
 fn hist_chart(
     title: &str,
-    tx: &[u64],
-    rx: &[u64],
+    tx: &[(u64, u64)],
+    rx: &[(u64, u64)],
     label: &dyn Fn(u64) -> String,
     what: &str,
 ) -> String {
-    let (htx, hrx) = (pow2_hist(tx), pow2_hist(rx));
+    let (htx, hrx) = (sizes::pow2_hist_weighted(tx), sizes::pow2_hist_weighted(rx));
     let n = htx.len().max(hrx.len());
     let first = (0..n)
         .find(|&k| htx.get(k).copied().unwrap_or(0) + hrx.get(k).copied().unwrap_or(0) > 0)
@@ -461,7 +461,7 @@ pub fn page(ctx: &Ctx) -> anyhow::Result<String> {
         interval_ns: ctx.interval_ns,
     };
     let (_, dists) = sizes::dists(&all);
-    let mut by: HashMap<(&str, u8), Vec<u64>> = HashMap::new();
+    let mut by: HashMap<(&str, u8), Vec<(u64, u64)>> = HashMap::new();
     for d in &dists {
         by.entry((d.kind, d.dir))
             .or_default()

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use super::keys::Groups;
-use super::{hist_str, nearest_rank, pow2_hist, Ctx};
+use super::{hist_str, Ctx};
 use crate::frame::{f64c, strc, u64c, Frame};
 use crate::load::Events;
 
-/// One distribution: sorted sizes of one (group, kind, direction).
+/// One distribution: the sizes of one (group, kind, direction), as
+/// `(size, how many)` sorted by size, each size once (a run of packets
+/// counts as its count of packets).
 pub struct Dist {
     /// Group id.
     pub group: u32,
@@ -20,8 +22,60 @@ pub struct Dist {
     pub kind: &'static str,
     /// 0 tx, 1 rx.
     pub dir: u8,
-    /// Sorted sizes.
-    pub sizes: Vec<u64>,
+    /// `(size, count)`, sorted by size, sizes distinct.
+    pub sizes: Vec<(u64, u64)>,
+}
+
+impl Dist {
+    /// Events in the distribution.
+    pub fn count(&self) -> u64 {
+        self.sizes
+            .iter()
+            .fold(0u64, |t, &(_, n)| t.saturating_add(n))
+    }
+
+    /// Bytes in all.
+    pub fn total(&self) -> u64 {
+        self.sizes
+            .iter()
+            .fold(0u64, |t, &(v, n)| t.saturating_add(v.saturating_mul(n)))
+    }
+
+    /// The nearest-rank `q` quantile.
+    pub fn rank(&self, q: f64) -> u64 {
+        let n = self.count();
+        if n == 0 {
+            return 0;
+        }
+        let r = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0u64;
+        for &(v, c) in &self.sizes {
+            seen = seen.saturating_add(c);
+            if seen >= r {
+                return v;
+            }
+        }
+        self.sizes.last().map_or(0, |&(v, _)| v)
+    }
+
+    /// Power-of-two histogram, as [`super::pow2_hist`].
+    pub fn hist(&self) -> Vec<u64> {
+        pow2_hist_weighted(&self.sizes)
+    }
+}
+
+/// Power-of-two histogram of `(value, count)` pairs: bucket 0 counts zeros,
+/// bucket k values in `[2^(k-1), 2^k)`; trailing empty buckets dropped.
+pub fn pow2_hist_weighted(values: &[(u64, u64)]) -> Vec<u64> {
+    let mut h = vec![0u64; 65];
+    for &(v, n) in values {
+        let b = &mut h[(64 - v.leading_zeros()) as usize];
+        *b = b.saturating_add(n);
+    }
+    while h.last() == Some(&0) {
+        h.pop();
+    }
+    h
 }
 
 /// Collect the distributions for `ctx.key`.
@@ -30,7 +84,9 @@ pub fn dists(ctx: &Ctx) -> (Groups, Vec<Dist>) {
     let groups = Groups::new(ds, ctx.key, |r| {
         r.origin.is_packet() || r.origin == crate::load::Origin::Message
     });
-    let mut per: HashMap<(u32, &'static str, u8), Vec<u64>> = HashMap::new();
+    /// (size, count) pairs per (group, kind, direction).
+    type Per = HashMap<(u32, &'static str, u8), Vec<(u64, u64)>>;
+    let mut per: Per = HashMap::new();
     let mut add = |evs: &[Events], kind: &'static str| {
         for e in evs {
             for i in 0..e.ts.len() {
@@ -38,7 +94,7 @@ pub fn dists(ctx: &Ctx) -> (Groups, Vec<Dist>) {
                 if g != u32::MAX {
                     per.entry((g, kind, e.dir[i]))
                         .or_default()
-                        .push(e.bytes[i] as u64);
+                        .push((e.bytes[i] as u64, e.count(i)));
                 }
             }
         }
@@ -48,18 +104,25 @@ pub fn dists(ctx: &Ctx) -> (Groups, Vec<Dist>) {
     let mut out: Vec<Dist> = per
         .into_iter()
         .map(|((group, kind, dir), mut sizes)| {
-            sizes.sort_unstable();
+            sizes.sort_unstable_by_key(|&(v, _)| v);
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sizes.len());
+            for (v, n) in sizes {
+                match merged.last_mut() {
+                    Some(last) if last.0 == v => last.1 = last.1.saturating_add(n),
+                    _ => merged.push((v, n)),
+                }
+            }
             Dist {
                 group,
                 kind,
                 dir,
-                sizes,
+                sizes: merged,
             }
         })
         .collect();
     out.sort_by(|a, b| {
-        let ta = a.sizes.iter().fold(0u64, |t, &v| t.saturating_add(v));
-        let tb = b.sizes.iter().fold(0u64, |t, &v| t.saturating_add(v));
+        let ta = a.total();
+        let tb = b.total();
         (a.kind, std::cmp::Reverse(ta), a.group, a.dir).cmp(&(
             b.kind,
             std::cmp::Reverse(tb),
@@ -83,37 +146,37 @@ pub fn frame(ctx: &Ctx) -> anyhow::Result<Frame> {
             .map(|x| if x.dir == 0 { "tx" } else { "rx" }.to_string())
             .collect(),
     ));
-    cols.push(u64c(
-        "count",
-        d.iter().map(|x| x.sizes.len() as u64).collect(),
-    ));
+    cols.push(u64c("count", d.iter().map(Dist::count).collect()));
     cols.push(u64c(
         "min_bytes",
         d.iter()
-            .map(|x| x.sizes.first().copied().unwrap_or(0))
+            .map(|x| x.sizes.first().map_or(0, |&(v, _)| v))
             .collect(),
     ));
     cols.push(f64c(
         "mean_bytes",
         d.iter()
-            .map(|x| x.sizes.iter().map(|&v| v as f64).sum::<f64>() / x.sizes.len().max(1) as f64)
+            .map(|x| {
+                x.sizes
+                    .iter()
+                    .map(|&(v, n)| v as f64 * n as f64)
+                    .sum::<f64>()
+                    / x.count().max(1) as f64
+            })
             .collect(),
     ));
     for (name, q) in [("p50_bytes", 0.5), ("p90_bytes", 0.9), ("p99_bytes", 0.99)] {
-        cols.push(u64c(
-            name,
-            d.iter().map(|x| nearest_rank(&x.sizes, q)).collect(),
-        ));
+        cols.push(u64c(name, d.iter().map(|x| x.rank(q)).collect()));
     }
     cols.push(u64c(
         "max_bytes",
         d.iter()
-            .map(|x| x.sizes.last().copied().unwrap_or(0))
+            .map(|x| x.sizes.last().map_or(0, |&(v, _)| v))
             .collect(),
     ));
     cols.push(strc(
         "hist",
-        d.iter().map(|x| hist_str(&pow2_hist(&x.sizes))).collect(),
+        d.iter().map(|x| hist_str(&x.hist())).collect(),
     ));
     let off = ctx
         .ds
