@@ -34,6 +34,16 @@ pub struct TopArgs {
     /// Show a recorded trace instead of live traffic.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
+    /// Replay `--from FILE` this many times faster than it was recorded
+    /// (e.g. 10, or 0.5 for half speed; up to 1000000). The full-screen
+    /// view replays at real speed without it; the plain table prints every
+    /// table at once without it.
+    #[arg(long, value_name = "X", requires = "from", value_parser = parse_speed)]
+    pub speed: Option<f64>,
+    /// Print the plain table every INTERVAL even on a terminal (as when
+    /// stdout is a pipe or a file) instead of the full-screen view.
+    #[arg(long)]
+    pub plain: bool,
     /// Seconds between tables (1 to 31536000, one year).
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_INTERVAL_SECS))]
     pub interval: u64,
@@ -44,6 +54,23 @@ pub struct TopArgs {
 
 /// The longest INTERVAL `snoop top` takes, in seconds (one year).
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;
+
+/// The fastest `--speed`.
+pub const MAX_SPEED: f64 = 1e6;
+
+/// Parse `--speed`: a finite number above 0, at most [`MAX_SPEED`].
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid speed {s:?} (a number, e.g. 10 or 0.5)"))?;
+    if !(v.is_finite() && v > 0.0 && v <= MAX_SPEED) {
+        return Err(format!(
+            "speed {s:?} out of range: above 0, at most {MAX_SPEED}"
+        ));
+    }
+    Ok(v)
+}
 
 /// Byte counters of one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,9 +205,14 @@ impl EventSink for TopSink {
     }
 }
 
-/// Run `snoop top` until COUNT tables were printed or Ctrl-C.
+/// Run `snoop top`: the full-screen view on a terminal (until q), else
+/// the plain table until COUNT tables were printed or Ctrl-C.
 pub fn run_top(args: &TopArgs) -> Result<()> {
+    let ui = crate::tui_run::wants_ui(args);
     if let Some(path) = &args.from {
+        if ui {
+            return crate::tui_run::run_replay(path, args, args.speed.unwrap_or(1.0));
+        }
         return crate::top_from::run_top_from(path, args);
     }
     let kopts = KernelOptions {
@@ -189,6 +221,9 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         ring_bytes: 8 << 20,
         ..KernelOptions::default()
     };
+    if ui {
+        return crate::tui_run::run_live(args, &kopts);
+    }
     let table = TopTable::default();
     let mut sink = TopSink(table.clone());
     install_signal_handlers()?;
