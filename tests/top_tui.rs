@@ -71,7 +71,8 @@ impl Tmux {
     }
 
     fn capture(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", "top"]);
+        // With the history: a new pane's first line can scroll into it.
+        let out = self.run(&["capture-pane", "-p", "-S", "-", "-t", "top"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -210,7 +211,7 @@ fn replay_in_tmux_sorts_switches_filters_and_quits() {
     let alpha = line_with(&s, "4242");
     assert!(
         alpha.contains("alpha")
-            && alpha.contains("1000 bit/s")
+            && alpha.contains("1.0 kbit/s")
             && alpha.contains("125 B")
             && alpha.contains("5.9 KiB"),
         "{alpha}"

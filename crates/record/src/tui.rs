@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
@@ -70,39 +70,13 @@ impl View {
         }
     }
 
-    fn widths(self) -> Vec<Constraint> {
-        let rate = Constraint::Length(12);
-        let tot = Constraint::Length(10);
+    /// The narrowest each column gets (rates and totals fixed, so the
+    /// table does not jitter from one tick to the next).
+    fn min_widths(self) -> &'static [u16] {
         match self {
-            View::Processes => vec![
-                Constraint::Length(8),
-                Constraint::Min(16),
-                Constraint::Length(6),
-                rate,
-                rate,
-                tot,
-                tot,
-            ],
-            View::Connections => vec![
-                Constraint::Length(8),
-                Constraint::Min(12),
-                Constraint::Length(5),
-                Constraint::Min(21),
-                Constraint::Min(21),
-                rate,
-                rate,
-                tot,
-                tot,
-            ],
-            View::Remotes => vec![
-                Constraint::Min(16),
-                Constraint::Length(6),
-                Constraint::Min(16),
-                rate,
-                rate,
-                tot,
-                tot,
-            ],
+            View::Processes => &[7, 16, 5, 12, 12, 10, 10],
+            View::Connections => &[7, 16, 5, 21, 21, 12, 12, 10, 10],
+            View::Remotes => &[15, 5, 16, 12, 12, 10, 10],
         }
     }
 }
@@ -663,15 +637,30 @@ fn draw_table(f: &mut Frame, m: &mut TopModel, area: Rect) {
         Cell::from(format!("{h}{mark}"))
     }))
     .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
-    let body = rows
-        .into_iter()
-        .skip(m.offset[v])
-        .take(visible)
-        .map(|r| Row::new(r.cells));
+    let shown: Vec<ViewRow> = rows.into_iter().skip(m.offset[v]).take(visible).collect();
+    // Each column as wide as its widest cell (header and its sort mark
+    // included), at least its minimum; what is left stays on the right.
+    let widths: Vec<Constraint> = m
+        .view
+        .columns()
+        .iter()
+        .zip(m.view.min_widths())
+        .enumerate()
+        .map(|(i, (h, &min))| {
+            let w = shown
+                .iter()
+                .filter_map(|r| r.cells.get(i))
+                .map(|c| Line::from(c.as_str()).width())
+                .fold(Line::from(*h).width() + 1, usize::max);
+            Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX).max(min))
+        })
+        .collect();
+    let body = shown.into_iter().map(|r| Row::new(r.cells));
     f.render_widget(
-        Table::new(body, m.view.widths())
+        Table::new(body, widths)
             .header(header)
-            .column_spacing(1),
+            .column_spacing(1)
+            .flex(Flex::Start),
         area,
     );
 }
