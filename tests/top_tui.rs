@@ -218,7 +218,10 @@ fn replay_in_tmux_sorts_switches_filters_and_quits() {
     );
     let pos = |s: &str, n: &str| s.find(n).unwrap_or_else(|| panic!("{n}:\n{s}"));
     assert!(pos(&s, "4343") < pos(&s, "4242"), "by traffic:\n{s}");
-    assert!(s.contains("s/S sort column") && s.contains("q quit"), "{s}");
+    assert!(
+        s.contains("s/S sort column") && s.contains("q quit") && s.contains("sort: traffic"),
+        "{s}"
+    );
 
     // Sort by PID, then reverse it: alpha's 4242 first.
     t.keys(&["s", "r"], false);
@@ -231,13 +234,18 @@ fn replay_in_tmux_sorts_switches_filters_and_quits() {
     t.keys(&["Tab"], false);
     let s = t.wait_for("connections view", |s| s.contains("LOCAL"));
     let c = line_with(&s, "192.0.2.1:443");
-    assert!(c.contains("alpha") && c.contains("tcp") && c.contains("10.0.0.1:40000"), "{c}");
+    assert!(
+        c.contains("alpha") && c.contains("tcp") && c.contains("10.0.0.1:40000"),
+        "{c}"
+    );
     t.keys(&["Tab"], false);
     let s = t.wait_for("remotes view", |s| s.contains("PROCESSES"));
     let r = line_with(&s, "198.51.100.7");
     assert!(r.contains("beta") && r.contains("977.5 KiB"), "{r}");
     t.keys(&["Tab"], false);
-    t.wait_for("processes view", |s| s.contains("COMM") && !s.contains("PROCESSES"));
+    t.wait_for("processes view", |s| {
+        s.contains("COMM") && !s.contains("PROCESSES")
+    });
 
     // Filter by name.
     t.keys(&["/bet"], true);
@@ -290,7 +298,9 @@ fn live_in_tmux_shows_the_tests_own_traffic() {
     t.keys(&["Tab"], false);
     let to_b = format!("127.0.0.1:{}", b.local_addr().unwrap().port());
     let from_a = format!("127.0.0.1:{}", a.local_addr().unwrap().port());
-    let s = t.wait_for("the test's connection", |s| s.contains("LOCAL") && s.contains(&to_b));
+    let s = t.wait_for("the test's connection", |s| {
+        s.contains("LOCAL") && s.contains(&to_b)
+    });
     let c = s
         .lines()
         .find(|l| l.contains(&from_a) && l.contains(&to_b))

@@ -24,6 +24,7 @@ use crate::record::{install_signal_handlers, signalled};
 
 /// `snoop top`: per-process network traffic, every INTERVAL seconds.
 #[derive(Args, Clone, Debug)]
+#[command(after_long_help = TOP_HELP)]
 pub struct TopArgs {
     /// Only this process (repeatable).
     #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
@@ -44,13 +45,40 @@ pub struct TopArgs {
     /// stdout is a pipe or a file) instead of the full-screen view.
     #[arg(long)]
     pub plain: bool,
-    /// Seconds between tables (1 to 31536000, one year).
+    /// Seconds between tables, or between updates of the full-screen view
+    /// (1 to 31536000, one year).
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_INTERVAL_SECS))]
     pub interval: u64,
-    /// Number of tables, then exit (default: until Ctrl-C).
+    /// Number of tables (or updates of the view), then exit (default: until
+    /// Ctrl-C, or q in the view).
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 }
+
+/// What `snoop top --help` says after the options: the two faces and
+/// the keys of the full-screen view.
+const TOP_HELP: &str = "\
+On a terminal, snoop top opens a full-screen view: per process, the
+receive and send rates of the last INTERVAL in bit/s and the totals, and
+with Tab the same per connection and per remote address. With --from FILE
+it replays the trace through that view, at the recording's speed or
+--speed times it, and stays on the last interval until q. When stdout is
+not a terminal, or with --plain, it prints the table
+PID COMM RX_KB TX_KB RXSUM_KB TXSUM_KB SUM_KB every INTERVAL instead
+(all at once for --from, unless --speed paces it).
+
+Keys of the full-screen view:
+  q, Ctrl-C        quit
+  Tab, Shift-Tab   next, previous view: processes, connections, remotes
+  s, S             sort by the next, previous column
+  1-9, 0           sort by that column; 0: by traffic (the default)
+  r                reverse the order
+  /                filter by name (process name; a remote's address or
+                   its processes' names): type, Enter applies, Esc cancels
+  Esc              clear the filter
+  p, Space         pause (the view freezes; the next interval after it
+                   covers the whole pause; a replay stops its clock)
+  Up, Down, PgUp, PgDn, Home   scroll";
 
 /// The longest INTERVAL `snoop top` takes, in seconds (one year).
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;

@@ -15,7 +15,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use snoop_format::{addr, comm_str, Direction, Flow, Shown};
 
@@ -564,8 +564,7 @@ fn endpoint(a: &[u8; 16], port: u16) -> String {
 }
 
 /// The keys, as the footer lists them.
-pub const KEYS_HELP: &str =
-    "q quit  Tab view  s/S sort column  1-9 sort by column  0 by traffic  r reverse  / filter  Esc clear filter  p pause  ↑↓ scroll";
+pub const KEYS_HELP: &str = "q quit  Tab view  s/S sort column  1-9 column  0 traffic  r reverse  / filter  Esc unfilter  p pause  ↑↓ scroll";
 
 /// Paint the model: a status line, the view tabs, the table, the footer.
 pub fn draw(f: &mut Frame, m: &mut TopModel) {
@@ -573,7 +572,7 @@ pub fn draw(f: &mut Frame, m: &mut TopModel) {
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(2),
+        Constraint::Length(3),
     ])
     .areas(f.area());
 
@@ -613,11 +612,14 @@ pub fn draw(f: &mut Frame, m: &mut TopModel) {
         Input::Filter(t) => format!("filter by name: {}_   (Enter apply, Esc cancel)", Shown(t)),
         Input::Keys => format!("sort: {by}{order}"),
     };
+    // The sort (or the filter being typed) above the keys, which wrap on
+    // a narrow terminal.
     f.render_widget(
         Paragraph::new(vec![
-            Line::from(KEYS_HELP),
             Line::styled(second, Style::default().add_modifier(Modifier::BOLD)),
-        ]),
+            Line::from(KEYS_HELP),
+        ])
+        .wrap(Wrap { trim: true }),
         foot,
     );
 }
@@ -736,7 +738,7 @@ mod tests {
             .collect();
         s[head + 1..]
             .iter()
-            .take_while(|l| !l.starts_with("q quit"))
+            .take_while(|l| !l.starts_with("sort: ") && !l.starts_with("filter by name"))
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let l: Vec<char> = l.chars().collect();
