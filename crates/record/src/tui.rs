@@ -97,6 +97,8 @@ pub struct Counter {
     pub rx: u64,
     /// Sent up to the last tick.
     pub tx: u64,
+    /// Intervals in a row without traffic.
+    pub idle: u32,
 }
 
 impl Counter {
@@ -108,6 +110,11 @@ impl Counter {
     }
 
     fn tick(&mut self, elapsed_ns: u64) {
+        self.idle = if self.cur_rx == 0 && self.cur_tx == 0 {
+            self.idle.saturating_add(1)
+        } else {
+            0
+        };
         self.rx_bps = bits_per_second(self.cur_rx, elapsed_ns);
         self.tx_bps = bits_per_second(self.cur_tx, elapsed_ns);
         self.rx = self.rx.saturating_add(self.cur_rx);
@@ -168,12 +175,11 @@ struct ConnKey {
     rport: u16,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Remote {
-    conns: BTreeSet<(u32, u8, [u8; 16], u16, u16)>,
-    pids: BTreeSet<u32>,
-    c: Counter,
-}
+/// How many intervals in a row without traffic a row stays for: a
+/// process, connection or remote quiet for longer leaves the view, so a
+/// view left running for days holds what is active, not every socket ever
+/// seen.
+pub const IDLE_TICKS: u32 = 300;
 
 /// One cell's sort key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -215,7 +221,7 @@ pub enum Action {
 pub struct TopModel {
     procs: HashMap<u32, Proc>,
     conns: HashMap<ConnKey, Counter>,
-    remotes: HashMap<[u8; 16], Remote>,
+    remotes: HashMap<[u8; 16], Counter>,
     /// Elapsed trace or wall time not yet shown (time ticked while paused).
     pending_ns: u64,
     /// Totals and rates as last shown (frozen while paused).
@@ -280,11 +286,7 @@ impl TopModel {
             rport: flow.rport,
         };
         self.conns.entry(k).or_default().add(bytes, dir);
-        let r = self.remotes.entry(flow.raddr).or_default();
-        r.conns
-            .insert((flow.pid, flow.proto, flow.laddr, flow.lport, flow.rport));
-        r.pids.insert(flow.pid);
-        r.c.add(bytes, dir);
+        self.remotes.entry(flow.raddr).or_default().add(bytes, dir);
     }
 
     /// End an interval of `elapsed_ns`: what came in becomes the rates and
@@ -304,8 +306,11 @@ impl TopModel {
             c.tick(ns);
         }
         for r in self.remotes.values_mut() {
-            r.c.tick(ns);
+            r.tick(ns);
         }
+        self.procs.retain(|_, p| p.c.idle <= IDLE_TICKS);
+        self.conns.retain(|_, c| c.idle <= IDLE_TICKS);
+        self.remotes.retain(|_, c| c.idle <= IDLE_TICKS);
         self.shown = Some(Box::new(self.snapshot()));
     }
 
@@ -332,8 +337,12 @@ impl TopModel {
 
     fn snapshot(&self) -> Shown3 {
         let mut conns_of: HashMap<u32, usize> = HashMap::new();
+        let mut at_remote: HashMap<[u8; 16], (usize, BTreeSet<u32>)> = HashMap::new();
         for k in self.conns.keys() {
             *conns_of.entry(k.pid).or_default() += 1;
+            let r = at_remote.entry(k.raddr).or_default();
+            r.0 += 1;
+            r.1.insert(k.pid);
         }
         let comm = |pid: u32| {
             self.procs
@@ -409,28 +418,21 @@ impl TopModel {
         let remotes = self
             .remotes
             .iter()
-            .map(|(a, r)| {
+            .map(|(a, c)| {
                 let ip = addr(a).to_string();
-                let mut names: Vec<String> = r.pids.iter().map(|&p| comm(p)).collect();
+                let (n, pids) = at_remote.get(a).cloned().unwrap_or_default();
+                let mut names: Vec<String> = pids.iter().map(|&p| comm(p)).collect();
                 names.sort();
                 names.dedup();
                 let names = names.join(",");
-                let mut cells = vec![
-                    ip.clone(),
-                    r.conns.len().to_string(),
-                    Shown(&names).to_string(),
-                ];
-                let mut keys = vec![
-                    Key::Text(ip),
-                    Key::Num(r.conns.len() as u64),
-                    Key::Text(names),
-                ];
-                rate_cells(&r.c, &mut cells, &mut keys);
+                let mut cells = vec![ip.clone(), n.to_string(), Shown(&names).to_string()];
+                let mut keys = vec![Key::Text(ip), Key::Num(n as u64), Key::Text(names)];
+                rate_cells(c, &mut cells, &mut keys);
                 ViewRow {
                     cells,
                     keys,
-                    rate: r.c.rate(),
-                    total: r.c.total(),
+                    rate: c.rate(),
+                    total: c.total(),
                 }
             })
             .collect();
@@ -956,6 +958,32 @@ mod tests {
         // 500000 B over the two paused seconds: 2 Mbit/s.
         let r = &table(&mut m)[0];
         assert_eq!((r[3].as_str(), r[5].as_str()), ("2.0 Mbit/s", "610.4 KiB"));
+    }
+
+    #[test]
+    fn quiet_rows_leave_after_idle_ticks() {
+        let mut m = fed();
+        let b = flow(20, "beta", "198.51.100.7", 53);
+        // gamma was quiet for one tick already, beta and alpha for none.
+        for _ in 0..IDLE_TICKS - 1 {
+            m.add(&b, 1, Direction::Rx);
+            m.tick(S);
+        }
+        assert_eq!(table(&mut m).len(), 3, "gamma: {IDLE_TICKS} quiet ticks");
+        m.add(&b, 1, Direction::Rx);
+        m.tick(S);
+        let rows = table(&mut m);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| r[1] != "gamma"), "{rows:?}");
+        m.key(key(KeyCode::Tab));
+        assert!(table(&mut m).iter().all(|r| r[1] != "gamma"));
+        m.key(key(KeyCode::Tab));
+        assert!(table(&mut m).iter().all(|r| r[0] != "203.0.113.9"));
+        // Traffic again brings a row back, with its totals from then on.
+        m.add(&flow(30, "gamma", "203.0.113.9", 80), 7, Direction::Tx);
+        m.tick(S);
+        let g = table(&mut m).into_iter().find(|r| r[0] == "203.0.113.9");
+        assert_eq!(g.map(|r| r[6].clone()).as_deref(), Some("7 B"));
     }
 
     #[test]

@@ -313,7 +313,11 @@ pub fn run_replay(path: &Path, args: &TopArgs, speed: f64) -> Result<()> {
     let start = trace.info().start_ns;
     let end = trace.end_ns().unwrap_or(start);
     let interval_ns = args.interval.saturating_mul(1_000_000_000);
-    let span_s = end.saturating_sub(start).div_ceil(1_000_000_000);
+    // A recovered trace has no end time: its span is not known ahead.
+    let span = trace
+        .end_ns()
+        .map(|e| format!(" of {} s", e.saturating_sub(start).div_ceil(1_000_000_000)))
+        .unwrap_or_default();
     let name = snoop_format::Shown(&path.display().to_string()).to_string();
     let recovered = if trace.recovery().is_some() {
         " (recovered: not closed cleanly)"
@@ -331,7 +335,7 @@ pub fn run_replay(path: &Path, args: &TopArgs, speed: f64) -> Result<()> {
         } else {
             ""
         };
-        format!("{name}{recovered} at {speed}x  +{at} s of {span_s} s{end}")
+        format!("{name}{recovered} at {speed}x  +{at} s{span}{end}")
     };
     m.status = status(0, false);
     let mut screen = Screen::enter()?;
