@@ -139,6 +139,12 @@ fn assert_quits_and_restores(t: &Tmux) {
     t.keys(&["q"], false);
     let s = t.wait_for("exit after q", |s| s.contains("snoop-exit="));
     assert!(s.contains("snoop-exit=0"), "{s}");
+    assert_restored(t);
+}
+
+/// snoop is gone and the terminal is as before it: alternate screen left,
+/// line editing and echo on.
+fn assert_restored(t: &Tmux) {
     assert_eq!(t.format("#{alternate_on}"), "0", "alternate screen left");
     let s = t.wait_for("tty settings", |s| s.matches("tty:").count() == 2);
     assert!(
@@ -167,14 +173,18 @@ fn flow(pid: u32, comm: &str, remote: &str, rport: u16) -> Flow {
 /// 192.0.2.1:443 and receives 125 B in the last second; beta (4343)
 /// receives 1000 B, then 1000000 B in the last second, from
 /// 198.51.100.7:53.
-fn write_trace(path: &Path) {
+fn write_trace(path: &Path, chunk_rows: usize) {
     let start = 100 * S;
     let info = FileInfo {
         start_ns: start,
         ..FileInfo::default()
     };
     let f = std::fs::File::create(path).unwrap();
-    let mut w = TraceWriter::new(f, &info, WriterOptions::default()).unwrap();
+    let opts = WriterOptions {
+        chunk_rows,
+        ..WriterOptions::default()
+    };
+    let mut w = TraceWriter::new(f, &info, opts).unwrap();
     let a = flow(4242, "alpha", "192.0.2.1", 443);
     let b = flow(4343, "beta", "198.51.100.7", 53);
     for i in 0..3 {
@@ -195,7 +205,7 @@ fn write_trace(path: &Path) {
 fn replay_in_tmux_sorts_switches_filters_and_quits() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("two.snp");
-    write_trace(&trace);
+    write_trace(&trace, 1024);
     let t = Tmux::start(
         "replay",
         &pane_command(&format!("top --from {} --speed 20", trace.display())),
@@ -254,6 +264,40 @@ fn replay_in_tmux_sorts_switches_filters_and_quits() {
     assert!(s.contains("4343") && !s.contains("4242"), "{s}");
 
     assert_quits_and_restores(&t);
+}
+
+/// A trace whose last messages chunk is damaged (its metadata's CRC no
+/// longer matches) opens, replays up to that chunk, then fails: snoop exits 1
+/// with the error, and the terminal is restored first.
+#[test]
+fn an_error_mid_replay_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("bad.snp");
+    write_trace(&trace, 2);
+    let last = {
+        let t = snoop_format::Trace::open(&trace).unwrap();
+        let i = t
+            .chunks_of(snoop_format::Table::Messages)
+            .last()
+            .expect("a messages chunk");
+        let c = &t.chunks()[i];
+        assert!(i > 0, "more than one chunk");
+        // A byte of the chunk's metadata, past the 32-byte block header.
+        c.offset + 40
+    };
+    let mut bytes = std::fs::read(&trace).unwrap();
+    bytes[last as usize] ^= 0xff;
+    std::fs::write(&trace, bytes).unwrap();
+    let t = Tmux::start(
+        "error",
+        &pane_command(&format!("top --from {} --speed 20", trace.display())),
+    );
+    let s = t.wait_for("the error", |s| s.contains("snoop-exit="));
+    assert!(s.contains("snoop-exit=1"), "{s}");
+    let e = line_with(&s, "snoop: top --from");
+    assert!(e.contains("read messages chunk"), "{e}");
+    assert!(!s.contains("panicked"), "{s}");
+    assert_restored(&t);
 }
 
 fn root_or_skip(test: &str) -> bool {
