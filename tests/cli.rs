@@ -201,6 +201,7 @@ fn bad_record_and_top_values_exit_2() {
         &["top", "--from", o, "--speed", "nan"],
         &["top", "--from", o, "--speed", "inf"],
         &["top", "--from", o, "--speed", "1e7"],
+        &["top", "--from", o, "--speed", "0.0001"],
         &["top", "--from", o, "--speed", "fast"],
         &["record", "-o", o, "--port", "0"],
         &["record", "-o", o, "--pid", "0"],

@@ -36,7 +36,7 @@ pub struct TopArgs {
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Replay `--from FILE` this many times faster than it was recorded
-    /// (e.g. 10, or 0.5 for half speed; up to 1000000). The full-screen
+    /// (e.g. 10, or 0.5 for half speed; 0.001 to 1000000). The full-screen
     /// view replays at real speed without it; the plain table prints every
     /// table at once without it.
     #[arg(long, value_name = "X", requires = "from", value_parser = parse_speed)]
@@ -83,19 +83,18 @@ Keys of the full-screen view:
 /// The longest INTERVAL `snoop top` takes, in seconds (one year).
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;
 
-/// The fastest `--speed`.
-pub const MAX_SPEED: f64 = 1e6;
+/// The slowest and fastest `--speed`.
+pub const SPEED_RANGE: (f64, f64) = (0.001, 1e6);
 
-/// Parse `--speed`: a finite number above 0, at most [`MAX_SPEED`].
+/// Parse `--speed`: a number in [`SPEED_RANGE`].
 pub fn parse_speed(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("invalid speed {s:?} (a number, e.g. 10 or 0.5)"))?;
-    if !(v.is_finite() && v > 0.0 && v <= MAX_SPEED) {
-        return Err(format!(
-            "speed {s:?} out of range: above 0, at most {MAX_SPEED}"
-        ));
+    let (lo, hi) = SPEED_RANGE;
+    if !(lo..=hi).contains(&v) {
+        return Err(format!("speed {s:?} out of range: {lo} to {hi}"));
     }
     Ok(v)
 }
