@@ -223,6 +223,26 @@ fn bad_record_and_top_values_exit_2() {
     assert!(stderr(&r).contains("--from <FILE>"), "{}", stderr(&r));
 }
 
+/// `top --help` lists the full-screen view's keys and both faces' flags.
+#[test]
+#[cfg(feature = "record")]
+fn top_help_tells_the_keys() {
+    let o = snoop(&["top", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "Keys of the full-screen view",
+        "q, Ctrl-C",
+        "Tab, Shift-Tab",
+        "filter by name",
+        "pause",
+        "--plain",
+        "--speed <X>",
+    ] {
+        assert!(h.contains(want), "{want}: {h}");
+    }
+}
+
 /// Piped, `top --from` prints the plain table whether or not `--plain` is
 /// given, and `--speed` only paces it: the same bytes as without.
 #[test]

@@ -337,6 +337,11 @@ fn live_in_tmux_shows_the_tests_own_traffic() {
         })
     });
     assert!(s.contains("Processes"), "{s}");
+    // Under the name of this thread, the only one of the process that sent
+    // or received anything.
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    let row = line_with(&s, &format!("{me} "));
+    assert!(row.contains(comm.trim_end()), "{comm:?}: {row}");
 
     // The connection to b's port, as sent from a.
     t.keys(&["Tab"], false);

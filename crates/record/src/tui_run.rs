@@ -41,11 +41,13 @@ fn restore_terminal() {
     let _ = execute!(std::io::stdout(), LeaveAlternateScreen, cursor::Show);
 }
 
-/// The terminal in full-screen mode for as long as this lives; dropping
-/// it (also while unwinding) restores the terminal, and a panic restores it
-/// before its message is printed.
+/// The terminal in full-screen mode until [`Screen::leave`], which says
+/// when restoring fails. On the paths that cannot (an error returned past
+/// it, unwinding) dropping it restores the terminal as well as it can, and
+/// a panic restores it before its message is printed.
 struct Screen {
     term: Terminal<CrosstermBackend<Stdout>>,
+    left: bool,
 }
 
 impl Screen {
@@ -64,7 +66,7 @@ impl Screen {
             return Err(e).context("terminal: alternate screen");
         }
         match Terminal::new(CrosstermBackend::new(std::io::stdout())) {
-            Ok(term) => Ok(Screen { term }),
+            Ok(term) => Ok(Screen { term, left: false }),
             Err(e) => {
                 restore_terminal();
                 Err(e).context("terminal: set up")
@@ -80,9 +82,22 @@ impl Screen {
     }
 }
 
+impl Screen {
+    /// Restore the terminal: raw mode off, alternate screen left, cursor
+    /// shown.
+    fn leave(mut self) -> Result<()> {
+        self.left = true;
+        disable_raw_mode().context("terminal: leave raw mode")?;
+        execute!(self.term.backend_mut(), LeaveAlternateScreen, cursor::Show)
+            .context("terminal: leave the alternate screen")
+    }
+}
+
 impl Drop for Screen {
     fn drop(&mut self) {
-        restore_terminal();
+        if !self.left {
+            restore_terminal();
+        }
     }
 }
 
@@ -196,7 +211,9 @@ pub fn run_live(args: &TopArgs, kopts: &KernelOptions) -> Result<()> {
             }
         },
     )?;
-    drop(screen);
+    if let Some(s) = screen {
+        s.leave()?;
+    }
     failed.map_or(Ok(()), Err)
 }
 
@@ -351,7 +368,7 @@ pub fn run_replay(path: &Path, args: &TopArgs, speed: f64) -> Result<()> {
             due.saturating_duration_since(Instant::now())
         };
         if handle_events(&mut screen, &mut m, wait)? {
-            return Ok(());
+            return screen.leave();
         }
         if paused && !m.paused() {
             // Resumed: the next interval is a whole one again.
@@ -369,7 +386,7 @@ pub fn run_replay(path: &Path, args: &TopArgs, speed: f64) -> Result<()> {
         m.status = status(k, finished);
         screen.draw(&mut m)?;
         if args.count.is_some_and(|c| k >= c) {
-            return Ok(());
+            return screen.leave();
         }
         due += tick_real;
         let now = Instant::now();
