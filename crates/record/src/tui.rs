@@ -578,15 +578,9 @@ pub fn draw(f: &mut Frame, m: &mut TopModel) {
     ])
     .areas(f.area());
 
-    let mut status = format!("snoop top  {}", m.status);
-    if m.paused {
-        status.push_str("  [PAUSED]");
-    }
-    if !m.filter.is_empty() {
-        let _ = write!(status, "  filter: {}", Shown(&m.filter));
-    }
     f.render_widget(
-        Paragraph::new(status).style(Style::default().add_modifier(Modifier::BOLD)),
+        Paragraph::new(format!("snoop top  {}", m.status))
+            .style(Style::default().add_modifier(Modifier::BOLD)),
         top,
     );
 
@@ -612,7 +606,18 @@ pub fn draw(f: &mut Frame, m: &mut TopModel) {
     let order = if rev { " (reversed)" } else { "" };
     let second = match &m.input {
         Input::Filter(t) => format!("filter by name: {}_   (Enter apply, Esc cancel)", Shown(t)),
-        Input::Keys => format!("sort: {by}{order}"),
+        Input::Keys => {
+            // What holds the view, first: a narrow terminal cuts the end.
+            let mut l = String::new();
+            if m.paused {
+                l.push_str("[PAUSED]  ");
+            }
+            if !m.filter.is_empty() {
+                let _ = write!(l, "filter: {}  ", Shown(&m.filter));
+            }
+            let _ = write!(l, "sort: {by}{order}");
+            l
+        }
     };
     // The sort (or the filter being typed) above the keys, which wrap on
     // a narrow terminal.
@@ -740,7 +745,11 @@ mod tests {
             .collect();
         s[head + 1..]
             .iter()
-            .take_while(|l| !l.starts_with("sort: ") && !l.starts_with("filter by name"))
+            .take_while(|l| {
+                !["sort: ", "filter", "[PAUSED]"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let l: Vec<char> = l.chars().collect();
@@ -865,6 +874,9 @@ mod tests {
         let rows = table(&mut m);
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0][1], "alpha");
+        assert!(screen(&mut m)
+            .iter()
+            .any(|l| l.starts_with("filter: AL  sort: traffic")));
         // The filter holds in the other views: alpha's connections, and the
         // remotes it talked to.
         m.key(key(KeyCode::Tab));
@@ -945,7 +957,9 @@ mod tests {
         let mut m = fed();
         type_keys(&mut m, "p");
         assert!(m.paused());
-        assert!(screen(&mut m).iter().any(|l| l.contains("[PAUSED]")));
+        assert!(screen(&mut m)
+            .iter()
+            .any(|l| l.starts_with("[PAUSED]  sort: traffic")));
         let b = flow(20, "beta", "198.51.100.7", 53);
         m.add(&b, 250_000, Direction::Rx);
         m.tick(S);
