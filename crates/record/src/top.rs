@@ -2,7 +2,10 @@
 //! sent in the last interval and since start, TCP and UDP, IPv4 and IPv6 —
 //! computed from the same message programs as `snoop record`, aggregated in
 //! memory instead of written to a file. `--from FILE` shows a recorded trace
-//! through the same table instead (see `top_from`). A process is shown
+//! through the same table instead (see `top_from`). This table is what
+//! `top` prints when stdout is not a terminal, or with `--plain`; on a
+//! terminal the full-screen view of `tui` and `tui_run` shows the same
+//! messages instead. A process is shown
 //! under the latest name seen for it, its main thread's when that thread
 //! was seen (as `ps` names it), and every sum saturates.
 
