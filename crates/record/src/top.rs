@@ -5,9 +5,9 @@
 //! through the same table instead (see `top_from`). This table is what
 //! `top` prints when stdout is not a terminal, or with `--plain`; on a
 //! terminal the full-screen view of `tui` and `tui_run` shows the same
-//! messages instead. A process is shown
-//! under the latest name seen for it, its main thread's when that thread
-//! was seen (as `ps` names it), and every sum saturates.
+//! messages instead. A process is shown under the latest name seen for it,
+//! its main thread's when that thread was seen (as `ps` names it), and
+//! every sum saturates.
 
 use std::collections::HashMap;
 use std::io::Write;
