@@ -3,12 +3,12 @@
 # missing: clang + llvm (compile bpf/), libelf + zlib + pkg-config (libbpf),
 # bpftool (regenerate bpf/vmlinux.h), iproute2 (netns/veth test hosts),
 # iperf3 (test and bench traffic), man-db, zsh and fish (the man page and
-# completion tests), util-linux (setpriv), tshark (reads the pcapng export
-# back), chromium (the HTML report's browser test, headless), and DuckDB for
-# Python from PyPI (queries the Parquet dataset). Needs root (or sudo) when
-# something is missing.
+# completion tests), util-linux (setpriv), tmux (the test of top's terminal
+# view), tshark (reads the pcapng export back), chromium (the HTML report's
+# browser test, headless), and DuckDB for Python from PyPI (queries the
+# Parquet dataset). Needs root (or sudo) when something is missing.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iperf3 make man-db zsh fish util-linux tshark python3-pip chromium)
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iperf3 make man-db zsh fish util-linux tmux tshark python3-pip chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,7 +27,7 @@ enum Command {
     /// Record every send, receive, packet, TCP state change and process event (needs root).
     #[cfg(feature = "record")]
     Record(snoop_record::RecordArgs),
-    /// Live per-process table of TCP/UDP traffic (needs root), or a recorded trace's.
+    /// Live per-process network traffic (needs root), or a recorded trace's: full-screen on a terminal, a table when piped.
     #[cfg(feature = "record")]
     Top(snoop_record::TopArgs),
     /// Per-process reports from a trace: throughput, connections, sizes, remotes, timeline...

@@ -196,6 +196,13 @@ fn bad_record_and_top_values_exit_2() {
         &["top", "99999999999"],
         &["top", "1", "0"],
         &["top", "-p", "0"],
+        &["top", "--from", o, "--speed", "0"],
+        &["top", "--from", o, "--speed=-1"],
+        &["top", "--from", o, "--speed", "nan"],
+        &["top", "--from", o, "--speed", "inf"],
+        &["top", "--from", o, "--speed", "1e7"],
+        &["top", "--from", o, "--speed", "0.0001"],
+        &["top", "--from", o, "--speed", "fast"],
         &["record", "-o", o, "--port", "0"],
         &["record", "-o", o, "--pid", "0"],
         &["record", "-o", o, "--ring-size", "2G"],
@@ -209,6 +216,51 @@ fn bad_record_and_top_values_exit_2() {
         assert!(err.contains("invalid value"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!out.exists(), "{args:?} created the trace");
+    }
+    // --speed only means something for a replay.
+    let r = snoop(&["top", "--speed", "10"]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("--from <FILE>"), "{}", stderr(&r));
+}
+
+/// `top --help` lists the full-screen view's keys and both faces' flags.
+#[test]
+#[cfg(feature = "record")]
+fn top_help_tells_the_keys() {
+    let o = snoop(&["top", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "Keys of the full-screen view",
+        "q, Ctrl-C",
+        "Tab, Shift-Tab",
+        "filter by name",
+        "pause",
+        "--plain",
+        "--speed <X>",
+    ] {
+        assert!(h.contains(want), "{want}: {h}");
+    }
+}
+
+/// Piped, `top --from` prints the plain table whether or not `--plain` is
+/// given, and `--speed` only paces it: the same bytes as without.
+#[test]
+#[cfg(feature = "record")]
+fn top_from_piped_is_the_plain_table_at_any_speed() {
+    let f = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/loopback.snp");
+    let base = snoop(&["top", "--from", f]);
+    assert!(base.status.success(), "{}", stderr(&base));
+    let text = String::from_utf8_lossy(&base.stdout).into_owned();
+    assert!(text.starts_with("\n+0s\nPID     COMM"), "{text}");
+    for args in [
+        &["top", "--from", f, "--plain"][..],
+        &["top", "--from", f, "--speed", "1000"],
+        &["top", "--from", f, "--plain", "--speed", "1000"],
+    ] {
+        let o = snoop(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), text, "{args:?}");
     }
 }
 

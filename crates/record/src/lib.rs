@@ -22,6 +22,8 @@ pub mod skel;
 pub mod source;
 pub mod top;
 pub mod top_from;
+pub mod tui;
+pub mod tui_run;
 
 pub use args::RecordArgs;
 pub use doctor::{run_doctor, DoctorArgs};

@@ -2,9 +2,12 @@
 //! sent in the last interval and since start, TCP and UDP, IPv4 and IPv6 —
 //! computed from the same message programs as `snoop record`, aggregated in
 //! memory instead of written to a file. `--from FILE` shows a recorded trace
-//! through the same table instead (see `top_from`). A process is shown
-//! under the latest name seen for it, its main thread's when that thread
-//! was seen (as `ps` names it), and every sum saturates.
+//! through the same table instead (see `top_from`). This table is what
+//! `top` prints when stdout is not a terminal, or with `--plain`; on a
+//! terminal the full-screen view of `tui` and `tui_run` shows the same
+//! messages instead. A process is shown under the latest name seen for it,
+//! its main thread's when that thread was seen (as `ps` names it), and
+//! every sum saturates.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -24,6 +27,7 @@ use crate::record::{install_signal_handlers, signalled};
 
 /// `snoop top`: per-process network traffic, every INTERVAL seconds.
 #[derive(Args, Clone, Debug)]
+#[command(after_long_help = TOP_HELP)]
 pub struct TopArgs {
     /// Only this process (repeatable).
     #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
@@ -34,16 +38,69 @@ pub struct TopArgs {
     /// Show a recorded trace instead of live traffic.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
-    /// Seconds between tables (1 to 31536000, one year).
+    /// Replay `--from FILE` this many times faster than it was recorded
+    /// (e.g. 10, or 0.5 for half speed; 0.001 to 1000000). The full-screen
+    /// view replays at real speed without it; the plain table prints every
+    /// table at once without it.
+    #[arg(long, value_name = "X", requires = "from", value_parser = parse_speed)]
+    pub speed: Option<f64>,
+    /// Print the plain table every INTERVAL even on a terminal (as when
+    /// stdout is a pipe or a file) instead of the full-screen view.
+    #[arg(long)]
+    pub plain: bool,
+    /// Seconds between tables, or between updates of the full-screen view
+    /// (1 to 31536000, one year).
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_INTERVAL_SECS))]
     pub interval: u64,
-    /// Number of tables, then exit (default: until Ctrl-C).
+    /// Number of tables (or updates of the view), then exit (default: until
+    /// Ctrl-C, or q in the view).
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 }
 
+/// What `snoop top --help` says after the options: the two faces and
+/// the keys of the full-screen view.
+const TOP_HELP: &str = "\
+On a terminal, snoop top opens a full-screen view: per process, the
+receive and send rates of the last INTERVAL in bit/s and the totals, and
+with Tab the same per connection and per remote address. With --from FILE
+it replays the trace through that view, at the recording's speed or
+--speed times it, and stays on the last interval until q. When stdout is
+not a terminal, or with --plain, it prints the table
+PID COMM RX_KB TX_KB RXSUM_KB TXSUM_KB SUM_KB every INTERVAL instead
+(all at once for --from, unless --speed paces it).
+
+Keys of the full-screen view:
+  q, Ctrl-C        quit
+  Tab, Shift-Tab   next, previous view: processes, connections, remotes
+  s, S             sort by the next, previous column
+  1-9, 0           sort by that column; 0: by traffic (the default)
+  r                reverse the order
+  /                filter by name (process name; a remote's address or
+                   its processes' names): type, Enter applies, Esc cancels
+  Esc              clear the filter
+  p, Space         pause (the view freezes; the next interval after it
+                   covers the whole pause; a replay stops its clock)
+  Up, Down, PgUp, PgDn, Home   scroll";
+
 /// The longest INTERVAL `snoop top` takes, in seconds (one year).
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;
+
+/// The slowest and fastest `--speed`.
+pub const SPEED_RANGE: (f64, f64) = (0.001, 1e6);
+
+/// Parse `--speed`: a number in [`SPEED_RANGE`].
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid speed {s:?} (a number, e.g. 10 or 0.5)"))?;
+    let (lo, hi) = SPEED_RANGE;
+    if !(lo..=hi).contains(&v) {
+        return Err(format!("speed {s:?} out of range: {lo} to {hi}"));
+    }
+    Ok(v)
+}
 
 /// Byte counters of one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,9 +235,14 @@ impl EventSink for TopSink {
     }
 }
 
-/// Run `snoop top` until COUNT tables were printed or Ctrl-C.
+/// Run `snoop top`: the full-screen view on a terminal (until q), else
+/// the plain table until COUNT tables were printed or Ctrl-C.
 pub fn run_top(args: &TopArgs) -> Result<()> {
+    let ui = crate::tui_run::wants_ui(args);
     if let Some(path) = &args.from {
+        if ui {
+            return crate::tui_run::run_replay(path, args, args.speed.unwrap_or(1.0));
+        }
         return crate::top_from::run_top_from(path, args);
     }
     let kopts = KernelOptions {
@@ -189,6 +251,9 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         ring_bytes: 8 << 20,
         ..KernelOptions::default()
     };
+    if ui {
+        return crate::tui_run::run_live(args, &kopts);
+    }
     let table = TopTable::default();
     let mut sink = TopSink(table.clone());
     install_signal_handlers()?;

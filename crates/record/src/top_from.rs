@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use snoop_format::{col, comm_bytes, ColumnSet, Direction, Table, Trace};
@@ -24,7 +25,7 @@ pub struct TopFilter {
 }
 
 impl TopFilter {
-    fn from_args(args: &TopArgs) -> TopFilter {
+    pub(crate) fn from_args(args: &TopArgs) -> TopFilter {
         TopFilter {
             pids: args.pid.clone(),
             comms: args.comm.iter().map(|c| comm_bytes(c)).collect(),
@@ -32,7 +33,7 @@ impl TopFilter {
     }
 
     /// A process is shown if no filter is set, or its pid or comm is listed.
-    fn wants(&self, pid: u32, comm: &[u8; 16]) -> bool {
+    pub(crate) fn wants(&self, pid: u32, comm: &[u8; 16]) -> bool {
         (self.pids.is_empty() && self.comms.is_empty())
             || self.pids.contains(&pid)
             || self.comms.contains(comm)
@@ -181,7 +182,8 @@ pub fn for_each_slice(
     Ok(())
 }
 
-/// Print the tables of a recorded trace (no waiting between them).
+/// Print the tables of a recorded trace: all at once, or with `--speed`
+/// one every INTERVAL / speed.
 pub fn run_top_from(path: &Path, args: &TopArgs) -> Result<()> {
     let trace = Trace::open(path).with_context(|| format!("open {}", path.display()))?;
     if let Some(r) = trace.recovery() {
@@ -194,6 +196,14 @@ pub fn run_top_from(path: &Path, args: &TopArgs) -> Result<()> {
         );
     }
     let interval_ns = args.interval.saturating_mul(1_000_000_000);
+    let pace = match args.speed {
+        Some(x) => Some(
+            Duration::try_from_secs_f64(args.interval as f64 / x)
+                .with_context(|| format!("--speed {x} with INTERVAL {} s", args.interval))?,
+        ),
+        None => None,
+    };
+    let mut due = Instant::now();
     let mut o = std::io::stdout().lock();
     for_each_slice(
         &trace,
@@ -201,12 +211,18 @@ pub fn run_top_from(path: &Path, args: &TopArgs) -> Result<()> {
         interval_ns,
         args.count,
         |s| {
+            if let Some(p) = pace {
+                // The first table after one interval, as the live view.
+                due += p;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             write!(
                 o,
                 "\n+{}s\n{}",
                 s.offset_ns / 1_000_000_000,
                 render(&s.rows)
             )
+            .and_then(|()| if pace.is_some() { o.flush() } else { Ok(()) })
             .context("write table")
         },
     )
