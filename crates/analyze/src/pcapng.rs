@@ -207,9 +207,9 @@ fn ip_checksum(h: &[u8]) -> u16 {
 
 /// The synthesized headers of one packet of `len` IP bytes (as recorded)
 /// on flow `f` in direction `dir` (0 sent, 1 received), TCP sequence
-/// number `seq`; returns the headers and the frame's original length. TCP
-/// flags are not recorded, so none are set.
-pub fn headers(link: Link, f: &Flow, dir: u8, len: u32, seq: u32) -> (Vec<u8>, u32) {
+/// number `seq`, TCP flags `flags` (0 where the trace has none); returns
+/// the headers and the frame's original length.
+pub fn headers(link: Link, f: &Flow, dir: u8, len: u32, seq: u32, flags: u8) -> (Vec<u8>, u32) {
     let (src, sport, dst, dport) = if dir == 0 {
         (&f.laddr, f.lport, &f.raddr, f.rport)
     } else {
@@ -253,7 +253,7 @@ pub fn headers(link: Link, f: &Flow, dir: u8, len: u32, seq: u32) -> (Vec<u8>, u
         if f.proto == 6 {
             h.extend_from_slice(&seq.to_be_bytes());
             h.extend_from_slice(&0u32.to_be_bytes()); // ack
-            h.extend_from_slice(&[5 << 4, 0]); // data offset 5, no flags
+            h.extend_from_slice(&[5 << 4, flags]); // data offset 5
             h.extend_from_slice(&u16::MAX.to_be_bytes()); // window
             h.extend_from_slice(&[0; 4]); // checksum, urgent
         } else {
@@ -382,7 +382,15 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn packet(&mut self, file: u16, ts: u64, eff: &Flow, dir: u8, len: u32) -> anyhow::Result<()> {
+    fn packet(
+        &mut self,
+        file: u16,
+        ts: u64,
+        eff: &Flow,
+        dir: u8,
+        len: u32,
+        flags: u8,
+    ) -> anyhow::Result<()> {
         let Some(&(id, link)) = self.ifaces.get(&(file, eff.ifindex)) else {
             anyhow::bail!("packet on interface {} not described", eff.ifindex);
         };
@@ -392,7 +400,7 @@ impl Out<'_> {
         let seq = self.seq.entry(key).or_insert(1);
         let ip_hdr = if eff.family == AF_INET { 20 } else { 40 };
         let wall = self.files[file as usize].info.wall_ns(ts).max(0) as u64;
-        let (data, orig) = headers(link, eff, dir, len, *seq);
+        let (data, orig) = headers(link, eff, dir, len, *seq, flags);
         if eff.proto == 6 {
             *seq = seq.wrapping_add(len.saturating_sub(ip_hdr + 20));
         }
@@ -517,9 +525,26 @@ pub fn run_pcapng(args: &ExportArgs, output: &Path) -> anyhow::Result<()> {
                     let mut r = PktResolver::new(&index, fi, std::slice::from_ref(&c.flows[row]));
                     let (eff, _) = r.resolve(0, ts);
                     if ff.flow_ok(&eff) {
-                        // A packets row stands for one packet.
-                        for t in spread(ts, ts, 1) {
-                            out.packet(fi, t, &eff, c.b.dir[i], c.b.bytes[i])
+                        // A packets row stands for a run of `count` equal
+                        // packets (1 before format 1.4), spread evenly over
+                        // its time span. A single packet's TCP flags are
+                        // its own; a run's are OR-ed over its packets, so
+                        // only ACK, which every packet of it then carries
+                        // bar a first SYN, is given to each.
+                        let count = c.b.count(i);
+                        let flags =
+                            c.b.tcp_flags.get(i).map_or(
+                                0,
+                                |&f| {
+                                    if count == 1 {
+                                        f
+                                    } else {
+                                        f & 0x10
+                                    }
+                                },
+                            );
+                        for t in spread(ts, c.b.last_ns(i), u64::from(count)) {
+                            out.packet(fi, t, &eff, c.b.dir[i], c.b.bytes[i], flags)
                                 .with_context(|| {
                                     format!("writing {} (chunk {})", output.display(), c.ci)
                                 })?;
@@ -574,7 +599,7 @@ mod tests {
             rport: 53,
             ..Flow::default()
         };
-        let (h, orig) = headers(Link::Raw, &f, 0, 100, 0);
+        let (h, orig) = headers(Link::Raw, &f, 0, 100, 0, 0);
         assert_eq!(orig, 100);
         assert_eq!(h.len(), 28);
         // Summing a header with its checksum gives all ones.
@@ -591,7 +616,7 @@ mod tests {
             proto: 6,
             ..Flow::default()
         };
-        let (h, orig) = headers(Link::Ethernet, &f, 1, 30, 0);
+        let (h, orig) = headers(Link::Ethernet, &f, 1, 30, 0, 0);
         assert_eq!(orig, 44);
         assert!(h.len() <= orig as usize);
     }
