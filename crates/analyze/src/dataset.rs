@@ -15,8 +15,9 @@
 //! Column types are chosen for every engine: integers are signed 64-bit
 //! (Spark has no unsigned types), times are timestamps in UTC from the
 //! trace's wall clock (`time`, microseconds, which every engine reads, and
-//! `time_ns`, nanoseconds since the Unix epoch), names (`comm`, `container`, `remote_name`) are
-//! dictionary (categorical) strings.
+//! `time_ns`, nanoseconds since the Unix epoch), names (`comm`, `container`,
+//! `remote_name`, the dns table's `name`) are dictionary (categorical)
+//! strings. Besides the chunk tables, a trace's DNS answers are table `dns`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -39,7 +40,7 @@ use crate::units::civil_from_days;
 /// The ledger of recordings in a dataset.
 const LEDGER: &str = "_snoop_traces.jsonl";
 /// Columns holding names: dictionary strings.
-const NAME_COLUMNS: [&str; 3] = ["comm", "container", "remote_name"];
+const NAME_COLUMNS: [&str; 4] = ["comm", "container", "remote_name", "name"];
 const DAY_NS: i64 = 86_400_000_000_000;
 
 /// A partition value as a directory name, escaped the way Hive escapes
@@ -157,6 +158,62 @@ struct Part {
     rows: usize,
 }
 
+/// Append one shaped frame to its date partitions of table `name`, opening
+/// a part for each date not seen yet.
+fn write_frame(
+    parts: &mut BTreeMap<String, Part>,
+    name: &str,
+    root: &Path,
+    host_dir: &str,
+    df: &DataFrame,
+    dates: &[String],
+) -> anyhow::Result<()> {
+    let mut days: Vec<&String> = dates.iter().collect();
+    days.dedup();
+    days.sort();
+    days.dedup();
+    for day in days {
+        let piece = if dates.iter().all(|d| d == day) {
+            df.clone()
+        } else {
+            let mask: BooleanChunked = dates.iter().map(|d| d == day).collect::<BooleanChunked>();
+            df.filter(&mask)?
+        };
+        if piece.height() == 0 {
+            continue;
+        }
+        if !parts.contains_key(day) {
+            let dir = root
+                .join(format!("table={name}"))
+                .join(format!("host={host_dir}"))
+                .join(format!("date={day}"));
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let tmp = dir.join(format!(".snoop-{}.parquet.tmp", std::process::id()));
+            let file =
+                File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let w = ParquetWriter::new(file)
+                .with_compression(ParquetCompression::Zstd(None))
+                .batched(piece.schema())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+            parts.insert(
+                day.clone(),
+                Part {
+                    tmp,
+                    dir,
+                    w,
+                    rows: 0,
+                },
+            );
+        }
+        if let Some(p) = parts.get_mut(day) {
+            p.w.write_batch(&piece)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.tmp.display()))?;
+            p.rows += piece.height();
+        }
+    }
+    Ok(())
+}
+
 /// Write `table` of one trace into new temporary parts, one per date.
 fn export_table(
     tr: &Trace,
@@ -185,53 +242,36 @@ fn export_table(
             })
             .collect::<anyhow::Result<_>>()?;
         for (df, dates) in frames {
-            let mut days: Vec<&String> = dates.iter().collect();
-            days.dedup();
-            days.sort();
-            days.dedup();
-            for day in days {
-                let piece = if dates.iter().all(|d| d == day) {
-                    df.clone()
-                } else {
-                    let mask: BooleanChunked =
-                        dates.iter().map(|d| d == day).collect::<BooleanChunked>();
-                    df.filter(&mask)?
-                };
-                if piece.height() == 0 {
-                    continue;
-                }
-                if !parts.contains_key(day) {
-                    let dir = root
-                        .join(format!("table={}", table.name()))
-                        .join(format!("host={host_dir}"))
-                        .join(format!("date={day}"));
-                    fs::create_dir_all(&dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                    let tmp = dir.join(format!(".snoop-{}.parquet.tmp", std::process::id()));
-                    let file = File::create(&tmp)
-                        .with_context(|| format!("cannot create {}", tmp.display()))?;
-                    let w = ParquetWriter::new(file)
-                        .with_compression(ParquetCompression::Zstd(None))
-                        .batched(piece.schema())
-                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-                    parts.insert(
-                        day.clone(),
-                        Part {
-                            tmp,
-                            dir,
-                            w,
-                            rows: 0,
-                        },
-                    );
-                }
-                if let Some(p) = parts.get_mut(day) {
-                    p.w.write_batch(&piece)
-                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.tmp.display()))?;
-                    p.rows += piece.height();
-                }
-            }
+            write_frame(&mut parts, table.name(), root, host_dir, &df, &dates)?;
         }
     }
+    finish_parts(parts, done)
+}
+
+/// Write the trace's DNS answers (format 1.3) as table `dns`: one row per
+/// address an answer gave, the name asked (`name`) a dictionary string.
+fn export_dns(
+    tr: &Trace,
+    m: &FileMeta,
+    root: &Path,
+    host_dir: &str,
+    done: &mut Vec<(PathBuf, PathBuf, usize)>,
+) -> anyhow::Result<()> {
+    let df = crate::export::dns_frame(std::slice::from_ref(tr), std::slice::from_ref(m), false)?;
+    if df.height() == 0 {
+        return Ok(());
+    }
+    let (df, dates) = shape(df, m).with_context(|| format!("{}: DNS answers", m.path.display()))?;
+    let mut parts = BTreeMap::new();
+    write_frame(&mut parts, "dns", root, host_dir, &df, &dates)?;
+    finish_parts(parts, done)
+}
+
+/// Close one table's parts and hand them over for publishing.
+fn finish_parts(
+    parts: BTreeMap<String, Part>,
+    done: &mut Vec<(PathBuf, PathBuf, usize)>,
+) -> anyhow::Result<()> {
     for (_, p) in parts {
         p.w.finish()
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.tmp.display()))?;
@@ -298,6 +338,7 @@ pub fn run_dataset(args: &ExportArgs, root: &Path) -> anyhow::Result<()> {
             for table in Table::ALL {
                 export_table(tr, m, table, root, &host_dir, &mut done)?;
             }
+            export_dns(tr, m, root, &host_dir, &mut done)?;
             anyhow::Ok(())
         })();
         if let Err(e) = written {

@@ -362,7 +362,9 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
 
 /// Every DNS answer of the traces the filters keep: `ts_ns`, `pid`,
 /// `name`, `cnames` (comma-separated), `addr`, `ttl`.
-fn dns_frame(
+/// The DNS answers of `traces` as one frame (`--table dns`, and the
+/// dataset's dns table).
+pub(crate) fn dns_frame(
     traces: &[Trace],
     files: &[crate::load::FileMeta],
     multi: bool,

@@ -1847,3 +1847,99 @@ fn a_run_with_a_huge_span_is_cheap() {
         .sum();
     assert_eq!(total, 200, "{tl:?}");
 }
+
+/// The dataset holds a trace's DNS answers as table `dns`: one row per
+/// answer the test wrote, the name a dictionary string, the time the
+/// answer's wall-clock time; a trace without answers adds no dns table.
+#[test]
+fn dataset_has_the_dns_answers() {
+    use polars::prelude::{DataType, ParquetReader, SerReader};
+    let answer = |ts_ns: u64, pid: u32, name: &str, a: &str| snoop_format::DnsAnswer {
+        ts_ns,
+        pid,
+        name: name.into(),
+        cnames: vec!["edge.cdn.test".into()],
+        addr: addr_bytes(a.parse().unwrap()),
+        ttl: 60,
+    };
+    let fx = trace_fx("dns-dataset", |w| {
+        w.write_dns(&[
+            answer(S + 10 * MS, 7, "x.test", "10.0.0.5"),
+            answer(S + 20 * MS, 8, "y.test", "2001:db8::1"),
+        ])
+        .unwrap();
+        let f = flow(7, "c", 17, "10.0.0.1", 1000, "10.0.0.5", 443, 1);
+        w.push_message(S + 30 * MS, &f, 100, Direction::Tx).unwrap();
+        S + 40 * MS
+    });
+    let dir = fx.dir.join("ds");
+    let cli = ExportCli::try_parse_from(["export", &fx.trace, "--dataset", dir.to_str().unwrap()])
+        .unwrap();
+    run_export(&cli.a).unwrap();
+    let parts: Vec<PathBuf> = walk(&dir.join("table=dns"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let df = ParquetReader::new(std::fs::File::open(&parts[0]).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 2);
+    let names = df.column("name").unwrap();
+    assert!(
+        matches!(names.dtype(), DataType::Categorical(..)),
+        "{:?}",
+        names.dtype()
+    );
+    let names = names.cast(&DataType::String).unwrap();
+    let names = names.str().unwrap();
+    let names: Vec<&str> = (0..names.len()).filter_map(|i| names.get(i)).collect();
+    assert_eq!(names, ["x.test", "y.test"]);
+    let addrs = df.column("addr").unwrap().str().unwrap();
+    let addrs: Vec<&str> = (0..addrs.len()).filter_map(|i| addrs.get(i)).collect();
+    assert_eq!(addrs, ["10.0.0.5", "2001:db8::1"]);
+    let pids: Vec<i64> = df
+        .column("pid")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(pids, [7, 8]);
+    // Wall-clock time: the trace's boot-to-wall offset plus the answer's time.
+    let info = snoop_format::Trace::open(Path::new(&fx.trace))
+        .unwrap()
+        .info()
+        .clone();
+    let t0 = df.column("time_ns").unwrap().i64().unwrap().get(0).unwrap();
+    assert_eq!(t0, info.wall_ns(S + 10 * MS));
+
+    // A trace without answers: no dns table.
+    let plain = trace_fx("no-dns-dataset", |w| {
+        let f = flow(7, "c", 17, "10.0.0.1", 1000, "10.0.0.5", 443, 1);
+        w.push_message(S, &f, 100, Direction::Tx).unwrap();
+        2 * S
+    });
+    let dir2 = plain.dir.join("ds2");
+    let cli =
+        ExportCli::try_parse_from(["export", &plain.trace, "--dataset", dir2.to_str().unwrap()])
+            .unwrap();
+    run_export(&cli.a).unwrap();
+    assert!(dir2.join("table=messages").exists());
+    assert!(!dir2.join("table=dns").exists());
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
