@@ -12,6 +12,7 @@
 //! [`UsageError`] inside the `anyhow::Error`, which the binary maps to exit 2.
 
 mod attrib;
+mod behave;
 mod cli;
 mod decode;
 mod diff;
