@@ -111,43 +111,52 @@ impl FlowState {
     }
 
     /// Apply one chunk's runs of this flow.
-    fn apply(&mut self, ex: &mut Exchanges, c: &ChunkRuns) {
+    fn apply(&mut self, ex: &mut Exchanges, c: &ChunkRuns, cold: &RunsCold) {
         match c.k {
             0 => {}
-            1 => self.feed(ex, c.cur.0, c.cur.1),
+            1 => self.feed(ex, c.cur_dir, c.cur),
             2 => {
-                self.feed(ex, c.r1.0, c.r1.1);
-                self.feed(ex, c.cur.0, c.cur.1);
+                self.feed(ex, cold.r1.0, cold.r1.1);
+                self.feed(ex, c.cur_dir, c.cur);
             }
             _ => {
-                self.feed(ex, c.r1.0, c.r1.1);
-                self.feed(ex, 1 - c.r1.0, c.r2);
+                self.feed(ex, cold.r1.0, cold.r1.1);
+                self.feed(ex, 1 - cold.r1.0, cold.r2);
                 // The second run is complete: close it, count the pairs
                 // of complete runs after it, and resume at the last run
                 // with the state the run before it left.
                 self.close_run(ex);
-                ex.add(&c.inner[self.first_dir.min(1) as usize]);
-                self.pending = (c.prev.0 == self.first_dir).then_some(c.prev.1);
-                self.run_dir = c.cur.0;
-                self.run_bytes = c.cur.1;
+                ex.add(&cold.inner[self.first_dir.min(1) as usize]);
+                self.pending = (c.prev_dir == self.first_dir).then_some(c.prev);
+                self.run_dir = c.cur_dir;
+                self.run_bytes = c.cur;
             }
         }
     }
 }
 
-/// One flow's direction runs within one chunk.
+/// One flow's direction runs within one chunk (the fields every message
+/// touches first, for cache locality).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 struct ChunkRuns {
     /// Runs seen.
     k: u32,
+    /// Direction of the current run and of the one before it.
+    cur_dir: u8,
+    prev_dir: u8,
+    /// Bytes of the current (last) run and of the one before it.
+    cur: u64,
+    prev: u64,
+}
+
+/// The rest of a flow's runs within one chunk (touched at run changes).
+#[derive(Clone, Copy, Debug, Default)]
+struct RunsCold {
     /// The first run (once closed).
     r1: (u8, u64),
     /// The second run's bytes (once closed).
     r2: u64,
-    /// The run before the current one.
-    prev: (u8, u64),
-    /// The current (last) run.
-    cur: (u8, u64),
     /// Pairs of complete runs (neither the chunk's first nor its last), by
     /// the direction of the pair's first run.
     inner: [Exchanges; 2],
@@ -155,20 +164,22 @@ struct ChunkRuns {
 
 impl ChunkRuns {
     #[inline]
-    fn push(&mut self, dir: u8, b: u64) {
+    fn push(&mut self, cold: &mut RunsCold, dir: u8, b: u64) {
         if self.k > 0 {
-            if self.cur.0 == dir {
-                self.cur.1 = self.cur.1.saturating_add(b);
+            if self.cur_dir == dir {
+                self.cur = self.cur.saturating_add(b);
                 return;
             }
             match self.k {
-                1 => self.r1 = self.cur,
-                2 => self.r2 = self.cur.1,
-                _ => self.inner[self.prev.0 as usize].pair(self.prev.1, self.cur.1),
+                1 => cold.r1 = (self.cur_dir, self.cur),
+                2 => cold.r2 = self.cur,
+                _ => cold.inner[self.prev_dir as usize].pair(self.prev, self.cur),
             }
+            self.prev_dir = self.cur_dir;
             self.prev = self.cur;
         }
-        self.cur = (dir, b);
+        self.cur_dir = dir;
+        self.cur = b;
         self.k += 1;
     }
 }
@@ -251,25 +262,37 @@ struct ProcPart {
 
 /// Messages to one remote endpoint of one process in one chunk.
 #[derive(Debug)]
+#[repr(C)]
 struct EpPart {
-    key: (u32, [u8; 16], u16),
-    /// First message time (storage order), latest time.
-    first: u64,
+    /// Latest time, first message time (storage order).
     max: u64,
+    first: u64,
     seen: bool,
     /// Burst starts after the first message: (time, latest time before it).
     starts: Vec<(u64, u64)>,
+    key: (u32, [u8; 16], u16),
+}
+
+/// One local flow of a chunk: everything a message of it touches, in one
+/// place (a chunk's flows are visited in random order), hot fields first.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct LocalFlow {
+    runs: ChunkRuns,
+    /// Local process (u32::MAX: not profiled, pid 0) and endpoint.
+    proc: u32,
+    ep: u32,
+    /// Per direction: whether a message was seen, its last and first time.
+    last: [u64; 2],
+    seen: [bool; 2],
+    first: [u64; 2],
+    cold: RunsCold,
 }
 
 /// The behaviour partials of one chunk, on its local flow ids.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPart {
-    /// Per local flow: local process (u32::MAX: not profiled, pid 0) and endpoint.
-    flow_proc: Vec<u32>,
-    flow_ep: Vec<u32>,
-    runs: Vec<ChunkRuns>,
-    /// Per local flow and direction: (first, last) message time.
-    edge: Vec<[Option<(u64, u64)>; 2]>,
+    flows: Vec<LocalFlow>,
     procs: Vec<ProcPart>,
     eps: Vec<EpPart>,
     proc_index: HashMap<u32, u32>,
@@ -304,10 +327,11 @@ impl ChunkPart {
             });
             (p, e)
         };
-        self.flow_proc.push(p);
-        self.flow_ep.push(e);
-        self.runs.push(ChunkRuns::default());
-        self.edge.push([None, None]);
+        self.flows.push(LocalFlow {
+            proc: p,
+            ep: e,
+            ..LocalFlow::default()
+        });
     }
 
     /// Room for about `rows` messages.
@@ -321,29 +345,30 @@ impl ChunkPart {
     /// One message of local flow `id`, in storage order.
     #[inline]
     pub fn event(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
-        let i = id as usize;
-        let p = self.flow_proc[i];
-        if p == u32::MAX {
+        let f = &mut self.flows[id as usize];
+        if f.proc == u32::MAX {
             return;
         }
         let dir = dir.min(1);
+        let d = dir as usize;
         let b = u64::from(bytes);
-        let pp = &mut self.procs[p as usize];
+        let pp = &mut self.procs[f.proc as usize];
         pp.sizes.push(bytes);
         if b >= BULK_LARGE_MSG_BYTES {
             pp.large_bytes = pp.large_bytes.saturating_add(b);
         }
-        self.runs[i].push(dir, b);
-        match &mut self.edge[i][dir as usize] {
-            Some((_, last)) => {
-                if ts >= *last {
-                    pp.gaps.add(ts - *last);
-                }
-                *last = ts;
+        f.runs.push(&mut f.cold, dir, b);
+        if f.seen[d] {
+            let last = f.last[d];
+            if ts >= last {
+                pp.gaps.add(ts - last);
             }
-            e @ None => *e = Some((ts, ts)),
+        } else {
+            f.seen[d] = true;
+            f.first[d] = ts;
         }
-        let e = &mut self.eps[self.flow_ep[i] as usize];
+        f.last[d] = ts;
+        let e = &mut self.eps[f.ep as usize];
         if !e.seen {
             e.seen = true;
             e.first = ts;
@@ -424,12 +449,7 @@ impl BehaviourData {
     /// its local flow ids to global ones.
     pub(crate) fn merge(&mut self, file: u16, remap: &[u32], c: ChunkPart) {
         let ChunkPart {
-            flow_proc,
-            runs,
-            edge,
-            procs,
-            eps,
-            ..
+            flows, procs, eps, ..
         } = c;
         let mut pkeys = Vec::with_capacity(procs.len());
         for p in procs {
@@ -446,23 +466,25 @@ impl BehaviourData {
                 self.flows.resize(max as usize + 1, FlowPart::default());
             }
         }
-        for (l, r) in runs.iter().enumerate() {
-            let p = flow_proc[l];
-            if p == u32::MAX || r.k == 0 {
+        for (l, f) in flows.iter().enumerate() {
+            let p = f.proc;
+            if p == u32::MAX || f.runs.k == 0 {
                 continue;
             }
             let g = &mut self.flows[remap[l] as usize];
-            g.state.apply(&mut g.ex, r);
-            for (d, e) in edge[l].iter().enumerate() {
-                let Some((first, last)) = *e else { continue };
+            g.state.apply(&mut g.ex, &f.runs, &f.cold);
+            for d in 0..2 {
+                if !f.seen[d] {
+                    continue;
+                }
                 if let Some(l0) = g.last[d] {
-                    if first >= l0 {
+                    if f.first[d] >= l0 {
                         if let Some(pd) = self.procs.get_mut(&pkeys[p as usize]) {
-                            pd.gaps.add(first - l0);
+                            pd.gaps.add(f.first[d] - l0);
                         }
                     }
                 }
-                g.last[d] = Some(last);
+                g.last[d] = Some(f.last[d]);
             }
         }
         for e in eps {

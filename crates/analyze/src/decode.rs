@@ -79,7 +79,7 @@ impl Acc {
         self.touched.clear();
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
         let i = id as usize;
         self.agg[i].add(ts, bytes, dir);
@@ -277,17 +277,43 @@ fn behaviour_chunk(
         })
         .collect();
     part.reserve(b.rows);
+    if !plan.events {
+        // Exact room for the kept (UDP) events: no regrowth copies.
+        let kept = b
+            .flow
+            .iter()
+            .filter(|&&r| {
+                map.get(r as usize)
+                    .is_some_and(|&id| id != u32::MAX && acc.keep[id as usize])
+            })
+            .count();
+        if let Some(e) = &mut acc.events {
+            e.ts.reserve_exact(kept);
+            e.flow.reserve_exact(kept);
+            e.bytes.reserve_exact(kept);
+            e.dir.reserve_exact(kept);
+        }
+    }
     let whole =
         b.ts.first().is_some_and(|&t| ff.time_ok(t)) && b.ts.last().is_some_and(|&t| ff.time_ok(t));
+    // Two passes over the columns (streamed, cheap) keep each pass's
+    // per-flow state small enough for the cache: totals and buckets, then
+    // the behaviour facts.
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
         if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
             continue;
         }
-        let (bytes, dir) = (b.bytes[i], b.dir[i]);
-        acc.add(id, ts, bytes, dir);
-        part.event(id, ts, bytes, dir);
+        acc.add(id, ts, b.bytes[i], b.dir[i]);
+    }
+    for i in 0..b.rows {
+        let id = map[b.flow[i] as usize];
+        let ts = b.ts[i];
+        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            continue;
+        }
+        part.event(id, ts, b.bytes[i], b.dir[i]);
     }
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
