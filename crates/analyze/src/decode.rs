@@ -10,6 +10,7 @@ use anyhow::Context;
 use snoop_format::{ColumnSet, EventBatch, Flow, Table, Trace, FLOW_COLUMNS};
 
 use crate::attrib::{AttribIndex, PktResolver};
+use crate::behave::ChunkPart;
 use crate::filter::FileFilter;
 use crate::model::{Agg, Events, LoadPlan, Origin};
 
@@ -33,6 +34,8 @@ struct Acc {
     touched: Vec<u32>,
     interval: u64,
     events: Option<Events>,
+    /// Per local flow, whether its events are kept (empty: all are).
+    keep: Vec<bool>,
 }
 
 impl Acc {
@@ -58,6 +61,7 @@ impl Acc {
                 dir: Vec::with_capacity(rows),
                 count: Vec::new(),
             }),
+            keep: Vec::new(),
         }
     }
 
@@ -76,7 +80,7 @@ impl Acc {
         self.touched.clear();
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
         let i = id as usize;
         self.agg[i].add(ts, bytes, dir);
@@ -97,6 +101,9 @@ impl Acc {
             c.1 = c.1.saturating_add(bytes as u64);
         }
         if let Some(e) = &mut self.events {
+            if !self.keep.is_empty() && !self.keep[i] {
+                return;
+            }
             e.ts.push(ts);
             e.flow.push(id);
             e.bytes.push(bytes);
@@ -202,6 +209,7 @@ impl Acc {
             agg: self.agg,
             buckets: self.buckets,
             events: self.events,
+            behaviour: None,
         }
     }
 }
@@ -212,6 +220,7 @@ pub(crate) struct ChunkOut {
     pub agg: Vec<Agg>,
     pub buckets: Vec<(u64, u32, u64, u64)>,
     pub events: Option<Events>,
+    pub behaviour: Option<ChunkPart>,
 }
 
 fn flow_at(f: &snoop_format::FlowColumns, i: usize) -> Flow {
@@ -278,6 +287,9 @@ pub(crate) fn decode_messages(
         std::sync::atomic::Ordering::Relaxed,
     );
     let flows = batch_flows(&b, &format!("messages chunk {ci}"))?;
+    if plan.behaviour {
+        return Ok(behaviour_chunk(&b, &flows, fi, ff, plan, t0));
+    }
     let mut acc = Acc::new(plan.interval_ns, plan.events, flows.len(), b.rows);
     let map: Vec<u32> = flows
         .iter()
@@ -304,6 +316,103 @@ pub(crate) fn decode_messages(
         std::sync::atomic::Ordering::Relaxed,
     );
     Ok(acc.finish(fi))
+}
+
+/// [`decode_messages`] for a plan with `behaviour`: the same totals and
+/// buckets, plus the chunk's behaviour partials. Equal dictionary rows share
+/// one local id (a flow's runs and gaps must see all its messages in
+/// order), and without `events` only UDP flows keep their events (the
+/// connections cut reads them).
+fn behaviour_chunk(
+    b: &EventBatch,
+    flows: &[Flow],
+    fi: u16,
+    ff: &FileFilter,
+    plan: &LoadPlan,
+    t0: std::time::Instant,
+) -> ChunkOut {
+    let mut acc = Acc::new(plan.interval_ns, true, flows.len(), 0);
+    if plan.events {
+        acc.events = Some(Events {
+            ts: Vec::with_capacity(b.rows),
+            flow: Vec::with_capacity(b.rows),
+            bytes: Vec::with_capacity(b.rows),
+            dir: Vec::with_capacity(b.rows),
+        });
+    }
+    let mut part = ChunkPart::default();
+    let mut seen: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(flows.len());
+    let map: Vec<u32> = flows
+        .iter()
+        .map(|f| {
+            if !ff.flow_ok(f) {
+                return u32::MAX;
+            }
+            let keys = &acc.keys;
+            match seen.entry(
+                f.hash64(),
+                |&j| keys[j as usize].0 == *f,
+                |&j| keys[j as usize].0.hash64(),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    let id = acc.key((*f, Origin::Message));
+                    e.insert(id);
+                    part.flow(f);
+                    if !plan.events {
+                        acc.keep.push(f.proto == 17);
+                    }
+                    id
+                }
+            }
+        })
+        .collect();
+    part.reserve(b.rows);
+    if !plan.events {
+        // Exact room for the kept (UDP) events: no regrowth copies.
+        let kept = b
+            .flow
+            .iter()
+            .filter(|&&r| {
+                map.get(r as usize)
+                    .is_some_and(|&id| id != u32::MAX && acc.keep[id as usize])
+            })
+            .count();
+        if let Some(e) = &mut acc.events {
+            e.ts.reserve_exact(kept);
+            e.flow.reserve_exact(kept);
+            e.bytes.reserve_exact(kept);
+            e.dir.reserve_exact(kept);
+        }
+    }
+    let whole =
+        b.ts.first().is_some_and(|&t| ff.time_ok(t)) && b.ts.last().is_some_and(|&t| ff.time_ok(t));
+    // Two passes over the columns (streamed, cheap) keep each pass's
+    // per-flow state small enough for the cache: totals and buckets, then
+    // the behaviour facts.
+    for i in 0..b.rows {
+        let id = map[b.flow[i] as usize];
+        let ts = b.ts[i];
+        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            continue;
+        }
+        acc.add(id, ts, b.bytes[i], b.dir[i]);
+    }
+    for i in 0..b.rows {
+        let id = map[b.flow[i] as usize];
+        let ts = b.ts[i];
+        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            continue;
+        }
+        part.event(id, ts, b.bytes[i], b.dir[i]);
+    }
+    AGG_NS.fetch_add(
+        t0.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut out = acc.finish(fi);
+    out.behaviour = Some(part);
+    out
 }
 
 /// CPU time spent decoding / decoding + aggregating chunks (SNOOP_TIMING).

@@ -13,6 +13,7 @@
 //! [`UsageError`] inside the `anyhow::Error`, which the binary maps to exit 2.
 
 mod attrib;
+mod behave;
 mod cli;
 mod dataset;
 mod decode;

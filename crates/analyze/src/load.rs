@@ -153,6 +153,9 @@ impl Dataset {
             );
         }
         ds.msg_events = msg_events;
+        if plan.behaviour && ds.behaviour.is_none() {
+            ds.behaviour = Some(Default::default());
+        }
 
         if plan.packets && !pkt_chunks.is_empty() {
             let index = AttribIndex::build(&ds);
@@ -264,6 +267,11 @@ impl Dataset {
                 }));
             if self.buckets.len() > (2 * self.buckets_compacted).max(1 << 22) {
                 self.compact_buckets();
+            }
+            if let Some(part) = o.behaviour {
+                self.behaviour
+                    .get_or_insert_with(Default::default)
+                    .merge(o.file, &remap, part);
             }
             if let Some(e) = o.events {
                 events.push(e);

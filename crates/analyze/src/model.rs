@@ -334,6 +334,10 @@ pub struct LoadPlan {
     pub packets: bool,
     /// Keep per-event columns.
     pub events: bool,
+    /// Compute the behaviour report's per-event partials while decoding
+    /// ([`Dataset::behaviour`]); without `events`, per-event columns are
+    /// then kept for UDP message flows only (the connections cut).
+    pub behaviour: bool,
     /// TCP state changes.
     pub connections: bool,
     /// Process events.
@@ -366,6 +370,8 @@ pub struct Dataset {
     pub msg_events: Vec<Events>,
     /// Packet events, per chunk (when asked for).
     pub pkt_events: Vec<Events>,
+    /// The behaviour report's merged per-event partials (when asked for).
+    pub behaviour: Option<crate::behave::BehaviourData>,
     /// TCP state changes, in time order per file.
     pub conns: Vec<ConnEvent>,
     /// Process events, in time order per file.

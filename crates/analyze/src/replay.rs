@@ -319,6 +319,7 @@ pub fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         messages: true,
         packets: false,
         events: false,
+        behaviour: false,
         connections: false,
         processes: false,
         stats: false,

@@ -8,10 +8,12 @@
 //! threshold is a named constant below (documented in the README), so a
 //! conclusion can always be traced back to a rule.
 //!
-//! The work is one pass over the message events (sizes, gaps, direction
-//! runs per connection, bursts per remote endpoint, per-second volume) plus
-//! the connections of the conns report, so it stays in the analyzer's class
-//! next to `--by pid`. [`profiles`] is shared with `snoop diff`.
+//! The per-event facts (sizes, gaps, direction runs per connection,
+//! bursts per remote endpoint) are worked out by the loader inside its
+//! parallel per-chunk decode ([`crate::behave`]); per-second volume comes
+//! from its buckets, connections from the conns report; so the report stays
+//! in the analyzer's class next to `--by pid`. [`profiles`] is shared with
+//! `snoop diff`.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -19,6 +21,7 @@ use snoop_format::comm_str;
 
 use super::conns::{connections, Conn};
 use super::{nearest_rank, Ctx};
+use crate::behave::Exchanges;
 use crate::filter::sock_str;
 use crate::frame::{opt_u64c, strc, u32c, u64c, Frame, Style};
 use crate::load::{tcp, LoadPlan, Origin};
@@ -258,13 +261,14 @@ impl Profile {
     }
 }
 
-/// What the report needs loaded: messages with their events, TCP state
-/// changes and process events.
+/// What the report needs loaded: messages with the behaviour partials
+/// (see [`crate::behave`]), TCP state changes and process events.
 pub(crate) fn plan(interval_ns: u64) -> LoadPlan {
     LoadPlan {
         messages: true,
         packets: false,
-        events: true,
+        events: false,
+        behaviour: true,
         connections: true,
         processes: true,
         stats: false,
@@ -363,76 +367,17 @@ fn sock_facts(ctx: &Ctx) -> (HashMap<SockKey, SockFacts>, Vec<Listening>) {
     (out, listen)
 }
 
-/// Per-flow state of the event pass.
-#[derive(Clone, Copy)]
-struct FlowState {
-    /// Direction of the flow's first message (2: none yet).
-    first_dir: u8,
-    /// Current run's direction and bytes.
-    run_dir: u8,
-    run_bytes: u64,
-    /// The last complete request run, waiting for its reply.
-    pending: Option<u64>,
-    /// Exchanges completed on this flow.
-    exchanges: u64,
-}
-
-impl Default for FlowState {
-    fn default() -> Self {
-        FlowState {
-            first_dir: 2,
-            run_dir: 2,
-            run_bytes: 0,
-            pending: None,
-            exchanges: 0,
-        }
-    }
-}
-
-/// Request/response counts of one process.
-#[derive(Clone, Copy, Default)]
-struct Exchanges {
-    n: u64,
-    larger: u64,
-    req_bytes: u64,
-    rep_bytes: u64,
-    flows: u64,
-}
-
-impl FlowState {
-    /// Close the current run (at a direction change or the end).
-    fn close_run(&mut self, ex: &mut Exchanges) {
-        if self.run_dir == 2 {
-            return;
-        }
-        if self.run_dir == self.first_dir {
-            self.pending = Some(self.run_bytes);
-        } else if let Some(req) = self.pending.take() {
-            ex.n += 1;
-            ex.req_bytes = ex.req_bytes.saturating_add(req);
-            ex.rep_bytes = ex.rep_bytes.saturating_add(self.run_bytes);
-            if self.run_bytes > req {
-                ex.larger += 1;
-            }
-            if self.exchanges == 0 {
-                ex.flows += 1;
-            }
-            self.exchanges += 1;
-        }
-    }
-}
-
-/// Per-process accumulation of the event pass.
+/// Per-process accumulation.
 #[derive(Default)]
 struct Acc {
-    sizes: Vec<u32>,
     p50: Option<u64>,
     large_bytes: u64,
     tx: u64,
     rx: u64,
     tx_n: u64,
     rx_n: u64,
-    gaps: Vec<u64>,
+    /// Median gap (when within the human range) and the gaps' spread.
+    gap: Option<(u64, f64)>,
     first: u64,
     last: u64,
     /// Slot width, intervals per slot, and the interval of the first slot.
@@ -468,16 +413,6 @@ fn periodicity(times: &mut [u64]) -> Option<(f64, f64, f64, usize)> {
         cv * mean,
         times.len(),
     ))
-}
-
-/// Nearest-rank median of `v` (reordered), None when empty.
-fn median<T: Copy + Ord + Into<u64>>(v: &mut [T]) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    let r = v.len().div_ceil(2) - 1;
-    let (_, m, _) = v.select_nth_unstable(r);
-    Some((*m).into())
 }
 
 /// `1 port`, `2 ports`, `3 addresses`.
@@ -607,77 +542,54 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     }
 
     lap("flows");
-    // The event pass.
-    let mut fs = vec![FlowState::default(); ds.flows.len()];
-    let mut bursts: Vec<(u64, Vec<u64>)> = vec![(0, Vec::new()); eps.len()];
-    for ev in &ds.msg_events {
-        for i in 0..ev.ts.len() {
-            let g = ev.flow[i] as usize;
-            let p = of_flow[g];
-            if p == u32::MAX {
-                continue;
-            }
-            let (ts, bytes, dir) = (ev.ts[i], ev.bytes[i], ev.dir[i].min(1));
-            let x = &mut acc[p as usize];
-            x.sizes.push(bytes);
-            let b = u64::from(bytes);
-            if b >= BULK_LARGE_MSG_BYTES {
-                x.large_bytes = x.large_bytes.saturating_add(b);
-            }
-            let f = &mut fs[g];
-            if f.first_dir == 2 {
-                f.first_dir = dir;
-            }
-            if f.run_dir == dir {
-                f.run_bytes = f.run_bytes.saturating_add(b);
-            } else {
-                f.close_run(&mut x.ex);
-                f.run_dir = dir;
-                f.run_bytes = b;
-            }
-            let bs = &mut bursts[ep_of_flow[g] as usize];
-            if bs.1.is_empty() || ts.saturating_sub(bs.0) > BURST_GAP_NS {
-                bs.1.push(ts);
-            }
-            bs.0 = bs.0.max(ts);
-        }
-    }
-    for (g, f) in fs.iter_mut().enumerate() {
-        if of_flow[g] != u32::MAX {
-            f.close_run(&mut acc[of_flow[g] as usize].ex);
-        }
-    }
-    lap("event pass");
-    // Gaps between consecutive messages in one direction of one flow, only
-    // for processes whose sizes and counts could make them interactive (a
-    // second pass: keeping every gap of every process would cost 8 bytes
-    // per event).
-    let candidate: Vec<bool> = acc
-        .iter_mut()
-        .map(|x| {
-            x.p50 = median(&mut x.sizes);
-            x.sizes = Vec::new();
-            x.tx_n >= INTERACTIVE_MIN_MSGS
-                && x.rx_n >= INTERACTIVE_MIN_MSGS
-                && x.p50.is_some_and(|m| m <= INTERACTIVE_MAX_P50_BYTES)
+    // The per-event facts, merged per chunk by the loader (none when the
+    // plan did not ask for them: the summary).
+    let empty = crate::behave::BehaviourData::default();
+    let bd = ds.behaviour.as_ref().unwrap_or(&empty);
+    let mut bursts: Vec<Vec<u64>> = eps
+        .iter()
+        .map(|&(p, a, port)| {
+            let pr = &procs[p];
+            bd.bursts
+                .get(&(pr.file, pr.pid, a, port))
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default()
         })
         .collect();
-    if candidate.iter().any(|&c| c) {
-        let mut last: HashMap<(usize, u8), u64> = HashMap::new();
-        for ev in &ds.msg_events {
-            for i in 0..ev.ts.len() {
-                let g = ev.flow[i] as usize;
-                let p = of_flow[g];
-                if p == u32::MAX || !candidate[p as usize] {
-                    continue;
-                }
-                let ts = ev.ts[i];
-                if let Some(l) = last.insert((g, ev.dir[i].min(1)), ts) {
-                    if ts >= l {
-                        acc[p as usize].gaps.push(ts - l);
-                    }
-                }
-            }
+    let flow_part = |g: usize| bd.flows.get(g).copied().unwrap_or_default();
+    for (g, &p) in of_flow.iter().enumerate() {
+        if p == u32::MAX {
+            continue;
+        }
+        let mut f = flow_part(g);
+        f.state.close_run(&mut f.ex);
+        f.ex.flows = u64::from(f.ex.n > 0);
+        acc[p as usize].ex.add(&f.ex);
+    }
+    let data: Vec<Option<&crate::behave::ProcData>> = procs
+        .iter()
+        .map(|pr| bd.procs.get(&(pr.file, pr.pid)))
+        .collect();
+    use rayon::prelude::*;
+    let p50s: Vec<Option<u64>> = data
+        .par_iter()
+        .map(|d| d.and_then(|d| d.median_size()))
+        .collect();
+    for (p, x) in acc.iter_mut().enumerate() {
+        x.p50 = p50s[p];
+        if let Some(d) = data[p] {
+            x.large_bytes = d.large_bytes;
+        }
+    }
+    lap("event facts");
+    // The gaps' median and spread, only for processes whose sizes and
+    // counts could make them interactive.
+    for (p, x) in acc.iter_mut().enumerate() {
+        let candidate = x.tx_n >= INTERACTIVE_MIN_MSGS
+            && x.rx_n >= INTERACTIVE_MIN_MSGS
+            && x.p50.is_some_and(|m| m <= INTERACTIVE_MAX_P50_BYTES);
+        if let (true, Some(d)) = (candidate, data[p]) {
+            x.gap = d.gaps.clone().human_median();
         }
     }
 
@@ -686,12 +598,13 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     type Tuple = (u16, u8, [u8; 16], u16, [u8; 16], u16);
     let mut first_dir: HashMap<Tuple, (u64, u8)> = HashMap::new();
     for (g, r) in ds.flows.iter().enumerate() {
-        if of_flow[g] == u32::MAX || fs[g].first_dir == 2 {
+        let first = flow_part(g).state.first_dir;
+        if of_flow[g] == u32::MAX || first == 2 {
             continue;
         }
         let f = &r.flow;
         let k = (r.file, f.proto, f.laddr, f.lport, f.raddr, f.rport);
-        let v = (ds.agg[g].first, fs[g].first_dir);
+        let v = (ds.agg[g].first, first);
         first_dir
             .entry(k)
             .and_modify(|e| {
@@ -701,7 +614,6 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
             })
             .or_insert(v);
     }
-    drop(fs);
 
     lap("gaps");
     // Connections.
@@ -774,7 +686,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     lap("connections");
     // Message bursts per process: (endpoint, times).
     let mut burst_of: Vec<Vec<(usize, Vec<u64>)>> = vec![Vec::new(); procs.len()];
-    for (e, (_, times)) in bursts.into_iter().enumerate() {
+    for (e, times) in bursts.drain(..).enumerate() {
         if times.len() >= PERIODIC_MIN_REPEATS {
             burst_of[eps[e].0].push((e, times));
         }
@@ -821,11 +733,7 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
                 && x.tx_n >= INTERACTIVE_MIN_MSGS
                 && x.rx_n >= INTERACTIVE_MIN_MSGS
             {
-                let (_, cv) = mean_cv(x.gaps.iter().map(|&g| g as f64));
-                let gap = median(&mut x.gaps).unwrap_or(0);
-                if (HUMAN_GAP_MIN_NS..=HUMAN_GAP_MAX_NS).contains(&gap)
-                    && cv >= INTERACTIVE_MIN_GAP_CV
-                {
+                if let Some((gap, cv)) = x.gap.filter(|&(_, cv)| cv >= INTERACTIVE_MIN_GAP_CV) {
                     traits.push((
                         Trait::Interactive,
                         format!(
@@ -1098,7 +1006,7 @@ pub fn summary_frame(ctx: &Ctx, top: usize) -> anyhow::Result<Frame> {
     // Stable: keeps the traffic order within each group.
     procs.sort_by_key(|p| !p.traits.iter().any(|(t, _)| t.alarming()));
     procs.truncate(top);
-    let title = if ctx.ds.msg_events.is_empty() {
+    let title = if ctx.ds.behaviour.is_none() {
         "behaviour from connections and rates (scan, fan-out, periodic first; \
          --report behavior for every trait)"
     } else {
@@ -1197,6 +1105,7 @@ pub fn html_section(profiles: &[Profile]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::behave::median;
 
     #[test]
     fn periodicity_needs_repeats_regularity_and_a_slow_period() {

@@ -28,6 +28,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         messages: true,
         packets: false,
         events: false,
+        behaviour: false,
         connections: false,
         // Process events are few; they give processes their latest name
         // and end UDP flows at exit.
@@ -66,6 +67,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         Report::Html => {
             p.packets = true;
             p.events = true;
+            p.behaviour = true;
             p.connections = true;
             p.stats = true;
         }

@@ -1,0 +1,760 @@
+//! The behaviour report's per-event work, done inside the loader's parallel
+//! per-chunk decode instead of over materialised events afterwards. Each
+//! chunk yields a [`ChunkPart`] — message sizes per process, direction runs
+//! per flow, gaps between messages per flow and direction, message bursts
+//! per remote endpoint — in a form that merges exactly, chunk after chunk in
+//! storage order, into the [`BehaviourData`] of the dataset: the result is
+//! the same as one pass over every event in storage order would give.
+//!
+//! - Direction runs: a chunk keeps its first two and last two runs (which
+//!   may continue across its edges) and sums the request/reply pairs of the
+//!   complete runs between them for either direction of the flow's first
+//!   message, which only the merge knows.
+//! - Gaps: the first and last time per flow and direction carry the gap
+//!   across a chunk edge; counts below, inside and above the human range,
+//!   exact sums, and the in-range gaps themselves (few in a busy trace)
+//!   give the median and its spread.
+//! - Bursts: a chunk keeps its first time, its latest time and each burst
+//!   start with the latest time before it; the merge re-checks only those
+//!   starts against the latest time of the chunks before.
+
+use std::collections::HashMap;
+
+use crate::report::behavior::{
+    BULK_LARGE_MSG_BYTES, BURST_GAP_NS, HUMAN_GAP_MAX_NS, HUMAN_GAP_MIN_NS,
+};
+
+/// Request/response counts (per flow while loading, per process after).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Exchanges {
+    /// Exchanges: a run from the side that spoke first, answered by a run the other way.
+    pub n: u64,
+    /// Exchanges whose reply is larger than the request.
+    pub larger: u64,
+    /// Request bytes.
+    pub req_bytes: u64,
+    /// Reply bytes.
+    pub rep_bytes: u64,
+    /// Flows with at least one exchange (per process only).
+    pub flows: u64,
+}
+
+impl Exchanges {
+    fn pair(&mut self, req: u64, rep: u64) {
+        self.n += 1;
+        self.req_bytes = self.req_bytes.saturating_add(req);
+        self.rep_bytes = self.rep_bytes.saturating_add(rep);
+        if rep > req {
+            self.larger += 1;
+        }
+    }
+
+    /// Add `o`'s counts (saturating sums of non-negative numbers: the
+    /// order of addition does not matter).
+    pub fn add(&mut self, o: &Exchanges) {
+        self.n += o.n;
+        self.larger += o.larger;
+        self.req_bytes = self.req_bytes.saturating_add(o.req_bytes);
+        self.rep_bytes = self.rep_bytes.saturating_add(o.rep_bytes);
+        self.flows += o.flows;
+    }
+}
+
+/// Direction-run state of one flow, fed in storage order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlowState {
+    /// Direction of the flow's first message (2: none yet).
+    pub first_dir: u8,
+    /// Current run's direction (2: none) and bytes.
+    run_dir: u8,
+    run_bytes: u64,
+    /// The last complete request run, waiting for its reply.
+    pending: Option<u64>,
+}
+
+impl Default for FlowState {
+    fn default() -> Self {
+        FlowState {
+            first_dir: 2,
+            run_dir: 2,
+            run_bytes: 0,
+            pending: None,
+        }
+    }
+}
+
+impl FlowState {
+    /// Close the current run (at a direction change or the end).
+    pub fn close_run(&mut self, ex: &mut Exchanges) {
+        if self.run_dir == 2 {
+            return;
+        }
+        if self.run_dir == self.first_dir {
+            self.pending = Some(self.run_bytes);
+        } else if let Some(req) = self.pending.take() {
+            ex.pair(req, self.run_bytes);
+        }
+    }
+
+    /// One message (or a run of them) of `bytes` in direction `dir`.
+    fn feed(&mut self, ex: &mut Exchanges, dir: u8, bytes: u64) {
+        if self.first_dir == 2 {
+            self.first_dir = dir;
+        }
+        if self.run_dir == dir {
+            self.run_bytes = self.run_bytes.saturating_add(bytes);
+        } else {
+            self.close_run(ex);
+            self.run_dir = dir;
+            self.run_bytes = bytes;
+        }
+    }
+
+    /// Apply one chunk's runs of this flow.
+    fn apply(&mut self, ex: &mut Exchanges, c: &ChunkRuns, cold: &RunsCold) {
+        match c.k {
+            0 => {}
+            1 => self.feed(ex, c.cur_dir, c.cur),
+            2 => {
+                self.feed(ex, cold.r1.0, cold.r1.1);
+                self.feed(ex, c.cur_dir, c.cur);
+            }
+            _ => {
+                self.feed(ex, cold.r1.0, cold.r1.1);
+                self.feed(ex, 1 - cold.r1.0, cold.r2);
+                // The second run is complete: close it, count the pairs
+                // of complete runs after it, and resume at the last run
+                // with the state the run before it left.
+                self.close_run(ex);
+                ex.add(&cold.inner[self.first_dir.min(1) as usize]);
+                self.pending = (c.prev_dir == self.first_dir).then_some(c.prev);
+                self.run_dir = c.cur_dir;
+                self.run_bytes = c.cur;
+            }
+        }
+    }
+}
+
+/// One flow's direction runs within one chunk (the fields every message
+/// touches first, for cache locality).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct ChunkRuns {
+    /// Runs seen.
+    k: u32,
+    /// Direction of the current run and of the one before it.
+    cur_dir: u8,
+    prev_dir: u8,
+    /// Bytes of the current (last) run and of the one before it.
+    cur: u64,
+    prev: u64,
+}
+
+/// The rest of a flow's runs within one chunk (touched at run changes).
+#[derive(Clone, Copy, Debug, Default)]
+struct RunsCold {
+    /// The first run (once closed).
+    r1: (u8, u64),
+    /// The second run's bytes (once closed).
+    r2: u64,
+    /// Pairs of complete runs (neither the chunk's first nor its last), by
+    /// the direction of the pair's first run.
+    inner: [Exchanges; 2],
+}
+
+impl ChunkRuns {
+    #[inline]
+    fn push(&mut self, cold: &mut RunsCold, dir: u8, b: u64) {
+        if self.k > 0 {
+            if self.cur_dir == dir {
+                self.cur = self.cur.saturating_add(b);
+                return;
+            }
+            match self.k {
+                1 => cold.r1 = (self.cur_dir, self.cur),
+                2 => cold.r2 = self.cur,
+                _ => cold.inner[self.prev_dir as usize].pair(self.prev, self.cur),
+            }
+            self.prev_dir = self.cur_dir;
+            self.prev = self.cur;
+        }
+        self.cur_dir = dir;
+        self.cur = b;
+        self.k += 1;
+    }
+}
+
+/// Gaps between consecutive messages in one direction of one flow, pooled
+/// per process.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GapStats {
+    /// Gaps.
+    pub n: u64,
+    /// Gaps shorter than [`HUMAN_GAP_MIN_NS`].
+    pub below: u64,
+    /// Gaps longer than [`HUMAN_GAP_MAX_NS`].
+    pub above: u64,
+    /// Sum and sum of squares of every gap (exact).
+    pub sum: u128,
+    pub sum_sq: u128,
+    /// The gaps within the human range, unordered.
+    pub human: Vec<u64>,
+}
+
+impl GapStats {
+    #[inline]
+    fn add(&mut self, g: u64) {
+        self.n += 1;
+        if g < HUMAN_GAP_MIN_NS {
+            self.below += 1;
+        } else if g > HUMAN_GAP_MAX_NS {
+            self.above += 1;
+        } else {
+            self.human.push(g);
+        }
+        let w = u128::from(g);
+        self.sum = self.sum.saturating_add(w);
+        self.sum_sq = self.sum_sq.saturating_add(w * w);
+    }
+
+    fn merge(&mut self, o: GapStats) {
+        self.n += o.n;
+        self.below += o.below;
+        self.above += o.above;
+        self.sum = self.sum.saturating_add(o.sum);
+        self.sum_sq = self.sum_sq.saturating_add(o.sum_sq);
+        if self.human.is_empty() {
+            self.human = o.human;
+        } else {
+            self.human.extend_from_slice(&o.human);
+        }
+    }
+
+    /// The nearest-rank median gap when it lies within the human range
+    /// (None otherwise, or without gaps), and the gaps' coefficient of
+    /// variation.
+    pub fn human_median(&mut self) -> Option<(u64, f64)> {
+        if self.n == 0 {
+            return None;
+        }
+        let r = self.n.div_ceil(2) - 1;
+        if self.below > r || r >= self.n - self.above {
+            return None;
+        }
+        let (_, m, _) = self.human.select_nth_unstable((r - self.below) as usize);
+        let m = *m;
+        let n = self.n as f64;
+        let mean = self.sum as f64 / n;
+        let var = (self.sum_sq as f64 / n - mean * mean).max(0.0);
+        let cv = if mean > 0.0 { var.sqrt() / mean } else { 0.0 };
+        Some((m, cv))
+    }
+}
+
+/// The message data of one process in one chunk.
+#[derive(Debug, Default)]
+struct ProcPart {
+    pid: u32,
+    sizes: Vec<u32>,
+    large_bytes: u64,
+    gaps: GapStats,
+}
+
+/// Messages to one remote endpoint of one process in one chunk.
+#[derive(Debug)]
+#[repr(C)]
+struct EpPart {
+    /// Latest time, first message time (storage order).
+    max: u64,
+    first: u64,
+    seen: bool,
+    /// Burst starts after the first message: (time, latest time before it).
+    starts: Vec<(u64, u64)>,
+    key: (u32, [u8; 16], u16),
+}
+
+/// One local flow of a chunk: everything a message of it touches, in one
+/// place (a chunk's flows are visited in random order), hot fields first.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct LocalFlow {
+    runs: ChunkRuns,
+    /// Local process (u32::MAX: not profiled, pid 0) and endpoint.
+    proc: u32,
+    ep: u32,
+    /// Per direction: whether a message was seen, its last and first time.
+    last: [u64; 2],
+    seen: [bool; 2],
+    first: [u64; 2],
+    cold: RunsCold,
+}
+
+/// The behaviour partials of one chunk, on its local flow ids.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkPart {
+    flows: Vec<LocalFlow>,
+    procs: Vec<ProcPart>,
+    eps: Vec<EpPart>,
+    proc_index: HashMap<u32, u32>,
+    ep_index: HashMap<(u32, [u8; 16], u16), u32>,
+}
+
+impl ChunkPart {
+    /// Register the next local flow (ids in order from 0).
+    pub fn flow(&mut self, f: &snoop_format::Flow) {
+        let (p, e) = if f.pid == 0 {
+            (u32::MAX, u32::MAX)
+        } else {
+            let procs = &mut self.procs;
+            let p = *self.proc_index.entry(f.pid).or_insert_with(|| {
+                procs.push(ProcPart {
+                    pid: f.pid,
+                    ..ProcPart::default()
+                });
+                (procs.len() - 1) as u32
+            });
+            let key = (f.pid, f.raddr, f.rport);
+            let eps = &mut self.eps;
+            let e = *self.ep_index.entry(key).or_insert_with(|| {
+                eps.push(EpPart {
+                    key,
+                    first: 0,
+                    max: 0,
+                    seen: false,
+                    starts: Vec::new(),
+                });
+                (eps.len() - 1) as u32
+            });
+            (p, e)
+        };
+        self.flows.push(LocalFlow {
+            proc: p,
+            ep: e,
+            ..LocalFlow::default()
+        });
+    }
+
+    /// Room for about `rows` messages.
+    pub fn reserve(&mut self, rows: usize) {
+        let per = rows / self.procs.len().max(1) + 16;
+        for p in &mut self.procs {
+            p.sizes.reserve(per);
+        }
+    }
+
+    /// One message of local flow `id`, in storage order.
+    #[inline]
+    pub fn event(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
+        let f = &mut self.flows[id as usize];
+        if f.proc == u32::MAX {
+            return;
+        }
+        let dir = dir.min(1);
+        let d = dir as usize;
+        let b = u64::from(bytes);
+        let pp = &mut self.procs[f.proc as usize];
+        pp.sizes.push(bytes);
+        if b >= BULK_LARGE_MSG_BYTES {
+            pp.large_bytes = pp.large_bytes.saturating_add(b);
+        }
+        f.runs.push(&mut f.cold, dir, b);
+        if f.seen[d] {
+            let last = f.last[d];
+            if ts >= last {
+                pp.gaps.add(ts - last);
+            }
+        } else {
+            f.seen[d] = true;
+            f.first[d] = ts;
+        }
+        f.last[d] = ts;
+        let e = &mut self.eps[f.ep as usize];
+        if !e.seen {
+            e.seen = true;
+            e.first = ts;
+            e.max = ts;
+        } else {
+            if ts.saturating_sub(e.max) > BURST_GAP_NS {
+                e.starts.push((ts, e.max));
+            }
+            e.max = e.max.max(ts);
+        }
+    }
+}
+
+/// A remote endpoint of a process: (file, pid, remote address, remote port).
+pub(crate) type EpKey = (u16, u32, [u8; 16], u16);
+
+/// Per global flow: its run state, its exchanges and its last message
+/// time per direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FlowPart {
+    /// Run state (its `close_run` is still due at the end).
+    pub state: FlowState,
+    /// Exchanges completed so far.
+    pub ex: Exchanges,
+    last: [Option<u64>; 2],
+}
+
+/// Per process (file, pid): its message sizes, bytes in large messages and gaps.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProcData {
+    /// Message sizes, one list per chunk.
+    pub sizes: Vec<Vec<u32>>,
+    /// Bytes in messages of at least [`BULK_LARGE_MSG_BYTES`].
+    pub large_bytes: u64,
+    /// Gaps between messages in one direction of one flow.
+    pub gaps: GapStats,
+}
+
+impl ProcData {
+    /// Nearest-rank median message size (None without messages).
+    pub fn median_size(&self) -> Option<u64> {
+        let n: usize = self.sizes.iter().map(Vec::len).sum();
+        if n == 0 {
+            return None;
+        }
+        let mut all = Vec::with_capacity(n);
+        for s in &self.sizes {
+            all.extend_from_slice(s);
+        }
+        median(&mut all)
+    }
+}
+
+/// Nearest-rank median of `v` (reordered), None when empty.
+pub(crate) fn median<T: Copy + Ord + Into<u64>>(v: &mut [T]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let r = v.len().div_ceil(2) - 1;
+    let (_, m, _) = v.select_nth_unstable(r);
+    Some((*m).into())
+}
+
+/// The merged behaviour partials of a dataset (the loader fills it when
+/// the plan asks for `behaviour`).
+#[derive(Debug, Default)]
+pub struct BehaviourData {
+    /// Per global flow (message flows; others default).
+    pub(crate) flows: Vec<FlowPart>,
+    /// Per (file, pid).
+    pub(crate) procs: HashMap<(u16, u32), ProcData>,
+    /// Per remote endpoint: latest message time and burst start times.
+    pub(crate) bursts: HashMap<EpKey, (u64, Vec<u64>)>,
+}
+
+impl BehaviourData {
+    /// Merge the next chunk (storage order) of file `file`; `remap` maps
+    /// its local flow ids to global ones.
+    pub(crate) fn merge(&mut self, file: u16, remap: &[u32], c: ChunkPart) {
+        let ChunkPart {
+            flows, procs, eps, ..
+        } = c;
+        let mut pkeys = Vec::with_capacity(procs.len());
+        for p in procs {
+            pkeys.push((file, p.pid));
+            let d = self.procs.entry((file, p.pid)).or_default();
+            if !p.sizes.is_empty() {
+                d.sizes.push(p.sizes);
+            }
+            d.large_bytes = d.large_bytes.saturating_add(p.large_bytes);
+            d.gaps.merge(p.gaps);
+        }
+        if let Some(&max) = remap.iter().max() {
+            if self.flows.len() <= max as usize {
+                self.flows.resize(max as usize + 1, FlowPart::default());
+            }
+        }
+        for (l, f) in flows.iter().enumerate() {
+            let p = f.proc;
+            if p == u32::MAX || f.runs.k == 0 {
+                continue;
+            }
+            let g = &mut self.flows[remap[l] as usize];
+            g.state.apply(&mut g.ex, &f.runs, &f.cold);
+            for d in 0..2 {
+                if !f.seen[d] {
+                    continue;
+                }
+                if let Some(l0) = g.last[d] {
+                    if f.first[d] >= l0 {
+                        if let Some(pd) = self.procs.get_mut(&pkeys[p as usize]) {
+                            pd.gaps.add(f.first[d] - l0);
+                        }
+                    }
+                }
+                g.last[d] = Some(f.last[d]);
+            }
+        }
+        for e in eps {
+            if !e.seen {
+                continue;
+            }
+            let (pid, raddr, rport) = e.key;
+            let (max, times) = self.bursts.entry((file, pid, raddr, rport)).or_default();
+            let before = *max;
+            if times.is_empty() || e.first.saturating_sub(before) > BURST_GAP_NS {
+                times.push(e.first);
+            }
+            for (ts, prev) in e.starts {
+                if ts.saturating_sub(before.max(prev)) > BURST_GAP_NS {
+                    times.push(ts);
+                }
+            }
+            *max = before.max(e.max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn flow(pid: u32, port: u16, raddr: u8) -> snoop_format::Flow {
+        let mut a = [0u8; 16];
+        a[0] = raddr;
+        snoop_format::Flow {
+            pid,
+            lport: port,
+            raddr: a,
+            rport: 443,
+            proto: 6,
+            ..Default::default()
+        }
+    }
+
+    /// The facts of one pass over every event in storage order, as the
+    /// behaviour report made them before the loader did it per chunk.
+    #[derive(Debug, PartialEq)]
+    struct Straight {
+        first_dir: Vec<u8>,
+        ex: Vec<Exchanges>,
+        sizes: Vec<Vec<u32>>,
+        large: Vec<u64>,
+        gaps: Vec<Vec<u64>>,
+        bursts: Vec<Vec<u64>>,
+    }
+
+    fn straight(flows: &[snoop_format::Flow], ev: &[(usize, u64, u32, u8)]) -> Straight {
+        let pids: Vec<u32> = {
+            let mut p: Vec<u32> = flows.iter().map(|f| f.pid).filter(|&p| p != 0).collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        let pi = |f: &snoop_format::Flow| pids.iter().position(|&p| p == f.pid).unwrap();
+        let eps: Vec<(u32, [u8; 16])> = {
+            let mut e: Vec<_> = flows
+                .iter()
+                .filter(|f| f.pid != 0)
+                .map(|f| (f.pid, f.raddr))
+                .collect();
+            e.sort_unstable();
+            e.dedup();
+            e
+        };
+        let mut fs = vec![FlowState::default(); flows.len()];
+        let mut ex = vec![Exchanges::default(); flows.len()];
+        let mut sizes = vec![Vec::new(); pids.len()];
+        let mut large = vec![0u64; pids.len()];
+        let mut gaps = vec![Vec::new(); pids.len()];
+        let mut last: HashMap<(usize, u8), u64> = HashMap::new();
+        let mut bursts: Vec<(u64, Vec<u64>)> = vec![(0, Vec::new()); eps.len()];
+        for &(f, ts, bytes, dir) in ev {
+            // Flows of pid 0 are not profiled.
+            if flows[f].pid == 0 {
+                continue;
+            }
+            let p = pi(&flows[f]);
+            let b = u64::from(bytes);
+            sizes[p].push(bytes);
+            if b >= BULK_LARGE_MSG_BYTES {
+                large[p] += b;
+            }
+            fs[f].feed(&mut ex[f], dir, b);
+            if let Some(l) = last.insert((f, dir), ts) {
+                if ts >= l {
+                    gaps[p].push(ts - l);
+                }
+            }
+            let e = eps
+                .iter()
+                .position(|&k| k == (flows[f].pid, flows[f].raddr))
+                .unwrap();
+            let bs = &mut bursts[e];
+            if bs.1.is_empty() || ts.saturating_sub(bs.0) > BURST_GAP_NS {
+                bs.1.push(ts);
+            }
+            bs.0 = bs.0.max(ts);
+        }
+        for (f, s) in fs.iter_mut().enumerate() {
+            s.close_run(&mut ex[f]);
+        }
+        for s in sizes.iter_mut() {
+            s.sort_unstable();
+        }
+        Straight {
+            first_dir: fs.iter().map(|s| s.first_dir).collect(),
+            ex,
+            sizes,
+            large,
+            gaps,
+            bursts: bursts.into_iter().map(|b| b.1).collect(),
+        }
+    }
+
+    /// The same facts through per-chunk partials cut at `cuts`, each
+    /// chunk numbering its flows in its own order.
+    fn chunked(
+        flows: &[snoop_format::Flow],
+        ev: &[(usize, u64, u32, u8)],
+        cuts: &[usize],
+        rng: &mut Rng,
+    ) -> (Straight, Vec<GapStats>) {
+        let mut bd = BehaviourData::default();
+        let mut start = 0;
+        for &end in cuts.iter().chain(std::iter::once(&ev.len())) {
+            let part_ev = &ev[start..end.max(start)];
+            start = end.max(start);
+            let mut order: Vec<usize> = (0..flows.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut c = ChunkPart::default();
+            let mut local = vec![0u32; flows.len()];
+            for (l, &g) in order.iter().enumerate() {
+                c.flow(&flows[g]);
+                local[g] = l as u32;
+            }
+            for &(f, ts, bytes, dir) in part_ev {
+                c.event(local[f], ts, bytes, dir);
+            }
+            let remap: Vec<u32> = order.iter().map(|&g| g as u32).collect();
+            bd.merge(0, &remap, c);
+        }
+        let mut pids: Vec<u32> = flows.iter().map(|f| f.pid).filter(|&p| p != 0).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        let mut eps: Vec<(u32, [u8; 16])> = flows
+            .iter()
+            .filter(|f| f.pid != 0)
+            .map(|f| (f.pid, f.raddr))
+            .collect();
+        eps.sort_unstable();
+        eps.dedup();
+        let mut ex = Vec::new();
+        let mut first_dir = Vec::new();
+        for g in 0..flows.len() {
+            let mut f = bd.flows.get(g).copied().unwrap_or_default();
+            f.state.close_run(&mut f.ex);
+            ex.push(f.ex);
+            first_dir.push(f.state.first_dir);
+        }
+        let proc = |p: u32| bd.procs.get(&(0, p)).cloned().unwrap_or_default();
+        let sizes = pids
+            .iter()
+            .map(|&p| {
+                let mut v: Vec<u32> = proc(p).sizes.concat();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        let straight = Straight {
+            first_dir,
+            ex,
+            sizes,
+            large: pids.iter().map(|&p| proc(p).large_bytes).collect(),
+            gaps: pids.iter().map(|_| Vec::new()).collect(),
+            bursts: eps
+                .iter()
+                .map(|&(p, a)| {
+                    bd.bursts
+                        .get(&(0, p, a, 443))
+                        .map(|b| b.1.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        };
+        (straight, pids.iter().map(|&p| proc(p).gaps).collect())
+    }
+
+    #[test]
+    fn chunk_partials_merge_to_the_one_pass_facts() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let flows = [
+            flow(10, 1, 1),
+            flow(10, 2, 1),
+            flow(10, 3, 2),
+            flow(20, 4, 3),
+            flow(0, 5, 3),
+        ];
+        for round in 0..300 {
+            // Times mostly rising by up to 2 s (bursts, human gaps and
+            // floods), sometimes stepping back; runs of one direction.
+            let n = 1 + rng.below(400) as usize;
+            let mut ts = 5_000_000_000u64;
+            let mut dir = 0u8;
+            let ev: Vec<(usize, u64, u32, u8)> = (0..n)
+                .map(|_| {
+                    ts = match rng.below(10) {
+                        0 => ts.saturating_sub(rng.below(3_000_000_000)),
+                        1..=3 => ts + rng.below(2_000_000_000),
+                        _ => ts + rng.below(60_000_000),
+                    };
+                    if rng.below(3) == 0 {
+                        dir = 1 - dir;
+                    }
+                    let f = rng.below(if round % 2 == 0 { 2 } else { 5 }) as usize;
+                    let bytes = [1, 100, 255, 256, 4000, 8192, 70000][rng.below(7) as usize];
+                    (f, ts, bytes, dir)
+                })
+                .collect();
+            let mut cuts: Vec<usize> = (0..rng.below(12))
+                .map(|_| rng.below(n as u64 + 1) as usize)
+                .collect();
+            cuts.sort_unstable();
+            let want = straight(&flows, &ev);
+            let (mut got, gaps) = chunked(&flows, &ev, &cuts, &mut rng);
+            // Compare gaps through what the report reads: counts, sums,
+            // the human-range gaps and the median with its spread.
+            for (i, g) in gaps.into_iter().enumerate() {
+                let want_g = want.gaps[i].clone();
+                assert_eq!(g.n, want_g.len() as u64, "round {round}");
+                let below = want_g.iter().filter(|&&x| x < HUMAN_GAP_MIN_NS).count() as u64;
+                let above = want_g.iter().filter(|&&x| x > HUMAN_GAP_MAX_NS).count() as u64;
+                assert_eq!((g.below, g.above), (below, above), "round {round}");
+                let sum: u128 = want_g.iter().map(|&x| u128::from(x)).sum();
+                let sq: u128 = want_g.iter().map(|&x| u128::from(x) * u128::from(x)).sum();
+                assert_eq!((g.sum, g.sum_sq), (sum, sq), "round {round}");
+                let mut h = g.human.clone();
+                h.sort_unstable();
+                let mut wh: Vec<u64> = want_g
+                    .iter()
+                    .copied()
+                    .filter(|x| (HUMAN_GAP_MIN_NS..=HUMAN_GAP_MAX_NS).contains(x))
+                    .collect();
+                wh.sort_unstable();
+                assert_eq!(h, wh, "round {round}");
+                let mut m = want_g.clone();
+                let med =
+                    median(&mut m).filter(|x| (HUMAN_GAP_MIN_NS..=HUMAN_GAP_MAX_NS).contains(x));
+                assert_eq!(g.clone().human_median().map(|x| x.0), med, "round {round}");
+                got.gaps[i] = want.gaps[i].clone();
+            }
+            assert_eq!(got, want, "round {round}, cuts {cuts:?}");
+        }
+    }
+}
