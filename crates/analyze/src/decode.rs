@@ -338,6 +338,7 @@ fn behaviour_chunk(
             flow: Vec::with_capacity(b.rows),
             bytes: Vec::with_capacity(b.rows),
             dir: Vec::with_capacity(b.rows),
+            count: Vec::new(),
         });
     }
     let mut part = ChunkPart::default();

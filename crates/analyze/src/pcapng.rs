@@ -431,6 +431,7 @@ pub fn run_pcapng(args: &ExportArgs, output: &Path) -> anyhow::Result<()> {
         connections: false,
         processes: false,
         stats: false,
+        behaviour: false,
         interval_ns: 1_000_000_000,
     };
     let ds = Dataset::load(&args.files, &filter, plan)?;
