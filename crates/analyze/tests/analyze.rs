@@ -1943,3 +1943,39 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A chunk of packets whose every run starts before `--since` still counts
+/// the packets its runs have inside the window: 101 packets 10 ms apart
+/// from 100 ms after the start; `--since 500ms` keeps the 61 from 500 ms.
+#[test]
+fn since_keeps_a_runs_packets_inside_the_window() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("run-since.snp");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = TraceWriter::new(file, &info("host-r"), WriterOptions::default()).unwrap();
+    let bulk = flow(300, "bulk", 6, "10.0.0.1", 1000, "10.0.0.2", 2000, 5);
+    w.push_message(S + 50 * MS, &bulk, 101_000, Direction::Tx)
+        .unwrap();
+    let p300 = pkt(&bulk, 300, 5, 1);
+    w.push_packet_run(
+        S + 100 * MS,
+        S + 1100 * MS,
+        101,
+        &p300,
+        1000,
+        Direction::Tx,
+        1,
+        0x10,
+    )
+    .unwrap();
+    w.finish(S + 2 * S).unwrap();
+    let fx = Fx {
+        trace: p.display().to_string(),
+        dir: d.path().to_path_buf(),
+        _dir: d,
+    };
+    let all = json(&fx, &["--by", "pid"]);
+    assert_eq!(row(&all, "pid", 300)["tx_packets"], 101);
+    let late = json(&fx, &["--by", "pid", "--since", "500ms"]);
+    assert_eq!(row(&late, "pid", 300)["tx_packets"], 61, "{late:#?}");
+}

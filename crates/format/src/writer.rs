@@ -342,7 +342,17 @@ impl Builder {
             rows: rows as u32,
             flow_rows,
             t_min: self.ts.first().copied().unwrap_or(0),
-            t_max: self.ts.last().copied().unwrap_or(0),
+            // The last event's time, or a packet run's last packet when a
+            // run reaches past it, so a reader skipping chunks by time never
+            // skips one whose run reaches into its window.
+            t_max: self
+                .ts
+                .iter()
+                .zip(&self.span)
+                .map(|(&t, &s)| t.saturating_add(s))
+                .chain(self.ts.last().copied())
+                .max()
+                .unwrap_or(0),
             pid_min,
             pid_max,
             columns: Vec::new(),
