@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
+use std::process::Command;
 
-use common::{bpf_or_skip, info_json, start_recorder, stdout_of};
+use common::{bpf_or_skip, info_json, start_recorder, stdout_of, SNOOP};
 use serde_json::Value;
 
 /// Short TCP connections, their request and reply sizes.
@@ -261,6 +262,28 @@ fn a_run_open_at_stop_is_recorded() {
     assert_eq!(row["rx_packets"], n, "{row}");
     assert_eq!(row["tx_bytes"], n * 200, "{row}");
     assert_eq!(row["tx_wire_bytes"], n * (200 + 28), "{row}");
+    // The runs read out at the end are counted in the trace's stats like
+    // every other packet record: the stats' packet events equal the
+    // packets table's rows.
+    let csv = dir.path().join("stats.csv");
+    let out = Command::new(SNOOP)
+        .args(["export", path.to_str().unwrap(), "--table", "stats", "-o"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: u64 = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some("packets"))
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        events,
+        info_json(&path)["tables"]["packets"],
+        "stats vs rows"
+    );
 }
 
 #[test]

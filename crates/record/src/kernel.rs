@@ -90,6 +90,8 @@ pub struct BpfSource<'a, 'obj> {
     /// Packets asked for, and folded into runs.
     packets: bool,
     pkt_runs: bool,
+    /// Runs read out of the kernel's slots at the end (not through a ring).
+    runs_at_stop: u64,
 }
 
 impl EventSource for BpfSource<'_, '_> {
@@ -131,7 +133,13 @@ impl EventSource for BpfSource<'_, '_> {
     }
 
     fn counters(&mut self) -> Result<Counters> {
-        read_counters(self.skel)
+        // The runs read out at the end never went through a ring: count
+        // them with the packet records the kernel wrote, so the trace's
+        // packet count and its stats agree.
+        let mut c = read_counters(self.skel)?;
+        let pkt = &mut c[kind::PKT as usize].events;
+        *pkt = pkt.saturating_add(self.runs_at_stop);
+        Ok(c)
     }
 
     fn detach(&mut self) {
@@ -140,8 +148,11 @@ impl EventSource for BpfSource<'_, '_> {
         self.links = None;
         // Runs still open in the kernel go out with the last drain: none
         // outlives the recording.
-        if let Err(e) = take_open_runs(self.skel, &mut self.pending.borrow_mut()) {
-            eprintln!("snoop: warning: packet runs still open at the end were lost: {e:#}");
+        match take_open_runs(self.skel, &mut self.pending.borrow_mut()) {
+            Ok(n) => self.runs_at_stop = n,
+            Err(e) => {
+                eprintln!("snoop: warning: packet runs still open at the end were lost: {e:#}")
+            }
         }
     }
 
@@ -184,8 +195,9 @@ impl EventSource for BpfSource<'_, '_> {
 
 /// Append the packet runs still open in the kernel (every CPU's slots of
 /// `snoop_runs`, read after the programs are detached) to `out` as packet
-/// records, and empty their slots.
-fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<()> {
+/// records, and empty their slots; returns how many there were.
+fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
+    let mut taken = 0;
     let slots = skel.maps.snoop_runs.max_entries();
     for i in 0..slots {
         let key = i.to_ne_bytes();
@@ -200,6 +212,7 @@ fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<()> {
             if let Some(p) = read::<snoop_pkt>(v) {
                 if p.count > 0 && p.kind == kind::PKT {
                     out.push(&v[..size_of::<snoop_pkt>()]);
+                    taken += 1;
                     any = true;
                 }
             }
@@ -212,7 +225,7 @@ fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<()> {
                 .context("empty snoop_runs")?;
         }
     }
-    Ok(())
+    Ok(taken)
 }
 
 fn read_counters(skel: &SnoopSkel<'_>) -> Result<Counters> {
@@ -416,6 +429,7 @@ fn load_and_attach<R>(
             hooks: plan.describe(),
             packets: opts.packets,
             pkt_runs: opts.pkt_runs,
+            runs_at_stop: 0,
         };
         return body(&mut src);
     }
