@@ -26,8 +26,26 @@ sudo=""
 $sudo "$snoop" record -o "$out" --force --duration "${secs}s" 2>"$log" &
 rec=$!
 trap 'kill -INT $rec 2>/dev/null || true' EXIT
+# The recorder's log (status lines, any hook-group warning) is shown
+# whether it succeeded or not, with its exit status when it failed.
+finish_recorder() {
+    local status=0
+    wait $rec || status=$?
+    trap - EXIT
+    cat "$log" >&2
+    rm -f "$log"
+    if [ "$status" -ne 0 ]; then
+        echo "demo: snoop record exited with status $status" >&2
+        exit "$status"
+    fi
+}
 until grep -q 'snoop: recording to' "$log"; do
-    kill -0 $rec 2>/dev/null || { cat "$log" >&2; exit 1; }
+    if ! kill -0 $rec 2>/dev/null; then
+        # Ended before (or just after) saying it was recording.
+        finish_recorder
+        echo "demo: snoop record ended before it was recording" >&2
+        exit 1
+    fi
     sleep 0.1
 done
 # Bundled workload: a TCP exchange (IPv4) and UDP datagrams (IPv6) on loopback.
@@ -39,17 +57,7 @@ coproc USRV { "$peer" udp-server demo-udp-srv '[::1]:0' 200 1200; }
 read -r _ uport <&"${USRV[0]}"
 "$peer" udp-client demo-udp-cli "[::1]:$uport" 200 1200 unconnected >/dev/null
 [ -z "${USRV_PID:-}" ] || wait "$USRV_PID" || true
-# The recorder's log (status lines, any hook-group warning) is shown
-# whether it succeeded or not, with its exit status when it failed.
-status=0
-wait $rec || status=$?
-trap - EXIT
-cat "$log" >&2
-rm -f "$log"
-if [ "$status" -ne 0 ]; then
-    echo "demo: snoop record exited with status $status" >&2
-    exit "$status"
-fi
+finish_recorder
 echo
 "$snoop" info "$out"
 echo

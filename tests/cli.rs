@@ -300,49 +300,53 @@ fn top_from_a_far_end_is_a_clear_error() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).matches("PID").count(), 2);
 }
 
-/// scripts/demo.sh shows a recorder that fails after it started (here a
-/// stand-in that prints its ready line, then a disk-full error, and exits
-/// 1): the recorder's log and its exit status are printed and the demo
-/// fails with that status, instead of `set -e` ending it silently at `wait`.
+/// scripts/demo.sh shows a recorder that fails (here stand-ins that exit 1
+/// with a disk-full error, after their ready line or before it): the
+/// recorder's log and its exit status are printed and the demo fails with
+/// that status, however soon the recorder ends, instead of `set -e` ending
+/// it silently.
 #[test]
 fn demo_shows_a_failed_recording() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = dir.path().join("snoop");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\n\
-         [ \"$1\" = record ] || exit 0\n\
-         echo 'snoop: recording to /tmp/x.snp' >&2\n\
-         echo 'snoop: disk full writing /tmp/x.snp: kept 5 events in 1 chunks' >&2\n\
-         exit 1\n",
-    )
-    .expect("write stand-in");
     let peer = dir.path().join("peer");
     std::fs::write(
         &peer,
         "#!/bin/sh\ncase \"$1\" in *-server) echo 'port 1';; esac\nexit 0\n",
     )
     .expect("write stand-in peer");
-    for f in [&fake, &peer] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for ready in ["echo 'snoop: recording to /tmp/x.snp' >&2\n", ""] {
+        let fake = dir.path().join("snoop");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\n\
+                 [ \"$1\" = record ] || exit 0\n\
+                 {ready}\
+                 echo 'snoop: disk full writing /tmp/x.snp: kept 5 events in 1 chunks' >&2\n\
+                 exit 1\n"
+            ),
+        )
+        .expect("write stand-in");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh");
+        let o = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("1")
+            .env("SNOOP_DEMO_BIN", &fake)
+            .env("SNOOP_DEMO_PEER", &peer)
+            .env("SNOOP_DEMO_OUT", dir.path().join("demo.snp"))
+            .output()
+            .expect("run demo.sh");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("snoop: disk full writing /tmp/x.snp"), "{err}");
+        assert!(
+            err.contains("demo: snoop record exited with status 1"),
+            "{err}"
+        );
     }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh");
-    let o = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("1")
-        .env("SNOOP_DEMO_BIN", &fake)
-        .env("SNOOP_DEMO_PEER", &peer)
-        .env("SNOOP_DEMO_OUT", dir.path().join("demo.snp"))
-        .output()
-        .expect("run demo.sh");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("snoop: disk full writing /tmp/x.snp"), "{err}");
-    assert!(
-        err.contains("demo: snoop record exited with status 1"),
-        "{err}"
-    );
 }
 
 /// Completion scripts come from the clap definitions and parse in their
