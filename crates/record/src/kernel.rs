@@ -664,8 +664,13 @@ fn attach_groups(
             (&p.snoop_netif_receive, "tp_btf/netif_receive_skb"),
         ],
     )?;
-    if plan.wanted(Group::Sockets) {
-        let g = Group::Sockets;
+    // Programs on the cgroup v2 root (a refused attach is the group's).
+    let mut cg = |g: Group,
+                  progs: &[(&libbpf_rs::ProgramMut<'_>, &str)]|
+     -> std::result::Result<(), (Group, String)> {
+        if !plan.wanted(g) {
+            return Ok(());
+        }
         let cg_path = cgroup2_root().map_err(|e| (g, why(e)))?;
         let cg = File::open(&cg_path)
             .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
@@ -676,7 +681,19 @@ fn attach_groups(
         } else {
             cg.as_raw_fd()
         };
-        for (prog, name) in [
+        for (prog, name) in progs {
+            let l = prog
+                .attach_cgroup(fd)
+                .map_err(perm::map_bpf_error_quiet)
+                .with_context(|| format!("attach {name} to {cg_path}"))
+                .map_err(|e| (g, why(e)))?;
+            links.push(l);
+        }
+        Ok(())
+    };
+    cg(
+        Group::Sockets,
+        &[
             (&p.snoop_sock_create, "cgroup/sock_create"),
             (&p.snoop_sock_release, "cgroup/sock_release"),
             (&p.snoop_sendmsg4, "cgroup/sendmsg4"),
@@ -685,35 +702,9 @@ fn attach_groups(
             (&p.snoop_recvmsg6, "cgroup/recvmsg6"),
             (&p.snoop_post_bind4, "cgroup/post_bind4"),
             (&p.snoop_post_bind6, "cgroup/post_bind6"),
-        ] {
-            let l = prog
-                .attach_cgroup(fd)
-                .map_err(perm::map_bpf_error_quiet)
-                .with_context(|| format!("attach {name} to {cg_path}"))
-                .map_err(|e| (g, why(e)))?;
-            links.push(l);
-        }
-    }
-    if plan.wanted(Group::Dns) {
-        let g = Group::Dns;
-        let cg_path = cgroup2_root().map_err(|e| (g, why(e)))?;
-        let cg = File::open(&cg_path)
-            .map_err(|e| perm::map_io_error(e, "open the cgroup v2 root", false))
-            .with_context(|| format!("open cgroup v2 root {cg_path}"))
-            .map_err(|e| (g, why(e)))?;
-        let fd = if forced.contains(&g) {
-            -1
-        } else {
-            cg.as_raw_fd()
-        };
-        let l = p
-            .snoop_dns_ingress
-            .attach_cgroup(fd)
-            .map_err(perm::map_bpf_error_quiet)
-            .with_context(|| format!("attach cgroup_skb/ingress to {cg_path}"))
-            .map_err(|e| (g, why(e)))?;
-        links.push(l);
-    }
+        ],
+    )?;
+    cg(Group::Dns, &[(&p.snoop_dns_ingress, "cgroup_skb/ingress")])?;
     let mut iface_socks = Vec::new();
     if plan.wanted(Group::Iface) {
         let fd = if forced.contains(&Group::Iface) {
