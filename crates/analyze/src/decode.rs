@@ -301,8 +301,7 @@ pub(crate) fn decode_messages(
             }
         })
         .collect();
-    let whole =
-        b.ts.first().is_some_and(|&t| ff.time_ok(t)) && b.ts.last().is_some_and(|&t| ff.time_ok(t));
+    let whole = ff.all_in_window(&b.ts);
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
@@ -386,8 +385,7 @@ fn behaviour_chunk(
             e.dir.reserve_exact(kept);
         }
     }
-    let whole =
-        b.ts.first().is_some_and(|&t| ff.time_ok(t)) && b.ts.last().is_some_and(|&t| ff.time_ok(t));
+    let whole = ff.all_in_window(&b.ts);
     // Two passes over the columns (streamed, cheap) keep each pass's
     // per-flow state small enough for the cache: totals and buckets, then
     // the behaviour facts.

@@ -155,6 +155,13 @@ impl FileFilter {
         ts >= self.t_lo && ts < self.t_hi
     }
 
+    /// Whether every one of a chunk's times (sorted) is in the window, so
+    /// its rows need no per-row time test.
+    pub fn all_in_window(&self, sorted_ts: &[u64]) -> bool {
+        sorted_ts.first().is_some_and(|&t| self.time_ok(t))
+            && sorted_ts.last().is_some_and(|&t| self.time_ok(t))
+    }
+
     /// The part of a run of `count` packets evenly spread from `first` to
     /// `last` that lies in the time window: its first and last packet's
     /// times and how many packets (0 when none).
