@@ -197,6 +197,11 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 
 	if (!snoop_parse_l3(l3, eth_proto, &h))
 		return;
+	/* DNS answers (dns.bpf.h), before any filter: the names are for the
+	 * recorded traffic, whatever its port, protocol or family. Every
+	 * other packet pays this compare. */
+	if (dir == SNOOP_DIR_RX && snoop_cfg.dns_pkts && h.sport == SNOOP_DNS_PORT)
+		snoop_dns_rx(skb, l3, h.family, h.proto, h.daddr, h.saddr, h.dport);
 	if (!snoop_proto_ok(h.proto))
 		return;
 

@@ -6,9 +6,9 @@
  */
 #include "common.bpf.h"
 #include "msg.bpf.h"
+#include "dns.bpf.h"
 #include "pkt.bpf.h"
 #include "conn.bpf.h"
 #include "proc.bpf.h"
 #include "iter.bpf.h"
 #include "iface.bpf.h"
-#include "dns.bpf.h"

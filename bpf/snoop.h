@@ -174,12 +174,12 @@ struct snoop_proc {
 /* Bytes of a DNS message copied per packet: the classic UDP limit. */
 #define SNOOP_DNS_CAP 512
 
-/* The first bytes of the payload of a packet from port 53 delivered to a
- * local socket (cgroup_skb ingress): a DNS answer, parsed in user space,
- * which keeps only names, addresses and TTLs. The owner comes from the
- * receiving socket's cookie, never from the current task. For TCP the
- * payload starts with the message's 2-byte length when seq is where a
- * message starts. */
+/* The first bytes of the payload of a packet from port 53 to a local
+ * socket (read at netif_receive_skb when packets are recorded, else at
+ * cgroup_skb ingress): a DNS answer, parsed in user space, which keeps
+ * only names, addresses and TTLs. The owner comes from the receiving
+ * socket's cookie, never from the current task. For TCP the payload starts
+ * with the message's 2-byte length when seq is where a message starts. */
 struct snoop_dns {
 	__u8 kind;  /* SNOOP_KIND_DNS */
 	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
@@ -238,7 +238,8 @@ struct snoop_config {
 	__u16 port;        /* 0 = any; matches local or remote port */
 	__u64 cgroup;      /* 0 = any; else only tasks in this cgroup v2 id */
 	__u8 pkt_runs;     /* fold a socket's packets into runs (--packets=runs) */
-	__u8 _pad0[7];
+	__u8 dns_pkts;     /* DNS answers from the netif_receive_skb program */
+	__u8 _pad0[6];
 };
 
 #endif /* SNOOP_H */

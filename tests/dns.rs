@@ -6,6 +6,10 @@
 //! `remotes` and replay lines must be the name the client asked for —
 //! also when the name is re-answered with another address mid-trace, for
 //! a CNAME chain, over TCP, and for AAAA — and `--no-dns` records none.
+//! Both places the kernel side reads answers are run: the packets group's
+//! receive program (the default) and the cgroup_skb program used when
+//! packets are off; the recorder's own program descriptors show which one
+//! it loaded.
 //!
 //! Needs root (eBPF); without it the tests print why and pass, unless
 //! SNOOP_REQUIRE_BPF=1 (CI), then they fail.
@@ -184,6 +188,43 @@ impl Responder {
         };
         last_addr(&r, qtype)
     }
+
+    /// Ask for `name` (type A) over UDP from a socket never bound: the
+    /// kernel picks its port at sendto(), and its local address stays the
+    /// wildcard (what resolvers that do not bind do).
+    fn resolve_unbound(&self, name: &str) -> IpAddr {
+        let IpAddr::V4(server) = self.addr else {
+            panic!("an IPv4 responder");
+        };
+        let q = query(name, 1);
+        // SAFETY: plain socket(2); the descriptor is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: fd is a fresh socket nobody else owns.
+        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_in is plain data; zeroed is a valid value.
+        let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        to.sin_family = libc::AF_INET as libc::sa_family_t;
+        to.sin_port = 53u16.to_be();
+        to.sin_addr.s_addr = u32::from(server).to_be();
+        // SAFETY: q and to live across the call, with the lengths given.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                q.as_ptr().cast(),
+                q.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(n, q.len() as isize, "{}", std::io::Error::last_os_error());
+        let udp = UdpSocket::from(sock);
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = udp.recv(&mut buf).unwrap();
+        last_addr(&buf[..n], 1)
+    }
 }
 
 /// A TCP listener on `addr` that reads every connection to its end;
@@ -272,24 +313,84 @@ struct Sent {
     name: String,
 }
 
+/// The responders of this test process (UDP and TCP port 53 on a
+/// loopback address of its own, and on [::1] when that port is free),
+/// shared by its tests: a port 53 is bound once per process.
+fn responders() -> &'static (Arc<Responder>, Option<Arc<Responder>>) {
+    static R: std::sync::OnceLock<(Arc<Responder>, Option<Arc<Responder>>)> =
+        std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let v4 = Responder::start((1..=250).map(|x| lo4(53, x))).expect("a free port 53");
+        let v6 = Responder::start([IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+        (Arc::new(v4), v6.map(Arc::new))
+    })
+}
+
+/// BPF programs of type cgroup_skb the process `pid` holds (from its
+/// descriptors' fdinfo: a program's names its `prog_type`, 8 for cgroup_skb).
+fn cgroup_skb_programs(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l == "prog_type:\t8"))
+        .count()
+}
+
 #[test]
-fn remote_names_come_from_the_answers_the_process_received() {
-    let Some(_g) = bpf_or_skip("remote_names_come_from_the_answers_the_process_received") else {
+fn remote_names_from_the_packets_receive_hook() {
+    let Some(_g) = bpf_or_skip("remote_names_from_the_packets_receive_hook") else {
         return;
     };
+    remote_names_come_from_the_answers_the_process_received("pk", &[], &[], 0);
+}
+
+#[test]
+fn remote_names_from_the_cgroup_skb_hook_without_packets() {
+    let Some(_g) = bpf_or_skip("remote_names_from_the_cgroup_skb_hook_without_packets") else {
+        return;
+    };
+    remote_names_come_from_the_answers_the_process_received("cg", &["--packets=off"], &[], 1);
+}
+
+#[test]
+fn remote_names_from_the_cgroup_skb_hook_when_packets_are_refused() {
+    let Some(_g) = bpf_or_skip("remote_names_from_the_cgroup_skb_hook_when_packets_are_refused")
+    else {
+        return;
+    };
+    let refused = [("SNOOP_FORCE_REFUSE", "packets")];
+    remote_names_come_from_the_answers_the_process_received("rf", &[], &refused, 1);
+}
+
+/// Record with `extra` flags and `env` (the recorder must hold
+/// `cgroup_skb` cgroup_skb programs: 0 when DNS is read in the packets
+/// group's receive program, 1 when in its own), ask the responders for names tagged `tag`,
+/// connect to the addresses they gave, and check every report's names.
+fn remote_names_come_from_the_answers_the_process_received(
+    tag: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    cgroup_skb: usize,
+) {
     let pid = std::process::id();
-    let comm = format!("dns{}", pid % 100_000);
-    let dns = Responder::start((1..=250).map(|x| lo4(53, x))).expect("a free port 53");
-    let six = Responder::start([IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+    let comm = format!("dns{tag}{}", pid % 100_000);
+    let (dns, six) = responders().clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dns.snp");
-    let rec = start_recorder(&path, &["--comm", &comm], &[]);
+    let mut args = vec!["--comm", comm.as_str()];
+    args.extend_from_slice(extra);
+    let rec = start_recorder(&path, &args, env);
+    assert_eq!(
+        cgroup_skb_programs(rec.child.id()),
+        cgroup_skb,
+        "cgroup_skb programs of the recorder with {extra:?} {env:?}"
+    );
 
-    let web = format!("web-{pid}.snoop.test");
-    let alias = format!("alias-{pid}.snoop.test");
-    let real = format!("edge-{pid}.cdn.snoop.test");
-    let viatcp = format!("tcp-{pid}.snoop.test");
-    let v6 = format!("six-{pid}.snoop.test");
+    let web = format!("web-{tag}-{pid}.snoop.test");
+    let alias = format!("alias-{tag}-{pid}.snoop.test");
+    let real = format!("edge-{tag}-{pid}.cdn.snoop.test");
+    let viatcp = format!("tcp-{tag}-{pid}.snoop.test");
+    let v6 = format!("six-{tag}-{pid}.snoop.test");
     let (t1, t2, t3, t4) = (lo4(54, 1), lo4(54, 2), lo4(54, 3), lo4(54, 4));
     let (p1, p2, p3, p4) = (sink(t1), sink(t2), sink(t3), sink(t4));
     let a = |ip: IpAddr, owner: &str| vec![(owner.to_string(), Rr::Addr(ip))];
@@ -302,7 +403,6 @@ fn remote_names_come_from_the_answers_the_process_received() {
         ],
     );
     dns.set(&viatcp, a(t4, &viatcp));
-    let dns = Arc::new(dns);
     let mut sent = Vec::new();
 
     // The name answered with t1, used, then re-answered with t2.
@@ -325,8 +425,9 @@ fn remote_names_come_from_the_answers_the_process_received() {
         bytes: 2222,
         name: web.clone(),
     });
-    // A CNAME chain.
-    let got = ask(&comm, &dns, &alias, 1, false);
+    // A CNAME chain, asked from a socket never bound.
+    let (d, n) = (dns.clone(), alias.clone());
+    let got = as_thread(&comm, move || d.resolve_unbound(&n));
     assert_eq!(got, t3);
     as_thread(&comm, move || send_to(t3, p3, 3333));
     sent.push(Sent {
@@ -350,7 +451,7 @@ fn remote_names_come_from_the_answers_the_process_received() {
         let t6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let p6 = sink(t6);
         six.set(&v6, a(t6, &v6));
-        let got = ask(&comm, &Arc::new(six), &v6, 28, false);
+        let got = ask(&comm, &six, &v6, 28, false);
         assert_eq!(got, t6);
         as_thread(&comm, move || send_to(t6, p6, 5555));
         sent.push(Sent {
@@ -370,7 +471,7 @@ fn remote_names_come_from_the_answers_the_process_received() {
     let mine: Vec<_> = t
         .dns()
         .iter()
-        .filter(|x| x.name.ends_with(&format!("-{pid}.snoop.test")))
+        .filter(|x| x.name.ends_with(&format!("-{tag}-{pid}.snoop.test")))
         .collect();
     assert_eq!(mine.len(), sent.len(), "{mine:?} {stderr}");
     for (x, s) in mine.iter().zip(&sent) {
@@ -450,14 +551,25 @@ fn no_dns_records_no_names() {
     let Some(_g) = bpf_or_skip("no_dns_records_no_names") else {
         return;
     };
+    // With packets (DNS would be read in their receive program) and
+    // without (it would be the cgroup_skb program's).
+    for (tag, extra) in [("pk", None), ("cg", Some("--packets=off"))] {
+        no_dns_records_no_names_with(tag, extra);
+    }
+}
+
+fn no_dns_records_no_names_with(tag: &str, extra: Option<&str>) {
     let pid = std::process::id();
-    let comm = format!("nodns{}", pid % 100_000);
-    let dns = Arc::new(Responder::start((1..=250).map(|x| lo4(55, x))).expect("a free port 53"));
+    let comm = format!("nodns{tag}{}", pid % 100_000);
+    let dns = responders().0.clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nodns.snp");
-    let rec = start_recorder(&path, &["--comm", &comm, "--no-dns"], &[]);
-    let name = format!("off-{pid}.snoop.test");
-    let t = lo4(56, 1);
+    let mut args = vec!["--comm", comm.as_str(), "--no-dns"];
+    args.extend(extra);
+    let rec = start_recorder(&path, &args, &[]);
+    assert_eq!(cgroup_skb_programs(rec.child.id()), 0, "{args:?}");
+    let name = format!("off-{tag}-{pid}.snoop.test");
+    let t = lo4(56, if extra.is_some() { 2 } else { 1 });
     let port = sink(t);
     dns.set(&name, vec![(name.clone(), Rr::Addr(t))]);
     assert_eq!(ask(&comm, &dns, &name, 1, false), t);

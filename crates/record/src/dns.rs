@@ -253,6 +253,40 @@ impl TcpStreams {
     }
 }
 
+/// The same UDP answer seen again for the same socket: with packets
+/// recorded the kernel side reads answers where packets arrive on a
+/// device, and a host that routes to a container's or VM's address sees
+/// one answer arrive twice (on its own device, then on the guest's), where
+/// the socket received it once.
+#[derive(Debug, Default)]
+pub struct UdpRepeats {
+    /// Socket cookie -> (hash of the last payload, when it came).
+    last: HashMap<u64, (u64, u64)>,
+}
+
+/// How close a repeat must follow to be one answer seen twice on its way
+/// in (the two arrivals are microseconds apart).
+const REPEAT_NS: u64 = 1_000_000_000;
+
+impl UdpRepeats {
+    /// Whether `data`, received by socket `cookie` at `ts_ns`, repeats the
+    /// answer that socket got just before; remembers it otherwise.
+    pub fn repeat(&mut self, cookie: u64, ts_ns: u64, data: &[u8]) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(data);
+        if let Some(&(last, at)) = self.last.get(&cookie) {
+            if last == h && ts_ns.saturating_sub(at) < REPEAT_NS {
+                return true;
+            }
+        }
+        if self.last.len() >= MAX_STREAMS && !self.last.contains_key(&cookie) {
+            self.last.clear();
+        }
+        self.last.insert(cookie, (h, ts_ns));
+        false
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -449,5 +483,21 @@ pub(crate) mod tests {
         assert!(s.segment(5, 1001, &framed(&two)).is_empty());
         let next = 1000 + a.len() as u32;
         assert_eq!(s.segment(5, next, &framed(&two))[0].name, "u.test");
+    }
+
+    #[test]
+    fn an_answer_seen_twice_on_its_way_in_counts_once() {
+        let one = response("t.test", 1, &[("t.test", 1, vec![1, 1, 1, 1])]);
+        let two = response("t.test", 1, &[("t.test", 1, vec![2, 2, 2, 2])]);
+        let mut r = UdpRepeats::default();
+        assert!(!r.repeat(7, 1_000, &one));
+        assert!(r.repeat(7, 1_500, &one), "the same answer 500 ns later");
+        assert!(!r.repeat(8, 1_600, &one), "another socket's");
+        assert!(!r.repeat(7, 2_000, &two), "another answer");
+        assert!(!r.repeat(7, 3_000, &one), "the first again after another");
+        assert!(
+            !r.repeat(7, 3_000 + REPEAT_NS, &one),
+            "asked again a second later"
+        );
     }
 }

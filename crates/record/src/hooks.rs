@@ -35,7 +35,9 @@ pub enum Group {
     Iface,
     /// Processes running before recording, with their start times (iterator).
     ExistingProcesses,
-    /// DNS answers delivered to local sockets (cgroup_skb ingress).
+    /// DNS answers delivered to local sockets: read in the `packets`
+    /// group's receive program when that group runs, else by its own
+    /// cgroup_skb ingress program (the one listed in [`Group::programs`]).
     Dns,
 }
 

@@ -303,8 +303,37 @@ pub fn plan_for(opts: &KernelOptions) -> HookPlan {
 }
 
 /// How many times loading may start over after a group was refused: once
-/// per optional group, plus the first try.
-const LOAD_ATTEMPTS: usize = Group::ALL.len() + 1;
+/// per optional group, once for DNS moving out of the packets group's
+/// receive program, plus the first try.
+const LOAD_ATTEMPTS: usize = Group::ALL.len() + 2;
+
+/// Where the `dns` group reads DNS answers in one load attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DnsHook {
+    /// Not at all (the group is off or refused).
+    None,
+    /// In the packets group's receive program (`tp_btf/netif_receive_skb`),
+    /// which runs per received packet anyway: other packets pay one port
+    /// compare.
+    Packets,
+    /// In its own `cgroup_skb/ingress` program on the cgroup v2 root, which
+    /// runs for every packet a local socket receives.
+    CgroupSkb,
+}
+
+impl DnsHook {
+    /// The place for `plan`: the packets group's receive program when that
+    /// group is wanted and has not refused the DNS part (`in_packets_ok`).
+    fn for_plan(plan: &HookPlan, in_packets_ok: bool) -> DnsHook {
+        if !plan.wanted(Group::Dns) {
+            DnsHook::None
+        } else if in_packets_ok && plan.wanted(Group::Packets) {
+            DnsHook::Packets
+        } else {
+            DnsHook::CgroupSkb
+        }
+    }
+}
 
 /// Load and attach everything `opts` asks for, then run `body` with the
 /// ring-buffer source. A hook group the kernel refuses (at load or attach)
@@ -338,6 +367,10 @@ fn load_and_attach<R>(
     let ring = per_cpu_ring_bytes(opts.ring_bytes, cpus);
     let forced = crate::hooks::forced_refusals();
     let mut plan = plan_for(opts);
+    // Cleared when the verifier refuses the receive program with the DNS
+    // part in it: DNS then moves to its own program, and packets load
+    // again without it (neither group is lost for that).
+    let mut dns_in_packets_ok = true;
     let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; LOAD_ATTEMPTS] =
         std::array::from_fn(|_| MaybeUninit::uninit());
     for storage in storages.iter_mut() {
@@ -346,7 +379,8 @@ fn load_and_attach<R>(
         // (emitted by groups attached before another group's attach
         // failed, and counted in that attempt's counters) leave with it.
         let rings = create_rings(cpus, ring)?;
-        let open = open_configured(storage, opts, &plan, &forced, &rings, ring, cpus)?;
+        let dns = DnsHook::for_plan(&plan, dns_in_packets_ok);
+        let open = open_configured(storage, opts, &plan, dns, &forced, &rings, ring)?;
         let skel = match open.load() {
             Ok(skel) => skel,
             Err(e) => {
@@ -363,6 +397,10 @@ fn load_and_attach<R>(
                     eprint!("{log}");
                     return Err(anyhow::Error::new(e)).context("load BPF programs (verifier)");
                 };
+                if prog == "snoop_netif_receive" && dns == DnsHook::Packets {
+                    dns_in_packets_ok = false;
+                    continue;
+                }
                 match Group::of_program(&prog) {
                     Some(g) if g.optional() => {
                         refuse(&mut plan, g, &reason, warn);
@@ -384,7 +422,7 @@ fn load_and_attach<R>(
             }
         }
         fill_maps(&skel, opts, &rings)?;
-        let links = match attach_groups(&skel, opts, &plan, &forced) {
+        let links = match attach_groups(&skel, opts, &plan, dns, &forced) {
             Ok(l) => l,
             Err(AttachFail::Fatal(e)) => return Err(e),
             Err(AttachFail::Refused(g, reason)) if g.optional() => {
@@ -477,15 +515,16 @@ fn check_btf() -> Result<()> {
 }
 
 /// Open the BPF object into `storage` and set everything fixed before load:
-/// the filters, the ring template, map sizes, and which programs load.
+/// the filters, the ring template and the ring count (one of `rings` per
+/// CPU), map sizes, and which programs load.
 fn open_configured<'obj>(
     storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
     opts: &KernelOptions,
     plan: &HookPlan,
+    dns: DnsHook,
     forced: &[Group],
     rings: &[libbpf_rs::MapHandle],
     ring: u64,
-    cpus: usize,
 ) -> Result<crate::skel::OpenSnoopSkel<'obj>> {
     let mut open = SnoopSkelBuilder::default()
         .open(storage)
@@ -505,6 +544,7 @@ fn open_configured<'obj>(
     cfg.port = opts.port;
     cfg.cgroup = opts.cgroup;
     cfg.pkt_runs = u8::from(opts.pkt_runs);
+    cfg.dns_pkts = u8::from(dns == DnsHook::Packets);
     // Wake the reader early when a quarter of a ring is full, so a burst
     // between two timed polls cannot overflow it.
     ro.snoop_wakeup_bytes = ring / 4;
@@ -518,7 +558,7 @@ fn open_configured<'obj>(
     }
     open.maps
         .snoop_rings
-        .set_max_entries(cpus as u32)
+        .set_max_entries(rings.len() as u32)
         .context("set ring count")?;
     let owners = match opts.owner_entries {
         0 => DEFAULT_OWNER_ENTRIES,
@@ -536,11 +576,20 @@ fn open_configured<'obj>(
         let Some(g) = Group::of_program(&name) else {
             continue;
         };
-        prog.set_autoload(plan.wanted(g));
+        // The dns group's own program loads only when DNS is not read in
+        // the packets group's receive program.
+        let wanted = plan.wanted(g) && (g != Group::Dns || dns == DnsHook::CgroupSkb);
+        prog.set_autoload(wanted);
         // Forced refusals of tracing programs fail at load, as a kernel
-        // without the tracepoint would; the others fail at attach.
+        // without the tracepoint would; the others fail at attach. DNS in
+        // the receive program is refused there, as a verifier that does not
+        // take the skb dynptr would: the retry moves it to cgroup_skb,
+        // where it is refused at attach.
         let tracing = !matches!(g, Group::Sockets | Group::Iface | Group::Dns);
-        if plan.wanted(g) && tracing && forced.contains(&g) {
+        let dns_refused_here = dns == DnsHook::Packets
+            && forced.contains(&Group::Dns)
+            && name == "snoop_netif_receive";
+        if wanted && ((tracing && forced.contains(&g)) || dns_refused_here) {
             // Loaded as a socket filter, its context reads are out of
             // bounds: the verifier refuses it, as a stricter kernel would.
             prog.set_prog_type(libbpf_rs::ProgramType::SocketFilter);
@@ -616,6 +665,7 @@ fn attach_groups(
     skel: &SnoopSkel<'_>,
     opts: &KernelOptions,
     plan: &HookPlan,
+    dns: DnsHook,
     forced: &[Group],
 ) -> std::result::Result<Attached, AttachFail> {
     let mut links: Vec<Link> = Vec::new();
@@ -704,7 +754,9 @@ fn attach_groups(
             (&p.snoop_post_bind6, "cgroup/post_bind6"),
         ],
     )?;
-    cg(Group::Dns, &[(&p.snoop_dns_ingress, "cgroup_skb/ingress")])?;
+    if dns == DnsHook::CgroupSkb {
+        cg(Group::Dns, &[(&p.snoop_dns_ingress, "cgroup_skb/ingress")])?;
+    }
     let mut iface_socks = Vec::new();
     if plan.wanted(Group::Iface) {
         let fd = if forced.contains(&Group::Iface) {

@@ -23,7 +23,7 @@ use crossbeam_channel::bounded;
 use snoop_format::source;
 
 use crate::cgroups::CgroupNames;
-use crate::dns::TcpStreams;
+use crate::dns::{TcpStreams, UdpRepeats};
 use crate::event::{decode, Event};
 use crate::skel::kind;
 use crate::source::{Counters, EventSource, Pressure, RawBatch};
@@ -299,6 +299,8 @@ struct Writer<'a, S: EventSink> {
     cgroups: CgroupNames,
     /// Where DNS messages start in TCP streams.
     dns_streams: TcpStreams,
+    /// UDP answers seen twice on their way in.
+    dns_repeats: UdpRepeats,
     /// Answers parsed since the last flush.
     dns_pending: Vec<snoop_format::DnsAnswer>,
 }
@@ -333,6 +335,7 @@ impl<S: EventSink> Writer<'_, S> {
     fn dns_payload(&mut self, p: &crate::event::DnsPayload) {
         let answers = match p.tcp_seq {
             Some(seq) => self.dns_streams.segment(p.cookie, seq, &p.data),
+            None if self.dns_repeats.repeat(p.cookie, p.ts_ns, &p.data) => Vec::new(),
             None => crate::dns::parse_response(&p.data),
         };
         self.dns_pending
@@ -498,6 +501,7 @@ where
                     last_counters: Counters::default(),
                     cgroups: CgroupNames::new(),
                     dns_streams: TcpStreams::default(),
+                    dns_repeats: UdpRepeats::default(),
                     dns_pending: Vec::new(),
                 };
                 let r = kernel(&mut |src: &mut dyn EventSource| {
