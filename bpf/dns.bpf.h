@@ -21,9 +21,10 @@
 
 #define SNOOP_DNS_PORT 53
 
-/* An skb dynptr reads past the linear data (Linux 6.4; tp_btf programs
- * may call it since 6.12). Weak, so an older kernel refuses only the
- * program that calls it, not the whole object. */
+/* An skb dynptr reads past the linear data (the kfunc is in Linux 6.4;
+ * tp_btf programs may call it on kernels from about 6.12). Weak, so a
+ * kernel without it refuses only the program that calls it, not the
+ * whole object. */
 extern int bpf_dynptr_from_skb(struct __sk_buff *s, __u64 flags,
 			       struct bpf_dynptr *ptr__uninit) __ksym __weak;
 

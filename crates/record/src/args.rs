@@ -113,7 +113,10 @@ pub struct RecordArgs {
     pub no_packets: bool,
     /// Do not learn names for remote addresses from the DNS answers
     /// (port 53, UDP and TCP) that recorded processes receive; the trace
-    /// then has no names and `remote_name` stays empty.
+    /// then has no names and `remote_name` stays empty. With packets
+    /// recorded the answers are read in the packets' receive hook (other
+    /// packets cost it one port compare); with --packets=off a cgroup_skb
+    /// program reads them, which runs for every received packet.
     #[arg(long)]
     pub no_dns: bool,
     /// Ring buffer memory, 4K to 1G, split evenly over one ring per CPU
