@@ -93,35 +93,31 @@ impl FlowDict {
         let f = &self.flows;
         macro_rules! field {
             ($enc:ident, $id:expr, $field:ident) => {
-                out.push(codec::$enc(
-                    $id,
-                    &f.iter().map(|x| x.$field).collect::<Vec<_>>(),
-                    level,
-                )?)
+                out.push(codec::$enc($id, f.iter().map(|x| x.$field), level)?)
             };
         }
-        field!(u32s, col::F_PID, pid);
-        field!(u32s, col::F_TID, tid);
-        field!(fixed16s, col::F_COMM, comm);
-        out.push(codec::u64s(
+        field!(u32s_of, col::F_PID, pid);
+        field!(u32s_of, col::F_TID, tid);
+        field!(fixed16s_of, col::F_COMM, comm);
+        out.push(codec::u64s_of(
             col::F_CGROUP,
-            &f.iter().map(|x| x.cgroup).collect::<Vec<_>>(),
+            f.iter().map(|x| x.cgroup),
             false,
             level,
         )?);
-        out.push(codec::u64s(
+        out.push(codec::u64s_of(
             col::F_COOKIE,
-            &f.iter().map(|x| x.cookie).collect::<Vec<_>>(),
+            f.iter().map(|x| x.cookie),
             false,
             level,
         )?);
-        field!(u32s, col::F_IFINDEX, ifindex);
-        field!(u8s, col::F_FAMILY, family);
-        field!(u8s, col::F_PROTO, proto);
-        field!(fixed16s, col::F_LADDR, laddr);
-        field!(u16s, col::F_LPORT, lport);
-        field!(fixed16s, col::F_RADDR, raddr);
-        field!(u16s, col::F_RPORT, rport);
+        field!(u32s_of, col::F_IFINDEX, ifindex);
+        field!(u8s_of, col::F_FAMILY, family);
+        field!(u8s_of, col::F_PROTO, proto);
+        field!(fixed16s_of, col::F_LADDR, laddr);
+        field!(u16s_of, col::F_LPORT, lport);
+        field!(fixed16s_of, col::F_RADDR, raddr);
+        field!(u16s_of, col::F_RPORT, rport);
         Ok(())
     }
 
