@@ -36,6 +36,12 @@ impl Default for WriterOptions {
     }
 }
 
+/// Flow room of a table's first dictionary (later ones start with what the
+/// chunk before needed). Growing from nothing rehashes every flow at each
+/// doubling, a tenth of the recorder's CPU on a storm of short connections;
+/// the table costs 8 bytes per flow of room.
+const FIRST_CHUNK_FLOWS: usize = 1 << 12;
+
 /// Per-chunk flow dictionary under construction. The table holds indices
 /// into `flows` only, so each flow is stored once and the table stays
 /// small enough to live in cache with tens of thousands of flows a chunk
@@ -525,7 +531,10 @@ impl<W: Write> TraceWriter<W> {
             seq: 0,
             events: 0,
             entries: Vec::new(),
-            builders: Default::default(),
+            builders: std::array::from_fn(|_| Builder {
+                dict: FlowDict::with_capacity(FIRST_CHUNK_FLOWS),
+                ..Builder::default()
+            }),
             sealer: None,
             wrote_cgroups: false,
         };
