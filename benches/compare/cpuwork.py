@@ -5,7 +5,7 @@ Called by benches/compare/run.sh with BENCH_MODE=cpu (which installs and
 builds what this needs). Each workload is a fixed amount of work, not a
 fixed time:
 
-  conn-lo    CPU_CONNS (3000) short TCP connections over loopback (64 B each
+  conn-lo    CPU_CONNS (20000) short TCP connections over loopback (64 B each
              way, the server closes first)
   bulk-lo    CPU_BULK_LO (4 GB) of one TCP stream over loopback (128 KiB writes)
   bulk-veth  CPU_BULK_VETH (2 GB) of one TCP stream over a veth pair between
@@ -48,7 +48,7 @@ import bench  # noqa: E402  (netns, tool start/stop, logging)
 from bench import IP_A, IP_B, NS_A, NS_B, LOADGEN, SNOOP, WORK, in_ns, log, sh  # noqa: E402
 
 REPS = int(os.environ.get("CPU_REPS", "5"))
-CONNS = int(os.environ.get("CPU_CONNS", "3000"))
+CONNS = int(os.environ.get("CPU_CONNS", "20000"))
 BULK_LO = int(float(os.environ.get("CPU_BULK_LO", "4e9")))
 BULK_VETH = int(float(os.environ.get("CPU_BULK_VETH", "2e9")))
 DGRAMS = int(os.environ.get("CPU_DGRAMS", "300000"))

@@ -6,6 +6,7 @@
 use crate::error::{FormatError, Result};
 use crate::meta::{codec, transform, ColumnMeta};
 use crate::schema::ColType;
+use std::cell::RefCell;
 
 /// Most rows one chunk may hold (readers reject more).
 pub const MAX_CHUNK_ROWS: u32 = 1 << 24;
@@ -21,14 +22,21 @@ pub struct EncodedColumn {
     pub data: Vec<u8>,
 }
 
-fn shuffle(raw: &[u8], width: usize) -> Vec<u8> {
-    let n = raw.len() / width;
-    let mut out = vec![0u8; raw.len()];
-    for (i, value) in raw.chunks_exact(width).enumerate() {
-        for (b, byte) in value.iter().enumerate() {
-            out[b * n + i] = *byte;
-        }
+/// Byte-shuffle `raw` (values of `width` bytes) into `out`: all first
+/// bytes, then all second bytes, and so on, plane by plane, so `out` is
+/// written in order and never zeroed first.
+fn shuffle_into(raw: &[u8], width: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(raw.len());
+    for b in 0..width {
+        out.extend(raw[b..].iter().step_by(width));
     }
+}
+
+#[cfg(test)]
+fn shuffle(raw: &[u8], width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    shuffle_into(raw, width, &mut out);
     out
 }
 
@@ -48,27 +56,78 @@ fn values<const W: usize, T>(body: &[u8], shuffled: bool, from: impl Fn([u8; W])
         .collect()
 }
 
+/// One thread's zstd context and column buffers, reused column after
+/// column and chunk after chunk. A zstd context is a few hundred KiB of
+/// tables, and a column body megabytes: making them anew for every column
+/// (what `zstd::bulk::compress` and fresh vectors do) cost the recorder
+/// about a third of its CPU on traces of many small flows, in allocation,
+/// page faults and context resets.
+#[derive(Default)]
+struct Scratch {
+    /// The compression context and the level it was made for.
+    cctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    /// Little-endian values as the encoder wrote them.
+    raw: Vec<u8>,
+    /// The body after the byte shuffle.
+    body: Vec<u8>,
+    /// Compressed bytes (room for the worst case).
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Encode one column: `fill` writes its values' little-endian bytes.
+fn encode(
+    id: u16,
+    ty: ColType,
+    rows: usize,
+    flags: u8,
+    level: i32,
+    fill: impl FnOnce(&mut Vec<u8>),
+) -> Result<EncodedColumn> {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let s = &mut *guard;
+        s.raw.clear();
+        fill(&mut s.raw);
+        finish(id, ty, rows, flags, level, s)
+    })
+}
+
 fn finish(
     id: u16,
     ty: ColType,
     rows: usize,
     mut flags: u8,
-    raw: Vec<u8>,
     level: i32,
+    s: &mut Scratch,
 ) -> Result<EncodedColumn> {
     let width = ty.width().unwrap_or(1);
-    let body = if width > 1 && !raw.is_empty() {
+    let body: &[u8] = if width > 1 && !s.raw.is_empty() {
         flags |= transform::SHUFFLE;
-        shuffle(&raw, width)
+        shuffle_into(&s.raw, width, &mut s.body);
+        &s.body
     } else {
-        raw
+        &s.raw
     };
-    let compressed = zstd::bulk::compress(&body, level)
+    let cctx = match &mut s.cctx {
+        Some((l, c)) if *l == level => c,
+        slot => {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| FormatError::io(format!("zstd context for column {id}"), e))?;
+            &mut slot.insert((level, c)).1
+        }
+    };
+    s.out.clear();
+    s.out.reserve(zstd::zstd_safe::compress_bound(body.len()));
+    cctx.compress_to_buffer(body, &mut s.out)
         .map_err(|e| FormatError::io(format!("zstd compression of column {id}"), e))?;
-    let (codec_id, data) = if compressed.len() < body.len() {
-        (codec::ZSTD, compressed)
+    let (codec_id, data) = if s.out.len() < body.len() {
+        (codec::ZSTD, s.out.clone())
     } else {
-        (codec::RAW, body.clone())
+        (codec::RAW, body.to_vec())
     };
     Ok(EncodedColumn {
         meta: ColumnMeta {
@@ -88,41 +147,75 @@ fn finish(
 
 /// Encode a u64 column, optionally as deltas (values must then be sorted).
 pub fn u64s(id: u16, vals: &[u64], delta: bool, level: i32) -> Result<EncodedColumn> {
-    let mut raw = Vec::with_capacity(vals.len() * 8);
-    let mut prev = 0u64;
-    for &v in vals {
-        let x = if delta { v.wrapping_sub(prev) } else { v };
-        prev = v;
-        raw.extend_from_slice(&x.to_le_bytes());
-    }
+    u64s_of(id, vals.iter().copied(), delta, level)
+}
+
+/// [`u64s`] of the values an iterator yields (no intermediate vector).
+pub fn u64s_of(
+    id: u16,
+    vals: impl ExactSizeIterator<Item = u64>,
+    delta: bool,
+    level: i32,
+) -> Result<EncodedColumn> {
+    let rows = vals.len();
     let flags = if delta { transform::DELTA } else { 0 };
-    finish(id, ColType::U64, vals.len(), flags, raw, level)
+    encode(id, ColType::U64, rows, flags, level, |raw| {
+        raw.reserve(rows * 8);
+        let mut prev = 0u64;
+        for v in vals {
+            let x = if delta { v.wrapping_sub(prev) } else { v };
+            prev = v;
+            raw.extend_from_slice(&x.to_le_bytes());
+        }
+    })
 }
 
 macro_rules! plain {
-    ($name:ident, $t:ty, $ct:expr) => {
+    ($name:ident, $of:ident, $t:ty, $ct:expr) => {
         /// Encode a plain column of this type.
         pub fn $name(id: u16, vals: &[$t], level: i32) -> Result<EncodedColumn> {
-            let mut raw = Vec::with_capacity(std::mem::size_of_val(vals));
-            for v in vals {
-                raw.extend_from_slice(&v.to_le_bytes());
-            }
-            finish(id, $ct, vals.len(), 0, raw, level)
+            $of(id, vals.iter().copied(), level)
+        }
+
+        /// The same, of the values an iterator yields (no intermediate vector).
+        pub fn $of(
+            id: u16,
+            vals: impl ExactSizeIterator<Item = $t>,
+            level: i32,
+        ) -> Result<EncodedColumn> {
+            let rows = vals.len();
+            encode(id, $ct, rows, 0, level, |raw| {
+                raw.reserve(rows * std::mem::size_of::<$t>());
+                for v in vals {
+                    raw.extend_from_slice(&v.to_le_bytes());
+                }
+            })
         }
     };
 }
-plain!(u32s, u32, ColType::U32);
-plain!(u16s, u16, ColType::U16);
-plain!(i32s, i32, ColType::I32);
-
-/// Encode a u8 column.
-pub fn u8s(id: u16, vals: &[u8], level: i32) -> Result<EncodedColumn> {
-    finish(id, ColType::U8, vals.len(), 0, vals.to_vec(), level)
-}
+plain!(u32s, u32s_of, u32, ColType::U32);
+plain!(u16s, u16s_of, u16, ColType::U16);
+plain!(i32s, i32s_of, i32, ColType::I32);
+plain!(u8s, u8s_of, u8, ColType::U8);
 
 /// Encode a 16-byte column.
 pub fn fixed16s(id: u16, vals: &[[u8; 16]], level: i32) -> Result<EncodedColumn> {
-    finish(id, ColType::Fixed16, vals.len(), 0, vals.concat(), level)
+    fixed16s_of(id, vals.iter().copied(), level)
+}
+
+/// [`fixed16s`] of the values an iterator yields (no intermediate vector).
+pub fn fixed16s_of(
+    id: u16,
+    vals: impl ExactSizeIterator<Item = [u8; 16]>,
+    level: i32,
+) -> Result<EncodedColumn> {
+    let rows = vals.len();
+    encode(id, ColType::Fixed16, rows, 0, level, |raw| {
+        raw.reserve(rows * 16);
+        for v in vals {
+            raw.extend_from_slice(&v);
+        }
+    })
 }
 
 /// Encode a variable-length column: `rows + 1` u32 offsets, then the bytes.
@@ -133,17 +226,18 @@ pub fn strs(id: u16, vals: &[String], level: i32) -> Result<EncodedColumn> {
             "string column {id} holds {total} bytes, more than {MAX_STR_BYTES}"
         )));
     }
-    let mut raw = Vec::with_capacity(4 * (vals.len() + 1) + total);
-    let mut off = 0u32;
-    raw.extend_from_slice(&off.to_le_bytes());
-    for v in vals {
-        off += v.len() as u32;
+    encode(id, ColType::Str, vals.len(), 0, level, |raw| {
+        raw.reserve(4 * (vals.len() + 1) + total);
+        let mut off = 0u32;
         raw.extend_from_slice(&off.to_le_bytes());
-    }
-    for v in vals {
-        raw.extend_from_slice(v.as_bytes());
-    }
-    finish(id, ColType::Str, vals.len(), 0, raw, level)
+        for v in vals {
+            off += v.len() as u32;
+            raw.extend_from_slice(&off.to_le_bytes());
+        }
+        for v in vals {
+            raw.extend_from_slice(v.as_bytes());
+        }
+    })
 }
 
 /// A decoded column.

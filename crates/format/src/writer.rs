@@ -36,6 +36,12 @@ impl Default for WriterOptions {
     }
 }
 
+/// Flow room of a table's first dictionary (later ones start with what the
+/// chunk before needed). Growing from nothing rehashes every flow at each
+/// doubling, a tenth of the recorder's CPU on a storm of short connections;
+/// the table costs 8 bytes per flow of room.
+const FIRST_CHUNK_FLOWS: usize = 1 << 12;
+
 /// Per-chunk flow dictionary under construction. The table holds indices
 /// into `flows` only, so each flow is stored once and the table stays
 /// small enough to live in cache with tens of thousands of flows a chunk
@@ -93,35 +99,31 @@ impl FlowDict {
         let f = &self.flows;
         macro_rules! field {
             ($enc:ident, $id:expr, $field:ident) => {
-                out.push(codec::$enc(
-                    $id,
-                    &f.iter().map(|x| x.$field).collect::<Vec<_>>(),
-                    level,
-                )?)
+                out.push(codec::$enc($id, f.iter().map(|x| x.$field), level)?)
             };
         }
-        field!(u32s, col::F_PID, pid);
-        field!(u32s, col::F_TID, tid);
-        field!(fixed16s, col::F_COMM, comm);
-        out.push(codec::u64s(
+        field!(u32s_of, col::F_PID, pid);
+        field!(u32s_of, col::F_TID, tid);
+        field!(fixed16s_of, col::F_COMM, comm);
+        out.push(codec::u64s_of(
             col::F_CGROUP,
-            &f.iter().map(|x| x.cgroup).collect::<Vec<_>>(),
+            f.iter().map(|x| x.cgroup),
             false,
             level,
         )?);
-        out.push(codec::u64s(
+        out.push(codec::u64s_of(
             col::F_COOKIE,
-            &f.iter().map(|x| x.cookie).collect::<Vec<_>>(),
+            f.iter().map(|x| x.cookie),
             false,
             level,
         )?);
-        field!(u32s, col::F_IFINDEX, ifindex);
-        field!(u8s, col::F_FAMILY, family);
-        field!(u8s, col::F_PROTO, proto);
-        field!(fixed16s, col::F_LADDR, laddr);
-        field!(u16s, col::F_LPORT, lport);
-        field!(fixed16s, col::F_RADDR, raddr);
-        field!(u16s, col::F_RPORT, rport);
+        field!(u32s_of, col::F_IFINDEX, ifindex);
+        field!(u8s_of, col::F_FAMILY, family);
+        field!(u8s_of, col::F_PROTO, proto);
+        field!(fixed16s_of, col::F_LADDR, laddr);
+        field!(u16s_of, col::F_LPORT, lport);
+        field!(fixed16s_of, col::F_RADDR, raddr);
+        field!(u16s_of, col::F_RPORT, rport);
         Ok(())
     }
 
@@ -529,7 +531,10 @@ impl<W: Write> TraceWriter<W> {
             seq: 0,
             events: 0,
             entries: Vec::new(),
-            builders: Default::default(),
+            builders: std::array::from_fn(|_| Builder {
+                dict: FlowDict::with_capacity(FIRST_CHUNK_FLOWS),
+                ..Builder::default()
+            }),
             sealer: None,
             wrote_cgroups: false,
         };
