@@ -145,6 +145,14 @@ def tool_facts(run):
         run.events = info["events"]
         d = info.get("dropped") or {}
         run.own_drops = sum(v for v in d.values() if isinstance(v, (int, float)))
+        # Events with each run counted as its packets, from the recorder's
+        # closing line ("N events (... R packet runs of P packets ...)"):
+        # the same count for every --packets mode, so bytes per event
+        # compare across modes.
+        run.represented = run.events
+        m = re.search(r"(\d+) packet runs of (\d+) packets", open(run.err, errors="replace").read())
+        if m and run.events is not None:
+            run.represented = run.events - int(m.group(1)) + int(m.group(2))
     elif run.tool == "tcpdump":
         err = open(run.err, errors="replace").read()
         m = re.search(r"(\d+) packets captured", err)
@@ -190,7 +198,7 @@ def main():
                     for r in [res[t][-1]] if r) + (" (no baseline)" if base is None else ""))
             for tool in tools[1:]:
                 extra, extra_p, ratio = [], [], []
-                drops, bpe, events, size, short = [], [], [], [], 0
+                drops, bpe, bpp, events, size, short = [], [], [], [], [], 0
                 for rep in range(REPS):
                     b, r = res["none"][rep], res[tool][rep]
                     if b is None or r is None:
@@ -206,6 +214,8 @@ def main():
                     events.append(run.events)
                     if tool.startswith("snoop"):
                         bpe.append(run.info.get("bytes_per_event"))
+                        if run.represented:
+                            bpp.append(run.info.get("file_bytes") / run.represented)
                         size.append(run.info.get("file_bytes"))
                     elif tool == "tcpdump":
                         size.append(os.path.getsize(run.files["pcap"]))
@@ -213,7 +223,7 @@ def main():
                     "work": w.name, "tool": tool, "unit": w.unit, "extra": med(extra),
                     "extra_proc": med(extra_p), "ratio": med(ratio),
                     "drops": max([d for d in drops if d is not None], default=None),
-                    "bpe": med(bpe), "events": med(events), "reps": len(extra), "short": short,
+                    "bpe": med(bpe), "bpp": med(bpp), "events": med(events), "reps": len(extra), "short": short,
                     "size": med(size),
                 })
     finally:
@@ -225,8 +235,8 @@ def main():
            f"{' '.join(load0)}, at end {' '.join(load1)}; {os.cpu_count()} CPUs; "
            f"snoop {SNOOP})", "",
            "| work | tool | extra busy CPU (machine) | extra CPU (processes) | throughput ratio "
-           "| drops | B/event | records | file | target met |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| drops | B/record | B/event (runs as packets) | records | file | target met |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {(r["work"], r["tool"]): r for r in rows}
     for r in rows:
         target = ""
@@ -240,7 +250,8 @@ def main():
                                                           ("drops", ok_drops)) if not ok))
         out.append(f"| {r['work']} | {r['tool']} | {fmt(r['extra'])} {r['unit']} | "
                    f"{fmt(r['extra_proc'])} {r['unit']} | {fmt(r['ratio'], '.3f')} | "
-                   f"{fmt(r['drops'], ',.0f')} | {fmt(r['bpe'])} | {fmt(r['events'], ',.0f')} | "
+                   f"{fmt(r['drops'], ',.0f')} | {fmt(r['bpe'])} | {fmt(r['bpp'])} | "
+                   f"{fmt(r['events'], ',.0f')} | "
                    f"{fmt(None if r['size'] is None else r['size'] / 1024, ',.0f')} KiB | "
                    f"{target}{' (cut short)' if r['short'] else ''} |")
     text = "\n".join(out) + "\n"
