@@ -260,39 +260,67 @@ struct ProcPart {
     gaps: GapStats,
 }
 
+/// Rows grouped and walked at a time by [`ChunkPart::run`]: their grouped
+/// copy (16 bytes a row) stays in a core's cache.
+const BLOCK: usize = 8192;
+
 /// Messages to one remote endpoint of one process in one chunk.
 #[derive(Debug)]
-#[repr(C)]
 struct EpPart {
     /// Latest time, first message time (storage order).
     max: u64,
     first: u64,
     seen: bool,
+    /// The endpoint's process (index into the chunk's processes) and its
+    /// first local flow.
+    proc: u32,
+    flow: u32,
     /// Burst starts after the first message: (time, latest time before it).
     starts: Vec<(u64, u64)>,
     key: (u32, [u8; 16], u16),
 }
 
-/// One local flow of a chunk: everything a message of it touches, in one
-/// place (a chunk's flows are visited in random order), hot fields first.
+/// One local flow of a chunk: its runs and, per direction, whether a
+/// message was seen, its last and its first time.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 struct LocalFlow {
     runs: ChunkRuns,
-    /// Local process (u32::MAX: not profiled, pid 0) and endpoint.
-    proc: u32,
+    /// Local endpoint (u32::MAX: not profiled, pid 0).
     ep: u32,
-    /// Per direction: whether a message was seen, its last and first time.
     last: [u64; 2],
     seen: [bool; 2],
     first: [u64; 2],
     cold: RunsCold,
 }
 
+/// One message of a chunk, in the endpoint-grouped copy [`ChunkPart::run`]
+/// walks: time, bytes, and local flow id with the direction in its low bit.
+#[derive(Clone, Copy, Debug, Default)]
+struct Msg {
+    ts: u64,
+    bytes: u32,
+    flow_dir: u32,
+}
+
+/// Gap sums of one endpoint's walk, kept in registers and added to its
+/// process's [`GapStats`] once at the end.
+#[derive(Default)]
+struct GapSums {
+    n: u64,
+    below: u64,
+    above: u64,
+    sum: u128,
+    sum_sq: u128,
+}
+
 /// The behaviour partials of one chunk, on its local flow ids.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPart {
     flows: Vec<LocalFlow>,
+    /// Per local flow, its endpoint (the same as in `flows`, packed for
+    /// the grouping passes).
+    flow_ep: Vec<u32>,
     procs: Vec<ProcPart>,
     eps: Vec<EpPart>,
     proc_index: HashMap<u32, u32>,
@@ -302,8 +330,9 @@ pub(crate) struct ChunkPart {
 impl ChunkPart {
     /// Register the next local flow (ids in order from 0).
     pub fn flow(&mut self, f: &snoop_format::Flow) {
-        let (p, e) = if f.pid == 0 {
-            (u32::MAX, u32::MAX)
+        let flow_id = self.flows.len() as u32;
+        let e = if f.pid == 0 {
+            u32::MAX
         } else {
             let procs = &mut self.procs;
             let p = *self.proc_index.entry(f.pid).or_insert_with(|| {
@@ -315,70 +344,165 @@ impl ChunkPart {
             });
             let key = (f.pid, f.raddr, f.rport);
             let eps = &mut self.eps;
-            let e = *self.ep_index.entry(key).or_insert_with(|| {
+            *self.ep_index.entry(key).or_insert_with(|| {
                 eps.push(EpPart {
                     key,
+                    flow: flow_id,
                     first: 0,
                     max: 0,
                     seen: false,
+                    proc: p,
                     starts: Vec::new(),
                 });
                 (eps.len() - 1) as u32
-            });
-            (p, e)
+            })
         };
         self.flows.push(LocalFlow {
-            proc: p,
             ep: e,
             ..LocalFlow::default()
         });
+        self.flow_ep.push(e);
     }
 
-    /// Room for about `rows` messages.
-    pub fn reserve(&mut self, rows: usize) {
-        let per = rows / self.procs.len().max(1) + 16;
-        for p in &mut self.procs {
-            p.sizes.reserve(per);
+    /// The chunk's messages, in storage order: row `i` is a message of
+    /// local flow `ids[i]` (u32::MAX: skipped, e.g. outside the time
+    /// window) at `ts[i]` of `bytes[i]` in direction `dir[i]`.
+    ///
+    /// The rows are grouped, a block at a time, by remote endpoint (a
+    /// stable counting sort: each endpoint's rows keep their storage
+    /// order), then each endpoint's rows are walked in one run, so its flows', its process's and its
+    /// own state stay in the cache instead of being looked up afresh for
+    /// every message (a chunk's messages visit thousands of flows in
+    /// random order).
+    pub fn run(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8]) {
+        self.run_in_blocks(ids, ts, bytes, dir, BLOCK);
+    }
+
+    /// [`ChunkPart::run`] with blocks of `block` rows.
+    fn run_in_blocks(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8], block: usize) {
+        let block = block.max(1);
+        let n = ids.len().min(ts.len()).min(bytes.len()).min(dir.len());
+        let ne = self.eps.len();
+        let mut start = vec![0u32; ne + 1];
+        // Room for each process's sizes, counted over the whole chunk.
+        for &id in &ids[..n] {
+            let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
+            if e != u32::MAX {
+                start[e as usize + 1] += 1;
+            }
+        }
+        for e in 1..start.len() {
+            start[e] += start[e - 1];
+        }
+        for (p, cnt) in self.proc_counts(&start) {
+            self.procs[p].sizes.reserve_exact(cnt);
+        }
+        // A block at a time, so the grouped copy stays in the cache.
+        let mut msgs = vec![Msg::default(); n.min(block)];
+        let mut at = vec![0u32; ne + 1];
+        for lo in (0..n).step_by(block) {
+            let hi = (lo + block).min(n);
+            start.fill(0);
+            for &id in &ids[lo..hi] {
+                let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
+                if e != u32::MAX {
+                    start[e as usize + 1] += 1;
+                }
+            }
+            // Offsets per endpoint: endpoint e's rows are start[e]..start[e + 1].
+            for e in 1..start.len() {
+                start[e] += start[e - 1];
+            }
+            at.copy_from_slice(&start);
+            for i in lo..hi {
+                let id = ids[i];
+                let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
+                if e == u32::MAX {
+                    continue;
+                }
+                let slot = &mut at[e as usize];
+                msgs[*slot as usize] = Msg {
+                    ts: ts[i],
+                    bytes: bytes[i],
+                    flow_dir: (id << 1) | u32::from(dir[i].min(1)),
+                };
+                *slot += 1;
+            }
+            for e in 0..ne {
+                let (s0, s1) = (start[e] as usize, start[e + 1] as usize);
+                if s1 > s0 {
+                    self.walk(e, &msgs[s0..s1]);
+                }
+            }
         }
     }
 
-    /// One message of local flow `id`, in storage order.
-    #[inline]
-    pub fn event(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
-        let f = &mut self.flows[id as usize];
-        if f.proc == u32::MAX {
-            return;
+    /// Messages per process (index, count) from the endpoint offsets.
+    fn proc_counts(&self, start: &[u32]) -> Vec<(usize, usize)> {
+        let mut c = vec![0usize; self.procs.len()];
+        for (e, ep) in self.eps.iter().enumerate() {
+            c[ep.proc as usize] += (start[e + 1] - start[e]) as usize;
         }
-        let dir = dir.min(1);
-        let d = dir as usize;
-        let b = u64::from(bytes);
-        let pp = &mut self.procs[f.proc as usize];
-        pp.sizes.push(bytes);
-        if b >= BULK_LARGE_MSG_BYTES {
-            pp.large_bytes = pp.large_bytes.saturating_add(b);
-        }
-        f.runs.push(&mut f.cold, dir, b);
-        if f.seen[d] {
-            let last = f.last[d];
-            if ts >= last {
-                pp.gaps.add(ts - last);
+        c.into_iter().enumerate().filter(|&(_, n)| n > 0).collect()
+    }
+
+    /// One endpoint's messages, in storage order.
+    fn walk(&mut self, e: usize, rows: &[Msg]) {
+        let ep = &mut self.eps[e];
+        let pp = &mut self.procs[ep.proc as usize];
+        let flows = &mut self.flows;
+        let mut large = 0u64;
+        let mut g = GapSums::default();
+        let (mut seen, mut first, mut max) = (ep.seen, ep.first, ep.max);
+        pp.sizes.extend(rows.iter().map(|m| m.bytes));
+        for m in rows {
+            let (ts, b) = (m.ts, u64::from(m.bytes));
+            if b >= BULK_LARGE_MSG_BYTES {
+                large = large.saturating_add(b);
             }
-        } else {
-            f.seen[d] = true;
-            f.first[d] = ts;
-        }
-        f.last[d] = ts;
-        let e = &mut self.eps[f.ep as usize];
-        if !e.seen {
-            e.seen = true;
-            e.first = ts;
-            e.max = ts;
-        } else {
-            if ts.saturating_sub(e.max) > BURST_GAP_NS {
-                e.starts.push((ts, e.max));
+            let d = (m.flow_dir & 1) as usize;
+            let f = &mut flows[(m.flow_dir >> 1) as usize];
+            f.runs.push(&mut f.cold, d as u8, b);
+            if f.seen[d] {
+                let last = f.last[d];
+                if ts >= last {
+                    let gap = ts - last;
+                    g.n += 1;
+                    if gap < HUMAN_GAP_MIN_NS {
+                        g.below += 1;
+                    } else if gap > HUMAN_GAP_MAX_NS {
+                        g.above += 1;
+                    } else {
+                        pp.gaps.human.push(gap);
+                    }
+                    let w = u128::from(gap);
+                    g.sum = g.sum.saturating_add(w);
+                    g.sum_sq = g.sum_sq.saturating_add(w * w);
+                }
+            } else {
+                f.seen[d] = true;
+                f.first[d] = ts;
             }
-            e.max = e.max.max(ts);
+            f.last[d] = ts;
+            if !seen {
+                seen = true;
+                first = ts;
+                max = ts;
+            } else {
+                if ts.saturating_sub(max) > BURST_GAP_NS {
+                    ep.starts.push((ts, max));
+                }
+                max = max.max(ts);
+            }
         }
+        (ep.seen, ep.first, ep.max) = (seen, first, max);
+        pp.large_bytes = pp.large_bytes.saturating_add(large);
+        let s = &mut pp.gaps;
+        s.n += g.n;
+        s.below += g.below;
+        s.above += g.above;
+        s.sum = s.sum.saturating_add(g.sum);
+        s.sum_sq = s.sum_sq.saturating_add(g.sum_sq);
     }
 }
 
@@ -441,36 +565,42 @@ pub struct BehaviourData {
     /// Per (file, pid).
     pub(crate) procs: HashMap<(u16, u32), ProcData>,
     /// Per remote endpoint: latest message time and burst start times.
-    pub(crate) bursts: HashMap<EpKey, (u64, Vec<u64>)>,
+    bursts: Vec<(u64, Vec<u64>)>,
+    /// Index of `bursts`.
+    ep_index: HashMap<EpKey, u32>,
+    /// Per global flow, its endpoint in `bursts` (u32::MAX: not known
+    /// yet), so a chunk's endpoints are found without hashing their keys.
+    flow_ep: Vec<u32>,
 }
 
 impl BehaviourData {
+    /// The burst start times of a remote endpoint, in storage order (None
+    /// without messages).
+    pub(crate) fn bursts(&self, k: &EpKey) -> Option<&[u64]> {
+        let &i = self.ep_index.get(k)?;
+        Some(&self.bursts[i as usize].1)
+    }
+
     /// Merge the next chunk (storage order) of file `file`; `remap` maps
     /// its local flow ids to global ones.
     pub(crate) fn merge(&mut self, file: u16, remap: &[u32], c: ChunkPart) {
         let ChunkPart {
-            flows, procs, eps, ..
+            flows,
+            mut procs,
+            eps,
+            ..
         } = c;
-        let mut pkeys = Vec::with_capacity(procs.len());
-        for p in procs {
-            pkeys.push((file, p.pid));
-            let d = self.procs.entry((file, p.pid)).or_default();
-            if !p.sizes.is_empty() {
-                d.sizes.push(p.sizes);
-            }
-            d.large_bytes = d.large_bytes.saturating_add(p.large_bytes);
-            d.gaps.merge(p.gaps);
-        }
         if let Some(&max) = remap.iter().max() {
             if self.flows.len() <= max as usize {
                 self.flows.resize(max as usize + 1, FlowPart::default());
+                self.flow_ep.resize(max as usize + 1, u32::MAX);
             }
         }
         for (l, f) in flows.iter().enumerate() {
-            let p = f.proc;
-            if p == u32::MAX || f.runs.k == 0 {
+            if f.ep == u32::MAX || f.runs.k == 0 {
                 continue;
             }
+            let gaps = &mut procs[eps[f.ep as usize].proc as usize].gaps;
             let g = &mut self.flows[remap[l] as usize];
             g.state.apply(&mut g.ex, &f.runs, &f.cold);
             for d in 0..2 {
@@ -479,20 +609,42 @@ impl BehaviourData {
                 }
                 if let Some(l0) = g.last[d] {
                     if f.first[d] >= l0 {
-                        if let Some(pd) = self.procs.get_mut(&pkeys[p as usize]) {
-                            pd.gaps.add(f.first[d] - l0);
-                        }
+                        gaps.add(f.first[d] - l0);
                     }
                 }
                 g.last[d] = Some(f.last[d]);
             }
         }
+        for p in procs {
+            let d = self.procs.entry((file, p.pid)).or_default();
+            if !p.sizes.is_empty() {
+                d.sizes.push(p.sizes);
+            }
+            d.large_bytes = d.large_bytes.saturating_add(p.large_bytes);
+            d.gaps.merge(p.gaps);
+        }
         for e in eps {
             if !e.seen {
                 continue;
             }
-            let (pid, raddr, rport) = e.key;
-            let (max, times) = self.bursts.entry((file, pid, raddr, rport)).or_default();
+            let gf = remap[e.flow as usize] as usize;
+            let gi = match self.flow_ep[gf] {
+                u32::MAX => {
+                    let (pid, raddr, rport) = e.key;
+                    let bursts = &mut self.bursts;
+                    let i = *self
+                        .ep_index
+                        .entry((file, pid, raddr, rport))
+                        .or_insert_with(|| {
+                            bursts.push((0, Vec::new()));
+                            (bursts.len() - 1) as u32
+                        });
+                    self.flow_ep[gf] = i;
+                    i
+                }
+                i => i,
+            };
+            let (max, times) = &mut self.bursts[gi as usize];
             let before = *max;
             if times.is_empty() || e.first.saturating_sub(before) > BURST_GAP_NS {
                 times.push(e.first);
@@ -639,9 +791,24 @@ mod tests {
                 c.flow(&flows[g]);
                 local[g] = l as u32;
             }
+            // Rows the decoder skips (outside the time window) are given
+            // as u32::MAX: some extra ones go in between.
+            let (mut ids, mut tss, mut sizes, mut dirs) = (vec![], vec![], vec![], vec![]);
             for &(f, ts, bytes, dir) in part_ev {
-                c.event(local[f], ts, bytes, dir);
+                if rng.below(8) == 0 {
+                    ids.push(u32::MAX);
+                    tss.push(rng.below(1 << 40));
+                    sizes.push(70000);
+                    dirs.push(0);
+                }
+                ids.push(local[f]);
+                tss.push(ts);
+                sizes.push(bytes);
+                dirs.push(dir);
             }
+            // Blocks of one row up to more than the chunk.
+            let block = 1 + rng.below(2 + ids.len() as u64) as usize;
+            c.run_in_blocks(&ids, &tss, &sizes, &dirs, block);
             let remap: Vec<u32> = order.iter().map(|&g| g as u32).collect();
             bd.merge(0, &remap, c);
         }
@@ -681,9 +848,8 @@ mod tests {
             bursts: eps
                 .iter()
                 .map(|&(p, a)| {
-                    bd.bursts
-                        .get(&(0, p, a, 443))
-                        .map(|b| b.1.clone())
+                    bd.bursts(&(0, p, a, 443))
+                        .map(<[u64]>::to_vec)
                         .unwrap_or_default()
                 })
                 .collect(),

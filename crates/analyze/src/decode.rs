@@ -367,7 +367,6 @@ fn behaviour_chunk(
             }
         })
         .collect();
-    part.reserve(b.rows);
     if !plan.events {
         // Exact room for the kept (UDP) events: no regrowth copies.
         let kept = b
@@ -386,25 +385,21 @@ fn behaviour_chunk(
         }
     }
     let whole = ff.all_in_window(&b.ts);
-    // Two passes over the columns (streamed, cheap) keep each pass's
-    // per-flow state small enough for the cache: totals and buckets, then
-    // the behaviour facts.
+    // The totals and buckets row by row, noting each row's local flow
+    // (u32::MAX: skipped) for the behaviour facts, which walk the rows
+    // grouped by endpoint.
+    let mut ids = Vec::with_capacity(b.rows);
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
         if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            ids.push(u32::MAX);
             continue;
         }
+        ids.push(id);
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
-    for i in 0..b.rows {
-        let id = map[b.flow[i] as usize];
-        let ts = b.ts[i];
-        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
-            continue;
-        }
-        part.event(id, ts, b.bytes[i], b.dir[i]);
-    }
+    part.run(&ids, &b.ts, &b.bytes, &b.dir);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,

@@ -550,9 +550,8 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         .iter()
         .map(|&(p, a, port)| {
             let pr = &procs[p];
-            bd.bursts
-                .get(&(pr.file, pr.pid, a, port))
-                .map(|(_, t)| t.clone())
+            bd.bursts(&(pr.file, pr.pid, a, port))
+                .map(<[u64]>::to_vec)
                 .unwrap_or_default()
         })
         .collect();

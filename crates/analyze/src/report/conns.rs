@@ -496,6 +496,18 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             None => u32::MAX,
         })
         .collect();
+    // Exact room per tuple first: no regrowth copies.
+    let mut counts = vec![0usize; per.len()];
+    for ev in &ds.msg_events {
+        for &g in &ev.flow {
+            if let Some(&s) = slot.get(g as usize).filter(|&&s| s != u32::MAX) {
+                counts[s as usize] += 1;
+            }
+        }
+    }
+    for (p, &n) in per.iter_mut().zip(&counts) {
+        p.2.reserve_exact(n);
+    }
     for ev in &ds.msg_events {
         for i in 0..ev.ts.len() {
             let g = ev.flow[i] as usize;
@@ -509,11 +521,20 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             }
         }
     }
-    for (k, g, mut v) in per {
+    // Time order per tuple (storage order mostly is already: checked
+    // first), the tuples in parallel.
+    {
+        use rayon::prelude::*;
+        per.par_iter_mut().for_each(|(_, _, v)| {
+            if !v.is_sorted() {
+                v.sort_unstable();
+            }
+        });
+    }
+    for (k, g, v) in per {
         if v.is_empty() {
             continue;
         }
-        v.sort_unstable();
         let (mut s, mut last, mut tx, mut rx) = (v[0].0, v[0].0, 0u64, 0u64);
         for &(ts, b, d) in &v {
             let exited = exit_after(&k, last).is_some_and(|x| x < ts);
