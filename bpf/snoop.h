@@ -125,6 +125,8 @@ struct snoop_pkt {
 #define SNOOP_RUN_GAP_NS 1000000ULL
 /* Open runs kept per CPU (a power of two): the slots of snoop_runs. */
 #define SNOOP_RUN_SLOTS 256
+/* Shortest time between two looks of a CPU's idle sweep at a run slot. */
+#define SNOOP_RUN_SWEEP_NS 64000ULL
 
 /* One TCP state change (inet_sock_set_state) or, with old_state == 0, a
  * connection that already existed when recording started (iter/tcp).
