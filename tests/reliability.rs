@@ -24,22 +24,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use snoop_format::synth::Rng;
 use snoop_format::{source, ColumnSet, Table, Trace};
 
 mod common;
 use common::*;
-
-/// A small deterministic random source (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The traffic helper: this test binary, re-executed.
@@ -213,7 +202,7 @@ fn sigkill_under_load_leaves_a_recoverable_trace() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64);
     let (mut with_rows, mut rows_total, mut bytes_total, mut ignored_total) = (0, 0u64, 0u64, 0);
     let started = Instant::now();
     for rep in 0..reps {

@@ -202,19 +202,20 @@ pub(crate) struct GapStats {
 }
 
 impl GapStats {
-    #[inline]
     fn add(&mut self, g: u64) {
-        self.n += 1;
-        if g < HUMAN_GAP_MIN_NS {
-            self.below += 1;
-        } else if g > HUMAN_GAP_MAX_NS {
-            self.above += 1;
-        } else {
-            self.human.push(g);
-        }
-        let w = u128::from(g);
-        self.sum = self.sum.saturating_add(w);
-        self.sum_sq = self.sum_sq.saturating_add(w * w);
+        let mut s = GapSums::default();
+        s.add(g, &mut self.human);
+        self.add_sums(&s);
+    }
+
+    /// Add counts and sums kept apart (the gaps within the human range
+    /// already went to `human`).
+    fn add_sums(&mut self, g: &GapSums) {
+        self.n += g.n;
+        self.below += g.below;
+        self.above += g.above;
+        self.sum = self.sum.saturating_add(g.sum);
+        self.sum_sq = self.sum_sq.saturating_add(g.sum_sq);
     }
 
     fn merge(&mut self, o: GapStats) {
@@ -312,6 +313,24 @@ struct GapSums {
     above: u64,
     sum: u128,
     sum_sq: u128,
+}
+
+impl GapSums {
+    /// Count one gap; one within the human range also goes to `human`.
+    #[inline]
+    fn add(&mut self, gap: u64, human: &mut Vec<u64>) {
+        self.n += 1;
+        if gap < HUMAN_GAP_MIN_NS {
+            self.below += 1;
+        } else if gap > HUMAN_GAP_MAX_NS {
+            self.above += 1;
+        } else {
+            human.push(gap);
+        }
+        let w = u128::from(gap);
+        self.sum = self.sum.saturating_add(w);
+        self.sum_sq = self.sum_sq.saturating_add(w * w);
+    }
 }
 
 /// The behaviour partials of one chunk, on its local flow ids.
@@ -466,18 +485,7 @@ impl ChunkPart {
             if f.seen[d] {
                 let last = f.last[d];
                 if ts >= last {
-                    let gap = ts - last;
-                    g.n += 1;
-                    if gap < HUMAN_GAP_MIN_NS {
-                        g.below += 1;
-                    } else if gap > HUMAN_GAP_MAX_NS {
-                        g.above += 1;
-                    } else {
-                        pp.gaps.human.push(gap);
-                    }
-                    let w = u128::from(gap);
-                    g.sum = g.sum.saturating_add(w);
-                    g.sum_sq = g.sum_sq.saturating_add(w * w);
+                    g.add(ts - last, &mut pp.gaps.human);
                 }
             } else {
                 f.seen[d] = true;
@@ -497,12 +505,7 @@ impl ChunkPart {
         }
         (ep.seen, ep.first, ep.max) = (seen, first, max);
         pp.large_bytes = pp.large_bytes.saturating_add(large);
-        let s = &mut pp.gaps;
-        s.n += g.n;
-        s.below += g.below;
-        s.above += g.above;
-        s.sum = s.sum.saturating_add(g.sum);
-        s.sum_sq = s.sum_sq.saturating_add(g.sum_sq);
+        pp.gaps.add_sums(&g);
     }
 }
 
@@ -662,18 +665,7 @@ impl BehaviourData {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift).
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use snoop_format::synth::Rng;
 
     fn flow(pid: u32, port: u16, raddr: u8) -> snoop_format::Flow {
         let mut a = [0u8; 16];
@@ -859,7 +851,7 @@ mod tests {
 
     #[test]
     fn chunk_partials_merge_to_the_one_pass_facts() {
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
         let flows = [
             flow(10, 1, 1),
             flow(10, 2, 1),

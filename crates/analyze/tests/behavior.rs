@@ -1020,24 +1020,12 @@ fn diff_bad_input_is_an_error() {
     assert!(snoop_analyze::is_usage_error(&e), "{e:#}");
 }
 
-/// A small deterministic generator (xorshift) for the mixed workload.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// One workload with every per-event fact in play, as the list of
 /// messages in time order: interactive sessions (small messages both
 /// ways, human gaps), request/reply exchanges whose runs span several
 /// messages, bursts every 30 s, bulk, and a busy UDP flow.
 fn mixed_workload(g: &mut Gen) -> Vec<(Flow, u64, u32, Direction)> {
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut r = snoop_format::synth::Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut msgs = Vec::new();
     g.exec(100, "shell", S);
     for k in 0..2 {
