@@ -418,4 +418,24 @@ static __always_inline __u64 *snoop_lookup_bound(const __u8 laddr[16], __u16 lpo
 	return bpf_map_lookup_elem(&snoop_flows, &k);
 }
 
+/* Cookie of the socket a received packet goes to, from its tuple: the
+ * connected socket's entry, else the bound one (unconnected UDP,
+ * listeners); 0 when snoop knows no such socket. */
+static __always_inline __u64 snoop_rx_cookie(const __u8 laddr[16], const __u8 raddr[16],
+					     __u16 lport, __u16 rport, __u8 proto)
+{
+	struct snoop_flow_key k = {};
+	__u64 *c;
+
+	__builtin_memcpy(k.laddr, laddr, 16);
+	__builtin_memcpy(k.raddr, raddr, 16);
+	k.lport = lport;
+	k.rport = rport;
+	k.proto = proto;
+	c = bpf_map_lookup_elem(&snoop_flows, &k);
+	if (!c)
+		c = snoop_lookup_bound(laddr, lport, proto);
+	return c ? *c : 0;
+}
+
 #endif /* SNOOP_COMMON_BPF_H */

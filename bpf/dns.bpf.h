@@ -80,10 +80,11 @@ static __always_inline struct snoop_dns *snoop_dns_reserve(__u8 proto, __u32 seq
 
 /* A packet from port 53 seen at netif_receive_skb (the packets group's
  * receive program; skb->data is the L3 header at l3), before the stack
- * found its socket: the socket is the one snoop_flows names for the
- * tuple, as for the packet's own record, with one more try for an
- * unbound client's sendto() (learned with the wildcard local address and
- * the resolver as peer). A packet no known socket would take (forwarded,
+ * found its socket: `cookie` is the one snoop_flows names for the tuple
+ * (snoop_rx_cookie, looked up once by the caller for this and the
+ * packet's own record), with one more try here for an unbound client's
+ * sendto() (learned with the wildcard local address and the resolver as
+ * peer). A packet no known socket would take (forwarded,
  * to a closed port, to a socket snoop never saw) gives no record: only
  * answers delivered to a local process count, as at cgroup_skb ingress.
  * The payload is read through an skb dynptr, so a TCP segment whose
@@ -92,8 +93,7 @@ static __always_inline struct snoop_dns *snoop_dns_reserve(__u8 proto, __u32 seq
  * refuses this program, and the recorder loads it again without this
  * part and reads DNS at cgroup_skb ingress instead. */
 static __always_inline void snoop_dns_rx(struct sk_buff *skb, const void *l3, __u8 family,
-					 __u8 proto, const __u8 laddr[16], const __u8 raddr[16],
-					 __u16 lport)
+					 __u8 proto, const __u8 raddr[16], __u16 lport, __u64 cookie)
 {
 	__u32 l4, l3len;
 
@@ -111,24 +111,22 @@ static __always_inline void snoop_dns_rx(struct sk_buff *skb, const void *l3, __
 		l3len = l4 + bpf_ntohs(ip6->payload_len);
 	}
 
-	struct snoop_flow_key k = {};
-	__u64 *c;
+	if (!cookie) {
+		/* An unbound client's sendto(): learned with the wildcard
+		 * local address and the resolver as peer. */
+		struct snoop_flow_key k = {};
+		__u64 *c;
 
-	__builtin_memcpy(k.laddr, laddr, 16);
-	__builtin_memcpy(k.raddr, raddr, 16);
-	k.lport = lport;
-	k.rport = SNOOP_DNS_PORT;
-	k.proto = proto;
-	c = bpf_map_lookup_elem(&snoop_flows, &k);
-	if (!c) {
-		__builtin_memset(k.laddr, 0, 16);
+		__builtin_memcpy(k.raddr, raddr, 16);
+		k.lport = lport;
+		k.rport = SNOOP_DNS_PORT;
+		k.proto = proto;
 		c = bpf_map_lookup_elem(&snoop_flows, &k);
+		if (c)
+			cookie = *c;
 	}
-	if (!c)
-		c = snoop_lookup_bound(laddr, lport, proto);
-	if (!c || !*c)
+	if (!cookie)
 		return;
-	__u64 cookie = *c;
 	struct snoop_owner *o = bpf_map_lookup_elem(&snoop_owners, &cookie);
 
 	if (!snoop_owner_wanted(o))

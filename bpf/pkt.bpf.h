@@ -208,11 +208,16 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 
 	if (!snoop_parse_l3(l3, eth_proto, &h))
 		return;
+	__u64 cookie = 0;
+
 	/* DNS answers (dns.bpf.h), before any filter: the names are for the
 	 * recorded traffic, whatever its port, protocol or family. Every
-	 * other packet pays this compare. */
-	if (dir == SNOOP_DIR_RX && snoop_cfg.dns_pkts && h.sport == SNOOP_DNS_PORT)
-		snoop_dns_rx(skb, l3, h.family, h.proto, h.daddr, h.saddr, h.dport);
+	 * other packet pays this compare; an answer's socket, found here,
+	 * serves its packet record too. */
+	if (dir == SNOOP_DIR_RX && snoop_cfg.dns_pkts && h.sport == SNOOP_DNS_PORT) {
+		cookie = snoop_rx_cookie(h.daddr, h.saddr, h.dport, h.sport, h.proto);
+		snoop_dns_rx(skb, l3, h.family, h.proto, h.saddr, h.dport, cookie);
+	}
 	if (!snoop_proto_ok(h.proto))
 		return;
 
@@ -224,8 +229,6 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 	if (!snoop_port_ok(lport, rport) || !snoop_family_ok(h.family, raddr))
 		return;
 
-	__u64 cookie = 0;
-
 	if (dir == SNOOP_DIR_TX) {
 		/* skb->sk is an RCU pointer the cookie helper refuses here. The
 		 * cookie of every socket snoop has seen was generated in process
@@ -235,20 +238,8 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 
 		if (sk)
 			cookie = sk->__sk_common.skc_cookie.counter;
-	} else {
-		struct snoop_flow_key k = {};
-		__u64 *c;
-
-		__builtin_memcpy(k.laddr, laddr, 16);
-		__builtin_memcpy(k.raddr, raddr, 16);
-		k.lport = lport;
-		k.rport = rport;
-		k.proto = h.proto;
-		c = bpf_map_lookup_elem(&snoop_flows, &k);
-		if (!c) /* unconnected UDP / listener: bound address, no peer */
-			c = snoop_lookup_bound(laddr, lport, h.proto);
-		if (c)
-			cookie = *c;
+	} else if (!cookie) {
+		cookie = snoop_rx_cookie(laddr, raddr, lport, rport, h.proto);
 	}
 
 	struct snoop_owner *o = cookie ? bpf_map_lookup_elem(&snoop_owners, &cookie) : NULL;
