@@ -28,7 +28,10 @@ rusage; tool start-up excluded), which other jobs on the machine do not
 disturb. Throughput ratio = work per second of the client under the tool /
 without, same rep, median.
 
-Environment: CPU_REPS (5), CPU_WORKLOADS (all), CPU_TOOLS (tcpdump,snoop,
+The workload's client runs on CPU 0 and its server on CPU 1 (taskset;
+CPU_PIN=0 leaves them to the scheduler); the tools are not pinned.
+
+Environment: CPU_REPS (5), CPU_PIN (1), CPU_WORKLOADS (all), CPU_TOOLS (tcpdump,snoop,
 snoop-each), the sizes above, BENCH_OUT_CPU (markdown output,
 benches/compare/cpu-results.md), and bench.py's SNOOP, LOADGEN, BENCH_DIR.
 """
@@ -55,6 +58,16 @@ DGRAMS = int(os.environ.get("CPU_DGRAMS", "300000"))
 OUT = os.environ.get("BENCH_OUT_CPU", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "cpu-results.md"))
 MSG = 64
+# Client on CPU 0, server on CPU 1 (CPU_PIN=0: unpinned). Unpinned, where
+# the scheduler puts the two ends moved a tool's bulk medians 2-4x between
+# runs, more than the tools differ; the recorders stay unpinned.
+PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("CPU_PIN", "1") != "0"
+
+
+def pinned(cpu, argv):
+    return (["taskset", "-c", str(cpu)] + argv) if PIN else argv
+
+
 CAP_SECS = 120  # a run that takes longer than this is cut short (and flagged)
 
 
@@ -93,7 +106,7 @@ def children_cpu():
 def one_run(w, tool, rep):
     """One fixed-work run under `tool`: (busy s, process s, client result, run)."""
     skind = {"conn": "conn", "udp": "udp", "bulk": "sink"}[w.kind]
-    srv = subprocess.Popen(in_ns(w.srv_ns, [LOADGEN, "server", skind, f"{w.srv_ip}:0", str(MSG)]),
+    srv = subprocess.Popen(in_ns(w.srv_ns, pinned(1, [LOADGEN, "server", skind, f"{w.srv_ip}:0", str(MSG)])),
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = srv.stdout.readline().split()
     assert line and line[0] == "ready", line
@@ -112,8 +125,9 @@ def measured(w, tool, rep, srv):
     c0 = children_cpu()
     t0 = busy_ticks()
     try:
-        cli = subprocess.run(in_ns(w.cli_ns, [LOADGEN, "client", w.kind, f"{w.srv_ip}:{w.port}",
-                                              str(CAP_SECS), str(w.size), str(w.ops)]),
+        cli = subprocess.run(in_ns(w.cli_ns, pinned(0, [LOADGEN, "client", w.kind,
+                                                         f"{w.srv_ip}:{w.port}", str(CAP_SECS),
+                                                         str(w.size), str(w.ops)])),
                              capture_output=True, text=True, check=True)
         c = json.loads(cli.stdout)
     except Exception:
@@ -233,6 +247,7 @@ def main():
     mins = (time.time() - started) / 60
     out = [f"Fixed-work CPU cost ({REPS} reps, {mins:.1f} min; load average at start "
            f"{' '.join(load0)}, at end {' '.join(load1)}; {os.cpu_count()} CPUs; "
+           f"{'client on CPU 0, server on CPU 1' if PIN else 'workload unpinned'}; "
            f"snoop {SNOOP})", "",
            "| work | tool | extra busy CPU (machine) | extra CPU (processes) | throughput ratio "
            "| drops | B/record | B/event (runs as packets) | records | file | target met |",
