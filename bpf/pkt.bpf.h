@@ -6,9 +6,10 @@
  * (skb->sk -> cookie -> owner map); a received packet is matched to a socket
  * by its 5-tuple through snoop_flows, learned in process context. Packets
  * nobody owns are kept with pid 0 (the analyzer counts them unattributed).
- * With --packets=runs a known socket's packets are folded into runs (one
- * record for consecutive packets of one length and direction, see
- * snoop_pkt_run); packets of no known socket stay one record each.
+ * With --packets=runs a known socket's packets are folded into packet sets
+ * (one record for a socket's packets in one direction, as runs of up to
+ * SNOOP_SET_LENS lengths, see snoop_set_join); packets of no known socket
+ * stay one record each.
  */
 
 /* Parsed L3/L4 facts of one packet, as source/destination. */
@@ -81,17 +82,17 @@ static __always_inline __u16 snoop_gso_segs(struct sk_buff *skb)
 	return segs ? segs : 1;
 }
 
-/* Open packet runs of this CPU (--packets=runs), in slots by socket cookie
- * and direction: a packet extends the run in its slot or closes it (the
- * run goes to the ring) and opens its own. Per CPU, so no lock: the
+/* Open packet sets of this CPU (--packets=runs), in slots by socket cookie
+ * and direction: a packet joins the set in its slot or closes it (the set
+ * goes to the ring) and opens its own. Per CPU, so no lock: the
  * transmit hook runs with softirqs off and the receive hook in softirq,
  * and neither nests in itself. Userspace reads whatever is still open
- * after detaching, so no run outlives the recording. */
+ * after detaching, so no set outlives the recording. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SNOOP_RUN_SLOTS);
 	__type(key, __u32);
-	__type(value, struct snoop_pkt);
+	__type(value, struct snoop_pktset);
 } snoop_runs SEC(".maps");
 
 /* Per CPU: where the idle sweep is. */
@@ -143,15 +144,37 @@ static __always_inline void snoop_pkt_out(const struct snoop_pkt *r)
 	snoop_submit(p);
 }
 
-/* The slot of a socket's runs in one direction: transmit and receive of
+/* Copy a closed packet set into the ring, counted as its runs (a set lost
+ * to a full ring loses that many packet rows). */
+static __always_inline void snoop_set_out(const struct snoop_pktset *s)
+{
+	__u32 k = SNOOP_KIND_PKT;
+	__u32 n = s->n;
+	void *ring = snoop_ring();
+	struct snoop_pktset *p = ring ? bpf_ringbuf_reserve(ring, sizeof(*p), 0) : NULL;
+	struct snoop_counter *c = bpf_map_lookup_elem(&snoop_counters, &k);
+
+	if (c) {
+		if (p)
+			c->events += n;
+		else
+			c->drops += n;
+	}
+	if (!p)
+		return;
+	__builtin_memcpy(p, s, sizeof(*p));
+	snoop_submit(p);
+}
+
+/* The slot of a socket's packets in one direction: transmit and receive of
  * one socket are neighbours. */
 static __always_inline __u32 snoop_run_slot(__u64 cookie, __u8 dir)
 {
 	return (__u32)((cookie * 0x9E3779B97F4A7C15ULL) >> 40) & (SNOOP_RUN_SLOTS - 2) | (dir & 1);
 }
 
-/* Close one idle run of this CPU (slots round robin), so a socket that
- * went quiet has its run in the ring soon, not at the end. One slot per
+/* Close one idle set of this CPU (slots round robin), so a socket that
+ * went quiet has its set in the ring soon, not at the end. One slot per
  * packet, but at most one per SNOOP_RUN_SWEEP_NS: looking at a slot is a
  * likely cache miss, 50-70 ns of a packet's ~550 on a connection storm,
  * while the sweep's round only needs to be short next to the recording. A
@@ -166,39 +189,83 @@ static __always_inline void snoop_run_sweep_one(__u64 now)
 		return;
 	sw->last_ns = now;
 	__u32 i = (__u32)(sw->next++) & (SNOOP_RUN_SLOTS - 1);
-	struct snoop_pkt *r = bpf_map_lookup_elem(&snoop_runs, &i);
+	struct snoop_pktset *r = bpf_map_lookup_elem(&snoop_runs, &i);
 
-	if (r && r->count && now - r->last_ns > SNOOP_RUN_GAP_NS) {
-		snoop_pkt_out(r);
-		r->count = 0;
+	if (r && r->n && now - r->last_ns > SNOOP_RUN_GAP_NS) {
+		snoop_set_out(r);
+		r->n = 0;
 	}
 }
 
-/* Fold a socket's packet into its run, or close the run in its slot and
- * open one with this packet. TCP flags do not end a run (they are OR-ed
- * into it): a close's FIN and the ACKs around it, all of one length, are
- * one run, which is most of what runs save on short connections. */
-static __always_inline void snoop_pkt_run(const struct snoop_pkt *cur)
+/* Add a packet to the open set in its socket's slot `r`: to the run of its
+ * length and segments, or as a new run while the set has room. Returns 0
+ * when it does not belong there (another socket, direction or device,
+ * after a pause, or no room), and the caller opens a set with it. Needs
+ * no owner: the set's first packet had it looked up and filtered. TCP
+ * flags do not end a run (they are OR-ed into it). */
+static __always_inline int snoop_set_join(struct snoop_pktset *r, __u64 cookie, __u8 dir,
+					  __u32 ifindex, __u32 len, __u16 segs, __u8 flags,
+					  __u64 now)
 {
-	__u32 idx = snoop_run_slot(cur->cookie, cur->dir);
-	struct snoop_pkt *r = bpf_map_lookup_elem(&snoop_runs, &idx);
+	__u32 n = r->n;
 
-	if (!r) {
-		snoop_pkt_out(cur);
-		return;
+	if (!n || r->cookie != cookie || r->dir != dir || r->ifindex != ifindex ||
+	    now - r->last_ns > SNOOP_RUN_GAP_NS)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < SNOOP_SET_LENS; i++) {
+		struct snoop_pkt_len *e = &r->e[i];
+
+		if (i < n && e->len == len && e->segs == segs && e->count < 0xffffffffU) {
+			e->count++;
+			e->last_ns = now;
+			e->tcp_flags |= flags;
+			r->last_ns = now;
+			return 1;
+		}
 	}
-	if (r->count && r->cookie == cur->cookie && r->dir == cur->dir && r->len == cur->len &&
-	    r->segs == cur->segs && r->ifindex == cur->ifindex &&
-	    cur->ts_ns - r->last_ns <= SNOOP_RUN_GAP_NS && r->count < 0xffffffffU) {
-		r->count++;
-		r->last_ns = cur->ts_ns;
-		r->tcp_flags |= cur->tcp_flags;
-	} else {
-		if (r->count)
-			snoop_pkt_out(r);
-		__builtin_memcpy(r, cur, sizeof(*r));
-	}
-	snoop_run_sweep_one(cur->ts_ns);
+	if (n >= SNOOP_SET_LENS)
+		return 0;
+	struct snoop_pkt_len *e = &r->e[n];
+
+	e->first_ns = now;
+	e->last_ns = now;
+	e->len = len;
+	e->count = 1;
+	e->segs = segs;
+	e->tcp_flags = flags;
+	r->n = n + 1;
+	r->last_ns = now;
+	return 1;
+}
+
+/* Close the set in slot `r` (if any) and open one with packet `cur`. */
+static __always_inline void snoop_set_open(struct snoop_pktset *r, const struct snoop_pkt *cur)
+{
+	if (r->n)
+		snoop_set_out(r);
+	r->kind = SNOOP_KIND_PKTSET;
+	r->dir = cur->dir;
+	r->family = cur->family;
+	r->proto = cur->proto;
+	r->ifindex = cur->ifindex;
+	r->cookie = cur->cookie;
+	r->last_ns = cur->ts_ns;
+	r->pid = cur->pid;
+	r->tid = cur->tid;
+	__builtin_memcpy(r->laddr, cur->laddr, 16);
+	__builtin_memcpy(r->raddr, cur->raddr, 16);
+	r->lport = cur->lport;
+	r->rport = cur->rport;
+	r->source = cur->source;
+	__builtin_memcpy(r->comm, cur->comm, sizeof(r->comm));
+	r->e[0].first_ns = cur->ts_ns;
+	r->e[0].last_ns = cur->ts_ns;
+	r->e[0].len = cur->len;
+	r->e[0].count = 1;
+	r->e[0].segs = cur->segs;
+	r->e[0].tcp_flags = cur->tcp_flags;
+	r->n = 1;
 }
 
 static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, __u8 dir)
@@ -242,6 +309,27 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 		cookie = snoop_rx_cookie(laddr, raddr, lport, rport, h.proto);
 	}
 
+	__u32 ifindex = skb->dev ? skb->dev->ifindex : 0;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u8 flags = snoop_tcp_flags(l3, &h);
+	/* L3 length: at net_dev_queue skb->data is the MAC header. */
+	__u32 len = skb->len - (__u32)((const unsigned char *)l3 - skb->data);
+	__u16 segs = snoop_gso_segs(skb);
+	struct snoop_pktset *set = NULL;
+
+	/* Most of a socket's packets join its open set: no owner lookup and
+	 * no record built for them. Packets with no known socket stay one
+	 * record each. */
+	if (snoop_cfg.pkt_runs && cookie) {
+		__u32 idx = snoop_run_slot(cookie, dir);
+
+		set = bpf_map_lookup_elem(&snoop_runs, &idx);
+		if (set && snoop_set_join(set, cookie, dir, ifindex, len, segs, flags, now)) {
+			snoop_run_sweep_one(now);
+			return;
+		}
+	}
+
 	struct snoop_owner *o = cookie ? bpf_map_lookup_elem(&snoop_owners, &cookie) : NULL;
 
 	if (!snoop_owner_wanted(o))
@@ -253,15 +341,14 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 	p.dir = dir;
 	p.family = h.family;
 	p.proto = h.proto;
-	p.ifindex = skb->dev ? skb->dev->ifindex : 0;
-	p.ts_ns = bpf_ktime_get_boot_ns();
-	p.last_ns = p.ts_ns;
+	p.ifindex = ifindex;
+	p.ts_ns = now;
+	p.last_ns = now;
 	p.count = 1;
-	p.tcp_flags = snoop_tcp_flags(l3, &h);
+	p.tcp_flags = flags;
 	p.cookie = cookie;
-	/* L3 length: at net_dev_queue skb->data is the MAC header. */
-	p.len = skb->len - (__u32)((const unsigned char *)l3 - skb->data);
-	p.segs = snoop_gso_segs(skb);
+	p.len = len;
+	p.segs = segs;
 	p.source = SNOOP_PKT_DEV;
 	__builtin_memcpy(p.laddr, laddr, 16);
 	__builtin_memcpy(p.raddr, raddr, 16);
@@ -272,11 +359,12 @@ static __always_inline void snoop_emit_pkt(struct sk_buff *skb, const void *l3, 
 		p.tid = o->tid;
 		__builtin_memcpy(p.comm, o->comm, sizeof(p.comm));
 	}
-	/* Packets with no known socket stay one record each. */
-	if (snoop_cfg.pkt_runs && cookie)
-		snoop_pkt_run(&p);
-	else
+	if (set) {
+		snoop_set_open(set, &p);
+		snoop_run_sweep_one(now);
+	} else {
 		snoop_pkt_out(&p);
+	}
 }
 
 SEC("tp_btf/net_dev_queue")

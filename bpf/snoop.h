@@ -26,7 +26,8 @@ enum snoop_kind {
 	SNOOP_KIND_CONN = 2, /* TCP state change / pre-existing connection     */
 	SNOOP_KIND_PROC = 3, /* exec / fork / exit                             */
 	SNOOP_KIND_DNS = 4,  /* a DNS answer's first bytes (from port 53)      */
-	SNOOP_KIND_MAX = 5,
+	SNOOP_KIND_MAX = 5,  /* kinds counted; the record kinds below count as one of them */
+	SNOOP_KIND_PKTSET = 6, /* a socket's packets of up to SNOOP_SET_LENS lengths (counted as PKT) */
 };
 
 /* Map pressure counters (index of snoop_pressure): what the kernel side
@@ -109,16 +110,57 @@ struct snoop_pkt {
 	__u16 rport;
 	__u32 _pad1;
 	char comm[SNOOP_COMM_LEN];
-	/* A run (--packets=runs): `count` consecutive packets of one socket and
-	 * direction with the same len, segs and device, none more than
-	 * SNOOP_RUN_GAP_NS after the one before; ts_ns is the first one's time,
-	 * last_ns the last one's. A single packet is a run of 1 (last_ns ==
-	 * ts_ns). tcp_flags is the OR of the TCP flags of its packets (0 for
-	 * other protocols). */
+	/* One packet: count 1, last_ns == ts_ns (with --packets=runs a known
+	 * socket's packets come as snoop_pktset instead, whose runs the
+	 * recorder writes as rows of this shape: count packets, first and last
+	 * time). tcp_flags: the packet's TCP flags (0 for other protocols). */
 	__u64 last_ns;
 	__u32 count;
 	__u8 tcp_flags;
 	__u8 _pad2[3];
+};
+
+/* Lengths one packet set holds. */
+#define SNOOP_SET_LENS 4
+
+/* The packets of one length in a packet set: a run. */
+struct snoop_pkt_len {
+	__u64 first_ns;
+	__u64 last_ns;
+	__u32 len; /* as snoop_pkt.len */
+	__u32 count;
+	__u16 segs;
+	__u8 tcp_flags; /* OR of its packets' TCP flags */
+	__u8 _pad[5];
+};
+
+/* A packet set (--packets=runs): the packets of one socket and direction on
+ * one device, none more than SNOOP_RUN_GAP_NS after the one before, as runs
+ * of up to SNOOP_SET_LENS lengths (e[0..n]). A set closes when a packet of
+ * a new length finds all its lengths taken, after a pause, when its slot is
+ * taken by another socket, and when recording stops. One record for the
+ * few lengths a short connection's packets have (SYN, ACK, data, FIN),
+ * where a run per length change took one for nearly every packet. The
+ * header is as snoop_pkt's; last_ns is the set's latest packet. */
+struct snoop_pktset {
+	__u8 kind; /* SNOOP_KIND_PKTSET */
+	__u8 dir;
+	__u8 family;
+	__u8 proto;
+	__u32 ifindex;
+	__u64 cookie;
+	__u64 last_ns;
+	__u32 pid;
+	__u32 tid;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u8 source; /* enum snoop_pkt_source */
+	__u8 n;      /* runs in e[] */
+	__u8 _pad0[2];
+	char comm[SNOOP_COMM_LEN];
+	struct snoop_pkt_len e[SNOOP_SET_LENS];
 };
 
 /* Longest pause between two packets of one run. */

@@ -7,7 +7,7 @@
 
 use snoop_format::{Direction, Flow, ProcessKind, ProcessRow, TcpOutcome, AF_INET, AF_INET6};
 
-use crate::skel::types::{snoop_conn, snoop_dns, snoop_msg, snoop_pkt, snoop_proc};
+use crate::skel::types::{snoop_conn, snoop_dns, snoop_msg, snoop_pkt, snoop_pktset, snoop_proc};
 use crate::skel::{kind, read};
 
 /// One decoded record.
@@ -66,6 +66,38 @@ pub enum Event {
     /// The first bytes of a packet from port 53 delivered to a local
     /// socket (a DNS answer, not yet parsed; never written as a row).
     Dns(DnsPayload),
+    /// A socket's packets in one direction as runs of a few lengths
+    /// (`--packets=runs`): one packet row per run.
+    PacketSet {
+        /// Owner (if known), device and 5-tuple.
+        flow: Flow,
+        /// Transmit or receive.
+        dir: Direction,
+        /// Runs in `runs` (1..=SET_LENS).
+        n: u8,
+        /// The runs, `runs[..n]`.
+        runs: [PacketRun; SET_LENS],
+    },
+}
+
+/// Most runs in one [`Event::PacketSet`] (`SNOOP_SET_LENS`).
+pub const SET_LENS: usize = 4;
+
+/// One length's packets in a packet set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketRun {
+    /// CLOCK_BOOTTIME ns of its first packet.
+    pub ts_ns: u64,
+    /// Time of its last packet.
+    pub last_ns: u64,
+    /// IP length (L3 header + payload).
+    pub len: u32,
+    /// Packets, at least 1.
+    pub count: u32,
+    /// GSO segments (1 when not GSO).
+    pub segs: u16,
+    /// TCP flags of its packets, OR-ed (0 when not TCP).
+    pub tcp_flags: u8,
 }
 
 /// The payload bytes of one DNS packet and who received it.
@@ -116,11 +148,20 @@ pub enum DecodeError {
 }
 
 impl Event {
+    /// The rows this event becomes in the trace.
+    pub fn rows(&self) -> u64 {
+        match self {
+            Event::PacketSet { n, .. } => u64::from(*n),
+            Event::Dns(_) => 0,
+            _ => 1,
+        }
+    }
+
     /// The record kind (index into the drop counters / stats source).
     pub fn kind(&self) -> u8 {
         match self {
             Event::Message { .. } => kind::MSG,
-            Event::Packet { .. } => kind::PKT,
+            Event::Packet { .. } | Event::PacketSet { .. } => kind::PKT,
             Event::Conn { .. } => kind::CONN,
             Event::Process(_) => kind::PROC,
             Event::Dns(_) => kind::DNS,
@@ -250,6 +291,47 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 segs: p.segs,
             })
         }
+        kind::PKTSET => {
+            let p: snoop_pktset = decode_typed(k, rec)?;
+            let n = p.n;
+            if n == 0 || usize::from(n) > SET_LENS {
+                return Err(DecodeError::BadField {
+                    kind: k,
+                    field: "n",
+                    value: n.into(),
+                });
+            }
+            let mut runs = [PacketRun::default(); SET_LENS];
+            for (r, e) in runs.iter_mut().zip(&p.e).take(usize::from(n)) {
+                *r = PacketRun {
+                    ts_ns: e.first_ns,
+                    last_ns: e.last_ns.max(e.first_ns),
+                    len: e.len,
+                    count: e.count.max(1),
+                    segs: e.segs,
+                    tcp_flags: e.tcp_flags,
+                };
+            }
+            Ok(Event::PacketSet {
+                flow: Flow {
+                    pid: p.pid,
+                    tid: p.tid,
+                    comm: comm(&p.comm),
+                    cgroup: 0,
+                    cookie: p.cookie,
+                    ifindex: p.ifindex,
+                    family: p.family,
+                    proto: p.proto,
+                    laddr: p.laddr,
+                    lport: p.lport,
+                    raddr: p.raddr,
+                    rport: p.rport,
+                },
+                dir: direction(k, p.dir)?,
+                n,
+                runs,
+            })
+        }
         kind::CONN => {
             let c: snoop_conn = decode_typed(k, rec)?;
             Ok(Event::Conn {
@@ -365,6 +447,73 @@ mod tests {
                 assert_eq!(flow.pid, 7);
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn packet_set_is_one_run_per_length() {
+        let mut p = snoop_pktset {
+            kind: kind::PKTSET,
+            dir: 0,
+            family: 2,
+            proto: 6,
+            ifindex: 1,
+            cookie: 5,
+            pid: 7,
+            n: 2,
+            ..Default::default()
+        };
+        p.e[0].first_ns = 10;
+        p.e[0].last_ns = 30;
+        p.e[0].len = 52;
+        p.e[0].count = 3;
+        p.e[0].segs = 1;
+        p.e[0].tcp_flags = 0x11;
+        p.e[1].first_ns = 20;
+        p.e[1].last_ns = 20;
+        p.e[1].len = 116;
+        p.e[1].count = 1;
+        p.e[1].segs = 1;
+        p.e[2].len = 999; // beyond n: not a run
+        let e = decode(bytes_of(&p)).expect("decodes");
+        assert_eq!((e.kind(), e.rows()), (kind::PKT, 2));
+        let Event::PacketSet { flow, dir, n, runs } = e else {
+            panic!("unexpected {e:?}");
+        };
+        assert_eq!(
+            (flow.pid, flow.cookie, flow.ifindex, dir, n),
+            (7, 5, 1, Direction::Tx, 2)
+        );
+        assert_eq!(
+            runs[..2],
+            [
+                PacketRun {
+                    ts_ns: 10,
+                    last_ns: 30,
+                    len: 52,
+                    count: 3,
+                    segs: 1,
+                    tcp_flags: 0x11
+                },
+                PacketRun {
+                    ts_ns: 20,
+                    last_ns: 20,
+                    len: 116,
+                    count: 1,
+                    segs: 1,
+                    tcp_flags: 0
+                },
+            ]
+        );
+        for bad in [0u8, 5] {
+            p.n = bad;
+            assert!(
+                matches!(
+                    decode(bytes_of(&p)),
+                    Err(DecodeError::BadField { field: "n", .. })
+                ),
+                "n = {bad}"
+            );
         }
     }
 

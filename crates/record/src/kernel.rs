@@ -20,7 +20,7 @@ use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferB
 
 use crate::hooks::{Group, HookPlan, ESSENTIAL_NEEDS};
 use crate::perm;
-use crate::skel::types::{snoop_counter, snoop_pkt};
+use crate::skel::types::{snoop_counter, snoop_pktset};
 use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
 use crate::source::{Counters, EventSource, KindCounters, Pressure, RawBatch};
 
@@ -193,9 +193,9 @@ impl EventSource for BpfSource<'_, '_> {
     }
 }
 
-/// Append the packet runs still open in the kernel (every CPU's slots of
-/// `snoop_runs`, read after the programs are detached) to `out` as packet
-/// records, and empty their slots; returns how many there were.
+/// Append the packet sets still open in the kernel (every CPU's slots of
+/// `snoop_runs`, read after the programs are detached) to `out` as
+/// records, and empty their slots; returns how many runs they hold.
 fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
     let mut taken = 0;
     let slots = skel.maps.snoop_runs.max_entries();
@@ -209,10 +209,10 @@ fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
             .unwrap_or_default();
         let mut any = false;
         for v in &per_cpu {
-            if let Some(p) = read::<snoop_pkt>(v) {
-                if p.count > 0 && p.kind == kind::PKT {
-                    out.push(&v[..size_of::<snoop_pkt>()]);
-                    taken += 1;
+            if let Some(p) = read::<snoop_pktset>(v) {
+                if p.n > 0 && p.kind == kind::PKTSET {
+                    out.push(&v[..size_of::<snoop_pktset>()]);
+                    taken += u64::from(p.n);
                     any = true;
                 }
             }

@@ -83,6 +83,20 @@ impl<W: std::io::Write> EventSink for snoop_format::TraceWriter<W> {
             } => self.push_packet_run(
                 *ts_ns, *last_ns, *count, flow, *len, *dir, *segs, *tcp_flags,
             )?,
+            Event::PacketSet { flow, dir, n, runs } => {
+                for r in &runs[..usize::from(*n)] {
+                    self.push_packet_run(
+                        r.ts_ns,
+                        r.last_ns,
+                        r.count,
+                        flow,
+                        r.len,
+                        *dir,
+                        r.segs,
+                        r.tcp_flags,
+                    )?;
+                }
+            }
             Event::Conn {
                 ts_ns,
                 flow,
@@ -364,19 +378,30 @@ impl<S: EventSink> Writer<'_, S> {
                     self.dns_payload(&p);
                     per_kind[kind::DNS as usize] += 1;
                 }
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    // A set past --max-events keeps only the runs allowed.
+                    if let (Some(a), Event::PacketSet { n, .. }) = (allowed, &mut ev) {
+                        *n = (*n).min(u8::try_from(a - written).unwrap_or(u8::MAX));
+                    }
                     match &ev {
                         Event::Message { flow, .. } => self.cgroups.see(flow.cgroup),
                         Event::Packet { count, .. } => {
                             self.summary.wire_packets += u64::from(*count);
                         }
+                        Event::PacketSet { n, runs, .. } => {
+                            self.summary.wire_packets += runs[..usize::from(*n)]
+                                .iter()
+                                .map(|r| u64::from(r.count))
+                                .sum::<u64>();
+                        }
                         _ => {}
                     }
                     self.sink.push(&ev).context("write trace")?;
+                    let rows = ev.rows();
                     if let Some(n) = per_kind.get_mut(ev.kind() as usize) {
-                        *n += 1;
+                        *n += rows;
                     }
-                    written += 1;
+                    written += rows;
                 }
                 Err(e) => {
                     bad += 1;
@@ -594,6 +619,69 @@ mod tests {
             t.rows(Table::Stats) >= 2,
             "kernel drops and userspace losses are recorded"
         );
+    }
+
+    /// A packet set of `lens` runs (run i: length 100 + i, i + 1 packets).
+    fn pktset(cookie: u64, lens: u8) -> Vec<u8> {
+        let mut p = crate::skel::types::snoop_pktset {
+            kind: kind::PKTSET,
+            family: 2,
+            proto: 6,
+            ifindex: 1,
+            cookie,
+            pid: 9,
+            n: lens,
+            ..Default::default()
+        };
+        for (i, e) in p.e.iter_mut().enumerate().take(usize::from(lens)) {
+            e.first_ns = 1000 + i as u64;
+            e.last_ns = 2000 + i as u64;
+            e.len = 100 + i as u32;
+            e.count = i as u32 + 1;
+            e.segs = 1;
+        }
+        bytes_of(&p).to_vec()
+    }
+
+    /// Each run of a packet set is a packet row with its count and span;
+    /// the summary counts rows and wire packets; --max-events stays exact
+    /// when a set crosses it.
+    #[test]
+    fn packet_sets_become_one_row_per_run() {
+        let run = |recs: Vec<Vec<u8>>, max_events: Option<u64>| {
+            let info = FileInfo::from_host(vec!["test".into()]);
+            let mut w =
+                TraceWriter::new(Vec::new(), &info, WriterOptions::default()).expect("writer");
+            let ctl = Control::default();
+            let limits = Limits {
+                max_events,
+                max_bytes: None,
+            };
+            let s = run_pipeline(
+                &mut w,
+                &ctl,
+                &limits,
+                |drain| drain(&mut ReplaySource::new(recs, 64, Counters::default())),
+                || {},
+                |ctl| {
+                    // Every record replayed: 8 rows.
+                    if ctl.events.load(Ordering::Relaxed) >= 8 {
+                        ctl.stop();
+                    }
+                },
+            )
+            .expect("pipeline");
+            let t = Trace::from_bytes(w.finish(5000).expect("finish")).expect("read back");
+            (s, t)
+        };
+        // 4 + 1 + 3 runs of 10 + 1 + 6 packets.
+        let (s, t) = run(vec![pktset(1, 4), pktset(2, 1), pktset(3, 3)], None);
+        assert_eq!(s.events[kind::PKT as usize], 8);
+        assert_eq!(s.wire_packets, 17);
+        assert_eq!(t.rows(Table::Packets), 8);
+        let (s, t) = run(vec![pktset(1, 4), pktset(2, 1), pktset(3, 3)], Some(6));
+        assert_eq!(s.events[kind::PKT as usize], 6);
+        assert_eq!(t.rows(Table::Packets), 6);
     }
 
     fn dns(pid: u32, ts_ns: u64, tcp: Option<u32>, payload: &[u8]) -> Vec<u8> {

@@ -20,7 +20,8 @@ mod generated {
 pub use generated::*;
 
 use generated::types::{
-    snoop_config, snoop_conn, snoop_counter, snoop_dns, snoop_msg, snoop_pkt, snoop_proc,
+    snoop_config, snoop_conn, snoop_counter, snoop_dns, snoop_msg, snoop_pkt, snoop_pktset,
+    snoop_proc,
 };
 
 // SAFETY: these are `#[repr(C)]` structs generated from BTF of bpf/snoop.h,
@@ -29,6 +30,8 @@ use generated::types::{
 unsafe impl plain::Plain for snoop_msg {}
 // SAFETY: as above.
 unsafe impl plain::Plain for snoop_pkt {}
+// SAFETY: as above.
+unsafe impl plain::Plain for snoop_pktset {}
 // SAFETY: as above.
 unsafe impl plain::Plain for snoop_conn {}
 // SAFETY: as above.
@@ -42,6 +45,7 @@ unsafe impl plain::Plain for snoop_dns {}
 // promises (a change of the header without the decoder fails the build).
 const _: () = assert!(std::mem::size_of::<snoop_msg>() == 96);
 const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 112);
+const _: () = assert!(std::mem::size_of::<snoop_pktset>() == 216);
 const _: () = assert!(std::mem::size_of::<snoop_conn>() == 120);
 const _: () = assert!(std::mem::size_of::<snoop_proc>() == 176);
 const _: () = assert!(std::mem::size_of::<snoop_counter>() == 16);
@@ -62,6 +66,9 @@ pub mod kind {
     pub const DNS: u8 = 4;
     /// Number of kinds (size of the counters map).
     pub const COUNT: usize = 5;
+    /// A socket's packets of a few lengths (`struct snoop_pktset`), counted
+    /// as [`PKT`]: one packet row per length.
+    pub const PKTSET: u8 = 6;
 }
 
 /// Read a plain record from possibly unaligned bytes; `None` when too short.
