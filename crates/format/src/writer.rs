@@ -156,6 +156,46 @@ fn permute<T: Copy>(v: &mut Vec<T>, order: &Option<Vec<u32>>) {
     }
 }
 
+/// Renumber a chunk's flows in the order of their first row (`flow`: the
+/// rows' flow indices, already in time order), reordering the dictionary to
+/// match. Flows are numbered as rows arrive, and rows that arrive late (a
+/// packet set closed by the idle sweep, some time after its packets) would
+/// otherwise make the flow column jump about and leave the dictionary's
+/// cookies and ports unordered: both compress several times worse. Nothing
+/// moves when the order is already so.
+fn number_by_first_row(flow: &mut [u32], flows: &mut [Flow]) {
+    let mut new_of = vec![u32::MAX; flows.len()];
+    let mut next = 0u32;
+    let mut moved = false;
+    for f in flow.iter_mut() {
+        let Some(n) = new_of.get_mut(*f as usize) else {
+            continue; // not a flow of this chunk (never pushed so)
+        };
+        if *n == u32::MAX {
+            *n = next;
+            next += 1;
+        }
+        moved |= *n != *f;
+        *f = *n;
+    }
+    if !moved {
+        return;
+    }
+    // Flows no row names (none today) keep their relative order, last.
+    for n in new_of.iter_mut().filter(|n| **n == u32::MAX) {
+        *n = next;
+        next += 1;
+    }
+    let mut order = vec![0u32; flows.len()];
+    for (old, &n) in new_of.iter().enumerate() {
+        order[n as usize] = old as u32;
+    }
+    let old = flows.to_vec();
+    for (slot, &o) in flows.iter_mut().zip(&order) {
+        *slot = old[o as usize];
+    }
+}
+
 /// Rows of one table not yet sealed into a chunk.
 #[derive(Default)]
 struct Builder {
@@ -221,6 +261,7 @@ impl Builder {
         let (pid_min, pid_max) = match table {
             Table::Messages | Table::Packets | Table::Connections => {
                 permute(&mut self.flow, &order);
+                number_by_first_row(&mut self.flow, &mut self.dict.flows);
                 cols.push(codec::u32s(col::FLOW, &self.flow, level)?);
                 self.dict.pid_range()
             }
@@ -894,5 +935,36 @@ impl<W: Write> TraceWriter<W> {
             .flush()
             .map_err(|e| FormatError::io("flushing the footer", e))?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_are_numbered_by_first_row() {
+        let f = |pid| Flow {
+            pid,
+            ..Flow::default()
+        };
+        let pids = |v: &[Flow]| v.iter().map(|x| x.pid).collect::<Vec<_>>();
+        let mut flows = vec![f(10), f(11), f(12), f(13)];
+        let mut rows = vec![2, 0, 2, 3, 0, 1];
+        number_by_first_row(&mut rows, &mut flows);
+        assert_eq!(rows, [0, 1, 0, 2, 1, 3]);
+        assert_eq!(pids(&flows), [12, 10, 13, 11]);
+        // Already in order: nothing moves.
+        let mut rows = vec![0, 0, 1, 2, 1];
+        let mut flows = vec![f(1), f(2), f(3)];
+        number_by_first_row(&mut rows, &mut flows);
+        assert_eq!(rows, [0, 0, 1, 2, 1]);
+        assert_eq!(pids(&flows), [1, 2, 3]);
+        // A flow no row names goes last.
+        let mut rows = vec![1, 1];
+        let mut flows = vec![f(5), f(6)];
+        number_by_first_row(&mut rows, &mut flows);
+        assert_eq!(rows, [0, 0]);
+        assert_eq!(pids(&flows), [6, 5]);
     }
 }
