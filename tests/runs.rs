@@ -5,8 +5,10 @@
 //! recorders filter on), and the analyzer must find the same packet-size
 //! distributions count for count, the exact bytes the test sent and
 //! received, and the same connections. Also: a run still open when
-//! recording stops is in the trace, `--packets=off` and `--no-packets`
-//! record no packets, and the trace says which mode was used.
+//! recording stops is in the trace, a socket's packets of more lengths
+//! than one packet set holds are all counted, `--packets=off` and
+//! `--no-packets` record no packets, and the trace says which mode was
+//! used.
 //!
 //! Real eBPF: skipped without root, failing instead with SNOOP_REQUIRE_BPF=1.
 
@@ -284,6 +286,60 @@ fn a_run_open_at_stop_is_recorded() {
         info_json(&path)["tables"]["packets"],
         "stats vs rows"
     );
+}
+
+/// Packets of more lengths than one packet set holds, interleaved back to
+/// back on one socket: every length's packets are in the trace, count for
+/// count, in both directions (a set closes when a fifth length comes and
+/// the next one opens with it).
+#[test]
+fn more_lengths_than_a_set_holds() {
+    let Some(_g) = bpf_or_skip("more_lengths_than_a_set_holds") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.snp");
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let rec = start_recorder(&path, &["--port", &port.to_string()], &[]);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sizes = [10usize, 20, 30, 40, 50, 60];
+    let rounds = 50;
+    for _ in 0..rounds {
+        for &n in &sizes {
+            client.send_to(&vec![7u8; n], ("127.0.0.1", port)).unwrap();
+        }
+    }
+    rec.stop();
+    let csv = dir.path().join("packets.csv");
+    let out = Command::new(SNOOP)
+        .args(["export", path.to_str().unwrap(), "--table", "packets", "-o"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (len, count, dirc, pid) = (col("len"), col("count"), col("dir"), col("pid"));
+    let me = std::process::id().to_string();
+    let mut got: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[pid] != me {
+            continue;
+        }
+        *got.entry((f[dirc].to_string(), f[len].parse().unwrap()))
+            .or_default() += f[count].parse::<u64>().unwrap();
+    }
+    let mut want = BTreeMap::new();
+    for d in ["tx", "rx"] {
+        for &n in &sizes {
+            want.insert((d.to_string(), n as u64 + 28), rounds as u64);
+        }
+    }
+    assert_eq!(got, want, "packets per direction and IP length");
 }
 
 #[test]
