@@ -13,6 +13,7 @@ use crate::attrib::{AttribIndex, PktResolver};
 use crate::behave::ChunkPart;
 use crate::filter::FileFilter;
 use crate::model::{Agg, Events, LoadPlan, Origin};
+use crate::udpcut::{Exits, UdpChunk};
 
 /// Every column of an event table plus the flow dictionary.
 pub(crate) fn event_columns(table: Table) -> ColumnSet {
@@ -210,6 +211,7 @@ impl Acc {
             buckets: self.buckets,
             events: self.events,
             behaviour: None,
+            udp: None,
         }
     }
 }
@@ -221,6 +223,7 @@ pub(crate) struct ChunkOut {
     pub buckets: Vec<(u64, u32, u64, u64)>,
     pub events: Option<Events>,
     pub behaviour: Option<ChunkPart>,
+    pub udp: Option<UdpChunk>,
 }
 
 fn flow_at(f: &snoop_format::FlowColumns, i: usize) -> Flow {
@@ -276,6 +279,7 @@ pub(crate) fn decode_messages(
     ci: usize,
     ff: &FileFilter,
     plan: &LoadPlan,
+    exits: &Exits,
 ) -> anyhow::Result<ChunkOut> {
     let t0 = std::time::Instant::now();
     let b = tr
@@ -288,13 +292,17 @@ pub(crate) fn decode_messages(
     );
     let flows = batch_flows(&b, &format!("messages chunk {ci}"))?;
     if plan.behaviour {
-        return Ok(behaviour_chunk(&b, &flows, fi, ff, plan, t0));
+        return Ok(behaviour_chunk(&b, &flows, fi, ff, plan, exits, t0));
     }
     let mut acc = Acc::new(plan.interval_ns, plan.events, flows.len(), b.rows);
+    let mut udp = UdpChunk::default();
     let map: Vec<u32> = flows
         .iter()
         .map(|f| {
             if ff.flow_ok(f) {
+                if plan.udp_conns {
+                    udp.flow(f);
+                }
                 acc.key((*f, Origin::Message))
             } else {
                 u32::MAX
@@ -302,35 +310,49 @@ pub(crate) fn decode_messages(
         })
         .collect();
     let whole = ff.all_in_window(&b.ts);
+    // Each row's local flow (u32::MAX: skipped), for the UDP cut.
+    let mut ids = Vec::with_capacity(if udp.any() { b.rows } else { 0 });
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
         if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+            if udp.any() {
+                ids.push(u32::MAX);
+            }
             continue;
+        }
+        if udp.any() {
+            ids.push(id);
         }
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
+    udp.run(&ids, &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    Ok(acc.finish(fi))
+    let mut out = acc.finish(fi);
+    out.udp = plan.udp_conns.then_some(udp);
+    Ok(out)
 }
 
 /// [`decode_messages`] for a plan with `behaviour`: the same totals and
 /// buckets, plus the chunk's behaviour partials. Equal dictionary rows share
 /// one local id (a flow's runs and gaps must see all its messages in
-/// order), and without `events` only UDP flows keep their events (the
-/// connections cut reads them).
+/// order). Without `events`, UDP flows are cut into connections here
+/// (`udp_conns`), or else keep their events (the connections cut after
+/// loading reads them).
 fn behaviour_chunk(
     b: &EventBatch,
     flows: &[Flow],
     fi: u16,
     ff: &FileFilter,
     plan: &LoadPlan,
+    exits: &Exits,
     t0: std::time::Instant,
 ) -> ChunkOut {
-    let mut acc = Acc::new(plan.interval_ns, true, flows.len(), 0);
+    let keep_udp = !plan.events && !plan.udp_conns;
+    let mut acc = Acc::new(plan.interval_ns, keep_udp, flows.len(), 0);
     if plan.events {
         acc.events = Some(Events {
             ts: Vec::with_capacity(b.rows),
@@ -341,6 +363,7 @@ fn behaviour_chunk(
         });
     }
     let mut part = ChunkPart::default();
+    let mut udp = UdpChunk::default();
     let mut seen: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(flows.len());
     let map: Vec<u32> = flows
         .iter()
@@ -359,7 +382,10 @@ fn behaviour_chunk(
                     let id = acc.key((*f, Origin::Message));
                     e.insert(id);
                     part.flow(f);
-                    if !plan.events {
+                    if plan.udp_conns {
+                        udp.flow(f);
+                    }
+                    if keep_udp {
                         acc.keep.push(f.proto == 17);
                     }
                     id
@@ -367,7 +393,7 @@ fn behaviour_chunk(
             }
         })
         .collect();
-    if !plan.events {
+    if keep_udp {
         // Exact room for the kept (UDP) events: no regrowth copies.
         let kept = b
             .flow
@@ -400,12 +426,14 @@ fn behaviour_chunk(
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
     part.run(&ids, &b.ts, &b.bytes, &b.dir);
+    udp.run(&ids, &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
     let mut out = acc.finish(fi);
     out.behaviour = Some(part);
+    out.udp = plan.udp_conns.then_some(udp);
     out
 }
 

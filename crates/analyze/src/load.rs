@@ -135,10 +135,20 @@ impl Dataset {
         };
         let pb = progress(msg_chunks.len() + pkt_chunks.len(), "decoding");
 
+        // Process events first: the UDP connections cut while decoding
+        // messages ends a flow at its process's exit.
+        if plan.processes {
+            ds.load_procs(&traces)?;
+        }
+        let exits = if plan.udp_conns {
+            crate::udpcut::process_exits(&ds.procs)
+        } else {
+            Default::default()
+        };
         // Messages: pid authoritative, the flow is its own key.
         let t0 = std::time::Instant::now();
         let msg_events = ds.decode_merged(&traces, &msg_chunks, &pb, |tr, fi, ci, ff| {
-            decode_messages(tr, fi, ci, ff, &plan)
+            decode_messages(tr, fi, ci, ff, &plan, &exits)
         })?;
         let t1 = std::time::Instant::now();
         if std::env::var_os("SNOOP_TIMING").is_some() {
@@ -156,6 +166,9 @@ impl Dataset {
         if plan.behaviour && ds.behaviour.is_none() {
             ds.behaviour = Some(Default::default());
         }
+        if plan.udp_conns && ds.udp_cuts.is_none() {
+            ds.udp_cuts = Some(Default::default());
+        }
 
         if plan.packets && !pkt_chunks.is_empty() {
             let index = AttribIndex::build(&ds);
@@ -167,9 +180,6 @@ impl Dataset {
         let t2 = std::time::Instant::now();
         if plan.connections {
             ds.load_conns(&traces)?;
-        }
-        if plan.processes {
-            ds.load_procs(&traces)?;
         }
         if plan.stats {
             ds.load_stats(&traces)?;
@@ -272,6 +282,11 @@ impl Dataset {
                 self.behaviour
                     .get_or_insert_with(Default::default)
                     .merge(o.file, &remap, part);
+            }
+            if let Some(u) = o.udp {
+                self.udp_cuts
+                    .get_or_insert_with(Default::default)
+                    .merge(o.file, &remap, u);
             }
             if let Some(e) = o.events {
                 events.push(e);

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use snoop_format::{comm_str, ConnStatus, Flow, ProcessKind, TcpOutcome};
+use snoop_format::{comm_str, ConnStatus, Flow, TcpOutcome};
 
 use super::{nearest_rank, Ctx};
 use crate::filter::addr_str;
@@ -30,8 +30,7 @@ type UdpEvents = Vec<(u64, u32, u8)>;
 /// ((file, pid), (durations, comm)).
 type DistRow = ((u16, u32), (Vec<u64>, [u8; 16]));
 
-/// A UDP flow idle longer than this starts a new "connection".
-pub const UDP_IDLE_NS: u64 = 30_000_000_000;
+pub use crate::udpcut::UDP_IDLE_NS;
 
 /// One connection.
 #[derive(Clone, Debug)]
@@ -402,22 +401,6 @@ impl SeqFlags {
     }
 }
 
-/// Process exit times per (file, pid), in time order.
-fn process_exits(ctx: &Ctx) -> HashMap<(u16, u32), Vec<u64>> {
-    let mut out: HashMap<(u16, u32), Vec<u64>> = HashMap::new();
-    for e in &ctx.ds.procs {
-        let r = &e.row;
-        // A thread's exit does not end the process.
-        if r.kind == ProcessKind::Exit && (r.tid == r.pid || r.tid == 0) {
-            out.entry((e.file, r.pid)).or_default().push(r.ts_ns);
-        }
-    }
-    for v in out.values_mut() {
-        v.sort_unstable();
-    }
-    out
-}
-
 /// UDP "connections": a process's messages with one peer (5-tuple), cut
 /// where the flow was idle longer than [`UDP_IDLE_NS`] or the process
 /// exited in between. One ends at its last message when the process exited
@@ -438,7 +421,7 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             r.flow.rport,
         ))
     };
-    let exits = process_exits(ctx);
+    let exits = crate::udpcut::process_exits(&ds.procs);
     // The first exit of the process at or after `t`.
     let exit_after = |k: &K, t: u64| -> Option<u64> {
         let v = exits.get(&(k.0, k.1))?;
@@ -463,6 +446,27 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             outcome: None,
         });
     };
+    if let Some(cuts) = &ds.udp_cuts {
+        // Cut per chunk by the loader: the tuples in the order of their
+        // first global flow, as the per-event path below takes them.
+        let mut seen: std::collections::HashSet<K> = std::collections::HashSet::new();
+        for g in 0..ds.flows.len() {
+            let Some(k) = key(g) else {
+                continue;
+            };
+            if !seen.insert(k) {
+                continue;
+            }
+            let ex = exits.get(&(k.0, k.1)).map_or(&[][..], Vec::as_slice);
+            let Some((first, spans)) = cuts.connections(k.0, &(k.1, k.2, k.3, k.4, k.5), ex) else {
+                continue;
+            };
+            for s in spans {
+                emit(&k, first as usize, s.start, s.end, s.tx, s.rx);
+            }
+        }
+        return out;
+    }
     if ds.msg_events.is_empty() {
         // No per-event data loaded: one connection per flow tuple.
         let mut per: HashMap<K, (usize, u64, u64, u64, u64)> = HashMap::new();
