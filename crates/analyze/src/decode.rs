@@ -310,23 +310,32 @@ pub(crate) fn decode_messages(
         })
         .collect();
     let whole = ff.all_in_window(&b.ts);
-    // Each row's local flow (u32::MAX: skipped), for the UDP cut.
-    let mut ids = Vec::with_capacity(if udp.any() { b.rows } else { 0 });
-    for i in 0..b.rows {
-        let id = map[b.flow[i] as usize];
-        let ts = b.ts[i];
-        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
-            if udp.any() {
-                ids.push(u32::MAX);
+    if !udp.any() {
+        for i in 0..b.rows {
+            let id = map[b.flow[i] as usize];
+            let ts = b.ts[i];
+            if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+                continue;
             }
-            continue;
+            acc.add(id, ts, b.bytes[i], b.dir[i]);
         }
-        if udp.any() {
-            ids.push(id);
+    } else {
+        // The same, noting the UDP rows and their local flows for the cut.
+        let is_udp = udp.flows();
+        let mut rows = Vec::new();
+        for i in 0..b.rows {
+            let id = map[b.flow[i] as usize];
+            let ts = b.ts[i];
+            if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+                continue;
+            }
+            if is_udp[id as usize] {
+                rows.push((i as u32, id));
+            }
+            acc.add(id, ts, b.bytes[i], b.dir[i]);
         }
-        acc.add(id, ts, b.bytes[i], b.dir[i]);
+        udp.run(&rows, &b.ts, &b.bytes, &b.dir, fi, exits);
     }
-    udp.run(&ids, &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
@@ -415,6 +424,9 @@ fn behaviour_chunk(
     // (u32::MAX: skipped) for the behaviour facts, which walk the rows
     // grouped by endpoint.
     let mut ids = Vec::with_capacity(b.rows);
+    // The UDP rows and their local flows, for the connections cut.
+    let is_udp = udp.flows();
+    let mut udp_rows = Vec::new();
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
@@ -423,10 +435,13 @@ fn behaviour_chunk(
             continue;
         }
         ids.push(id);
+        if is_udp.get(id as usize).copied().unwrap_or(false) {
+            udp_rows.push((i as u32, id));
+        }
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
     part.run(&ids, &b.ts, &b.bytes, &b.dir);
-    udp.run(&ids, &b.ts, &b.bytes, &b.dir, fi, exits);
+    udp.run(&udp_rows, &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,

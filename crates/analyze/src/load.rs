@@ -95,6 +95,9 @@ pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Time spent merging chunk outputs, on the loading thread (SNOOP_TIMING).
+static MERGE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Chunks decoded per merge step: enough to keep every core busy, few
 /// enough that their outputs (per-chunk flow keys, totals and buckets) stay
 /// small next to the merged dataset.
@@ -153,10 +156,11 @@ impl Dataset {
         let t1 = std::time::Instant::now();
         if std::env::var_os("SNOOP_TIMING").is_some() {
             eprintln!(
-                "timing: messages decode+aggregate+merge {:?} (cpu: decode {} ms, total {} ms; {} chunks, {} flows, {} buckets)",
+                "timing: messages decode+aggregate+merge {:?} (cpu: decode {} ms, total {} ms; merge {} ms; {} chunks, {} flows, {} buckets)",
                 t1 - t0,
                 DECODE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
                 AGG_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
+                MERGE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
                 msg_chunks.len(),
                 ds.flows.len(),
                 ds.buckets.len()
@@ -217,7 +221,12 @@ impl Dataset {
                     r
                 })
                 .collect::<anyhow::Result<_>>()?;
+            let t = std::time::Instant::now();
             events.extend(self.merge(outs));
+            MERGE_NS.fetch_add(
+                t.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         Ok(events)
     }

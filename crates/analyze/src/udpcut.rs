@@ -98,6 +98,8 @@ struct ChunkTuple {
 pub(crate) struct UdpChunk {
     /// Per local flow, its tuple (u32::MAX: not UDP).
     of_flow: Vec<u32>,
+    /// Per local flow, whether it is UDP.
+    is_udp: Vec<bool>,
     tuples: Vec<ChunkTuple>,
     index: HashMap<Tuple, u32>,
 }
@@ -120,6 +122,7 @@ impl UdpChunk {
             None => u32::MAX,
         };
         self.of_flow.push(t);
+        self.is_udp.push(t != u32::MAX);
     }
 
     /// Whether any local flow so far is UDP.
@@ -127,29 +130,35 @@ impl UdpChunk {
         !self.tuples.is_empty()
     }
 
-    /// The chunk's messages, in storage order: row `i` is a message of
-    /// local flow `ids[i]` (u32::MAX: skipped) at `ts[i]` of `bytes[i]` in
-    /// direction `dir[i]`; `exits` are those of the chunk's file. Each
-    /// tuple's rows are gathered (a stable counting sort), put in time
-    /// order and cut into spans.
+    /// Per local flow so far, whether it is UDP (the rows to give
+    /// [`UdpChunk::run`]).
+    pub fn flows(&self) -> &[bool] {
+        &self.is_udp
+    }
+
+    /// The chunk's UDP messages: `rows` are (row, local flow) in storage
+    /// order, row `i` a message at `ts[i]` of `bytes[i]` in direction
+    /// `dir[i]`; `exits` are those of the chunk's file. Each tuple's rows
+    /// are gathered (a stable counting sort), put in time order and cut
+    /// into spans.
     pub fn run(
         &mut self,
-        ids: &[u32],
+        rows: &[(u32, u32)],
         ts: &[u64],
         bytes: &[u32],
         dir: &[u8],
         file: u16,
         exits: &Exits,
     ) {
-        if self.tuples.is_empty() {
+        if self.tuples.is_empty() || rows.is_empty() {
             return;
         }
-        let n = ids.len().min(ts.len()).min(bytes.len()).min(dir.len());
+        let n = ts.len().min(bytes.len()).min(dir.len());
         let of = |id: u32| self.of_flow.get(id as usize).copied().unwrap_or(u32::MAX);
         let mut start = vec![0u32; self.tuples.len() + 1];
-        for &id in &ids[..n] {
+        for &(i, id) in rows {
             let t = of(id);
-            if t != u32::MAX {
+            if t != u32::MAX && (i as usize) < n {
                 start[t as usize + 1] += 1;
             }
         }
@@ -160,18 +169,18 @@ impl UdpChunk {
         if total == 0 {
             return;
         }
-        let mut rows = vec![Row::default(); total];
+        let mut grouped = vec![Row::default(); total];
         let mut at = start.clone();
-        for i in 0..n {
-            let t = of(ids[i]);
-            if t == u32::MAX {
+        for &(i, id) in rows {
+            let (t, i) = (of(id), i as usize);
+            if t == u32::MAX || i >= n {
                 continue;
             }
             let slot = &mut at[t as usize];
             if *slot == start[t as usize] {
-                self.tuples[t as usize].first = ids[i];
+                self.tuples[t as usize].first = id;
             }
-            rows[*slot as usize] = Row {
+            grouped[*slot as usize] = Row {
                 ts: ts[i],
                 bytes: bytes[i],
                 dir: dir[i],
@@ -179,7 +188,7 @@ impl UdpChunk {
             *slot += 1;
         }
         for (t, tu) in self.tuples.iter_mut().enumerate() {
-            let r = &mut rows[start[t] as usize..start[t + 1] as usize];
+            let r = &mut grouped[start[t] as usize..start[t + 1] as usize];
             if r.is_empty() {
                 continue;
             }
@@ -398,7 +407,7 @@ mod tests {
                 let part = &ev[lo..hi.max(lo)];
                 lo = hi.max(lo);
                 // Each chunk numbers its flows in its own order, and the
-                // decoder skips some rows (u32::MAX).
+                // decoder skips some rows (not given to the cut).
                 let mut order: Vec<usize> = (0..flows.len()).collect();
                 for i in (1..order.len()).rev() {
                     order.swap(i, rng.below(i as u64 + 1) as usize);
@@ -409,20 +418,21 @@ mod tests {
                     c.flow(&flows[g]);
                     local[g] = l as u32;
                 }
-                let (mut ids, mut tss, mut bytes, mut dirs) = (vec![], vec![], vec![], vec![]);
+                let (mut rows, mut tss, mut bytes, mut dirs) = (vec![], vec![], vec![], vec![]);
                 for &(f, t, b, d) in part {
                     if rng.below(8) == 0 {
-                        ids.push(u32::MAX);
                         tss.push(rng.below(1 << 40));
                         bytes.push(7);
                         dirs.push(0);
                     }
-                    ids.push(local[f]);
+                    if c.flows()[local[f] as usize] {
+                        rows.push((tss.len() as u32, local[f]));
+                    }
                     tss.push(t);
                     bytes.push(b);
                     dirs.push(d);
                 }
-                c.run(&ids, &tss, &bytes, &dirs, 0, &exits);
+                c.run(&rows, &tss, &bytes, &dirs, 0, &exits);
                 let remap: Vec<u32> = order.iter().map(|&g| g as u32).collect();
                 all.merge(0, &remap, c);
             }
