@@ -13,7 +13,7 @@ use crate::attrib::{AttribIndex, PktResolver};
 use crate::behave::ChunkPart;
 use crate::filter::FileFilter;
 use crate::model::{Agg, Events, LoadPlan, Origin};
-use crate::udpcut::{Exits, UdpChunk};
+use crate::udpcut::{Exits, UdpChunk, UdpRows};
 
 /// Every column of an event table plus the flow dictionary.
 pub(crate) fn event_columns(table: Table) -> ColumnSet {
@@ -322,19 +322,17 @@ pub(crate) fn decode_messages(
     } else {
         // The same, noting the UDP rows and their local flows for the cut.
         let is_udp = udp.flows();
-        let mut rows = Vec::new();
+        let mut rows = UdpRows::new();
         for i in 0..b.rows {
             let id = map[b.flow[i] as usize];
             let ts = b.ts[i];
             if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
                 continue;
             }
-            if is_udp[id as usize] {
-                rows.push((i as u32, id));
-            }
+            rows.note(is_udp[id as usize], i as u32, id);
             acc.add(id, ts, b.bytes[i], b.dir[i]);
         }
-        udp.run(&rows, &b.ts, &b.bytes, &b.dir, fi, exits);
+        udp.run(&rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     }
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
@@ -426,7 +424,7 @@ fn behaviour_chunk(
     let mut ids = Vec::with_capacity(b.rows);
     // The UDP rows and their local flows, for the connections cut.
     let is_udp = udp.flows();
-    let mut udp_rows = Vec::new();
+    let mut udp_rows = UdpRows::new();
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
@@ -435,13 +433,15 @@ fn behaviour_chunk(
             continue;
         }
         ids.push(id);
-        if is_udp.get(id as usize).copied().unwrap_or(false) {
-            udp_rows.push((i as u32, id));
-        }
+        udp_rows.note(
+            is_udp.get(id as usize).copied().unwrap_or(false),
+            i as u32,
+            id,
+        );
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
     part.run(&ids, &b.ts, &b.bytes, &b.dir);
-    udp.run(&udp_rows, &b.ts, &b.bytes, &b.dir, fi, exits);
+    udp.run(&udp_rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
