@@ -407,52 +407,65 @@ impl ChunkPart {
 
     /// The chunk's messages, in storage order: row `i` is a message of
     /// local flow `ids[i]` (u32::MAX: skipped, e.g. outside the time
-    /// window) at `ts[i]` of `bytes[i]` in direction `dir[i]`.
+    /// window) at `ts[i]` of `bytes[i]` in direction `dir[i]`;
+    /// `flow_rows[l]` is the number of rows of local flow `l` (the chunk's
+    /// totals count them).
     ///
     /// The rows are grouped, a block at a time, by remote endpoint (a
     /// stable counting sort: each endpoint's rows keep their storage
-    /// order), then each endpoint's rows are walked in one run, so its flows', its process's and its
-    /// own state stay in the cache instead of being looked up afresh for
-    /// every message (a chunk's messages visit thousands of flows in
-    /// random order).
-    pub fn run(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8]) {
-        self.run_in_blocks(ids, ts, bytes, dir, BLOCK);
+    /// order), then each endpoint's rows are walked in one run, so its
+    /// flows', its process's and its own state stay in the cache instead of
+    /// being looked up afresh for every message (a chunk's messages visit
+    /// thousands of flows in random order).
+    pub fn run(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8], flow_rows: &[u32]) {
+        self.run_in_blocks(ids, ts, bytes, dir, flow_rows, BLOCK);
     }
 
     /// [`ChunkPart::run`] with blocks of `block` rows.
-    fn run_in_blocks(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8], block: usize) {
+    fn run_in_blocks(
+        &mut self,
+        ids: &[u32],
+        ts: &[u64],
+        bytes: &[u32],
+        dir: &[u8],
+        flow_rows: &[u32],
+        block: usize,
+    ) {
         let block = block.max(1);
         let n = ids.len().min(ts.len()).min(bytes.len()).min(dir.len());
         let ne = self.eps.len();
         let mut start = vec![0u32; ne + 1];
-        // Room for each process's sizes, counted over the whole chunk.
-        for &id in &ids[..n] {
-            let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
+        // Rows per endpoint over the whole chunk, from its flows' counts.
+        for (l, &c) in flow_rows.iter().enumerate() {
+            let e = self.flow_ep.get(l).copied().unwrap_or(u32::MAX);
             if e != u32::MAX {
-                start[e as usize + 1] += 1;
+                start[e as usize + 1] += c;
             }
         }
         for e in 1..start.len() {
             start[e] += start[e - 1];
         }
+        // Room for each process's sizes.
         for (p, cnt) in self.proc_counts(&start) {
             self.procs[p].sizes.reserve_exact(cnt);
         }
         // A block at a time, so the grouped copy stays in the cache.
-        let mut msgs = vec![Msg::default(); n.min(block)];
+        let mut msgs = vec![Msg::default(); (start[ne] as usize).min(block)];
         let mut at = vec![0u32; ne + 1];
         for lo in (0..n).step_by(block) {
             let hi = (lo + block).min(n);
-            start.fill(0);
-            for &id in &ids[lo..hi] {
-                let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
-                if e != u32::MAX {
-                    start[e as usize + 1] += 1;
+            if (lo, hi) != (0, n) {
+                start.fill(0);
+                for &id in &ids[lo..hi] {
+                    let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
+                    if e != u32::MAX {
+                        start[e as usize + 1] += 1;
+                    }
                 }
-            }
-            // Offsets per endpoint: endpoint e's rows are start[e]..start[e + 1].
-            for e in 1..start.len() {
-                start[e] += start[e - 1];
+                // Offsets per endpoint: endpoint e's rows are start[e]..start[e + 1].
+                for e in 1..start.len() {
+                    start[e] += start[e - 1];
+                }
             }
             at.copy_from_slice(&start);
             for i in lo..hi {
@@ -594,12 +607,11 @@ impl ProcData {
             let (_, m, _) = big.select_nth_unstable(k as usize);
             return Some(u64::from(*m));
         }
+        // Without a branch: the median's bucket may hold half the sizes.
         let mut c = [0u64; SIZE_BUCKET];
         for s in &self.sizes {
             for &v in s {
-                if bucket(v) == b {
-                    c[v as usize % SIZE_BUCKET] += 1;
-                }
+                c[v as usize % SIZE_BUCKET] += u64::from(bucket(v) == b);
             }
         }
         let mut seen = 0;
@@ -870,7 +882,13 @@ mod tests {
             }
             // Blocks of one row up to more than the chunk.
             let block = 1 + rng.below(2 + ids.len() as u64) as usize;
-            c.run_in_blocks(&ids, &tss, &sizes, &dirs, block);
+            let mut flow_rows = vec![0u32; flows.len()];
+            for &id in &ids {
+                if id != u32::MAX {
+                    flow_rows[id as usize] += 1;
+                }
+            }
+            c.run_in_blocks(&ids, &tss, &sizes, &dirs, &flow_rows, block);
             let remap: Vec<u32> = order.iter().map(|&g| g as u32).collect();
             bd.merge(0, &remap, c);
         }

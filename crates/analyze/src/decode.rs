@@ -440,7 +440,13 @@ fn behaviour_chunk(
         );
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
-    part.run(&ids, &b.ts, &b.bytes, &b.dir);
+    // Rows per local flow, as the totals counted them.
+    let flow_rows: Vec<u32> = acc
+        .agg
+        .iter()
+        .map(|a| a.events().min(u64::from(u32::MAX)) as u32)
+        .collect();
+    part.run(&ids, &b.ts, &b.bytes, &b.dir, &flow_rows);
     udp.run(&udp_rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
