@@ -272,11 +272,51 @@ impl GapStats {
     }
 }
 
+/// One chunk's message sizes of one process: those below 64 KiB (nearly
+/// all) in two bytes each, the rest in four. Only the median is taken of
+/// them: their order does not matter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    /// Sizes below 64 KiB.
+    pub small: Vec<u16>,
+    /// Sizes of 64 KiB and more.
+    pub big: Vec<u32>,
+}
+
+impl Sizes {
+    /// How many sizes.
+    pub fn len(&self) -> usize {
+        self.small.len() + self.big.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.big.is_empty()
+    }
+
+    #[inline]
+    fn push(&mut self, v: u32) {
+        match u16::try_from(v) {
+            Ok(s) => self.small.push(s),
+            Err(_) => self.big.push(v),
+        }
+    }
+
+    /// Every size (small ones first).
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.small
+            .iter()
+            .map(|&v| u32::from(v))
+            .chain(self.big.iter().copied())
+    }
+}
+
 /// The message data of one process in one chunk.
 #[derive(Debug, Default)]
 struct ProcPart {
     pid: u32,
-    sizes: Vec<u32>,
+    sizes: Sizes,
     large_bytes: u64,
     gaps: GapStats,
 }
@@ -447,7 +487,7 @@ impl ChunkPart {
         }
         // Room for each process's sizes.
         for (p, cnt) in self.proc_counts(&start) {
-            self.procs[p].sizes.reserve_exact(cnt);
+            self.procs[p].sizes.small.reserve_exact(cnt);
         }
         // A block at a time, so the grouped copy stays in the cache.
         let mut msgs = vec![Msg::default(); (start[ne] as usize).min(block)];
@@ -508,7 +548,9 @@ impl ChunkPart {
         let mut large = 0u64;
         let mut g = GapSums::default();
         let (mut seen, mut first, mut max) = (ep.seen, ep.first, ep.max);
-        pp.sizes.extend(rows.iter().map(|m| m.bytes));
+        for m in rows {
+            pp.sizes.push(m.bytes);
+        }
         for m in rows {
             let (ts, b) = (m.ts, u64::from(m.bytes));
             // Without a branch: sizes either side of the bound mix at random.
@@ -561,7 +603,7 @@ pub(crate) struct FlowPart {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProcData {
     /// Message sizes, one list per chunk.
-    pub sizes: Vec<Vec<u32>>,
+    pub sizes: Vec<Sizes>,
     /// Bytes in messages of at least [`BULK_LARGE_MSG_BYTES`].
     pub large_bytes: u64,
     /// Gaps between messages in one direction of one flow.
@@ -584,12 +626,25 @@ impl ProcData {
         let r = n.div_ceil(2) - 1;
         const BUCKETS: usize = (1 << 20) / SIZE_BUCKET;
         let bucket = |v: u32| (v as usize / SIZE_BUCKET).min(BUCKETS);
-        let mut h = vec![0u64; BUCKETS + 1];
+        // Four histograms, one per size in a group of four: most sizes fall
+        // in a few buckets, and each count would otherwise wait for the
+        // one before it.
+        let mut h4 = vec![[0u64; 4]; BUCKETS + 1];
         for s in &self.sizes {
-            for &v in s {
-                h[bucket(v)] += 1;
+            let mut quads = s.small.chunks_exact(4);
+            for q in &mut quads {
+                for (j, &v) in q.iter().enumerate() {
+                    h4[usize::from(v) / SIZE_BUCKET][j] += 1;
+                }
+            }
+            for &v in quads.remainder() {
+                h4[usize::from(v) / SIZE_BUCKET][0] += 1;
+            }
+            for &v in &s.big {
+                h4[bucket(v)][0] += 1;
             }
         }
+        let h: Vec<u64> = h4.iter().map(|c| c.iter().sum()).collect();
         let (mut b, mut below) = (0, 0u64);
         while below + h[b] <= r {
             below += h[b];
@@ -600,8 +655,7 @@ impl ProcData {
             let mut big: Vec<u32> = self
                 .sizes
                 .iter()
-                .flatten()
-                .copied()
+                .flat_map(|s| s.big.iter().copied())
                 .filter(|&v| bucket(v) == BUCKETS)
                 .collect();
             let (_, m, _) = big.select_nth_unstable(k as usize);
@@ -610,7 +664,11 @@ impl ProcData {
         // Without a branch: the median's bucket may hold half the sizes.
         let mut c = [0u64; SIZE_BUCKET];
         for s in &self.sizes {
-            for &v in s {
+            for &v in &s.small {
+                let v = usize::from(v);
+                c[v % SIZE_BUCKET] += u64::from(v / SIZE_BUCKET == b);
+            }
+            for &v in &s.big {
                 c[v as usize % SIZE_BUCKET] += u64::from(bucket(v) == b);
             }
         }
@@ -914,7 +972,7 @@ mod tests {
         let sizes = pids
             .iter()
             .map(|&p| {
-                let mut v: Vec<u32> = proc(p).sizes.concat();
+                let mut v: Vec<u32> = proc(p).sizes.iter().flat_map(Sizes::iter).collect();
                 v.sort_unstable();
                 v
             })
@@ -941,12 +999,13 @@ mod tests {
     fn median_size_is_the_nearest_rank_median_of_every_chunk() {
         let mut rng = Rng::new(0x5851_f42d_4c95_7f2d);
         for round in 0..500 {
-            // Sizes from a few values (ties), across bucket edges, and
-            // some of 1 MiB and more (the last bucket), in 1-6 lists.
+            // Sizes from a few values (ties), across bucket edges and the
+            // two- and four-byte lists' edge, and some of 1 MiB and more
+            // (the last bucket), in 1-6 lists.
             let pick = |rng: &mut Rng| -> u32 {
                 match rng.below(6) {
                     0 => rng.below(4) as u32,
-                    1 => [511, 512, 513, 1023, 1024][rng.below(5) as usize],
+                    1 => [511, 512, 513, 1024, 65535, 65536, 65537][rng.below(7) as usize],
                     2 => (1 << 20) - 1 + rng.below(3) as u32,
                     3 => (1 << 20) + rng.below(1 << 22) as u32,
                     4 => u32::MAX - rng.below(2) as u32,
@@ -958,7 +1017,16 @@ mod tests {
                 .map(|_| (0..rng.below(40)).map(|_| pick(&mut rng)).collect())
                 .collect();
             let d = ProcData {
-                sizes: sizes.clone(),
+                sizes: sizes
+                    .iter()
+                    .map(|l| {
+                        let mut s = Sizes::default();
+                        for &v in l {
+                            s.push(v);
+                        }
+                        s
+                    })
+                    .collect(),
                 ..ProcData::default()
             };
             let mut all = sizes.concat();
