@@ -13,6 +13,7 @@ use crate::attrib::{AttribIndex, PktResolver};
 use crate::behave::ChunkPart;
 use crate::filter::FileFilter;
 use crate::model::{Agg, Events, LoadPlan, Origin};
+use crate::udpcut::{Exits, UdpChunk, UdpRows};
 
 /// Every column of an event table plus the flow dictionary.
 pub(crate) fn event_columns(table: Table) -> ColumnSet {
@@ -210,6 +211,7 @@ impl Acc {
             buckets: self.buckets,
             events: self.events,
             behaviour: None,
+            udp: None,
         }
     }
 }
@@ -221,6 +223,7 @@ pub(crate) struct ChunkOut {
     pub buckets: Vec<(u64, u32, u64, u64)>,
     pub events: Option<Events>,
     pub behaviour: Option<ChunkPart>,
+    pub udp: Option<UdpChunk>,
 }
 
 fn flow_at(f: &snoop_format::FlowColumns, i: usize) -> Flow {
@@ -276,6 +279,7 @@ pub(crate) fn decode_messages(
     ci: usize,
     ff: &FileFilter,
     plan: &LoadPlan,
+    exits: &Exits,
 ) -> anyhow::Result<ChunkOut> {
     let t0 = std::time::Instant::now();
     let b = tr
@@ -288,13 +292,17 @@ pub(crate) fn decode_messages(
     );
     let flows = batch_flows(&b, &format!("messages chunk {ci}"))?;
     if plan.behaviour {
-        return Ok(behaviour_chunk(&b, &flows, fi, ff, plan, t0));
+        return Ok(behaviour_chunk(&b, &flows, fi, ff, plan, exits, t0));
     }
     let mut acc = Acc::new(plan.interval_ns, plan.events, flows.len(), b.rows);
+    let mut udp = UdpChunk::default();
     let map: Vec<u32> = flows
         .iter()
         .map(|f| {
             if ff.flow_ok(f) {
+                if plan.udp_conns {
+                    udp.flow(f);
+                }
                 acc.key((*f, Origin::Message))
             } else {
                 u32::MAX
@@ -302,35 +310,56 @@ pub(crate) fn decode_messages(
         })
         .collect();
     let whole = ff.all_in_window(&b.ts);
-    for i in 0..b.rows {
-        let id = map[b.flow[i] as usize];
-        let ts = b.ts[i];
-        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
-            continue;
+    if !udp.any() {
+        for i in 0..b.rows {
+            let id = map[b.flow[i] as usize];
+            let ts = b.ts[i];
+            if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+                continue;
+            }
+            acc.add(id, ts, b.bytes[i], b.dir[i]);
         }
-        acc.add(id, ts, b.bytes[i], b.dir[i]);
+    } else {
+        // The same, noting the UDP rows and their local flows for the cut.
+        let is_udp = udp.flows();
+        let mut rows = UdpRows::new();
+        for i in 0..b.rows {
+            let id = map[b.flow[i] as usize];
+            let ts = b.ts[i];
+            if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
+                continue;
+            }
+            rows.note(is_udp[id as usize], i as u32, id);
+            acc.add(id, ts, b.bytes[i], b.dir[i]);
+        }
+        udp.run(&rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     }
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    Ok(acc.finish(fi))
+    let mut out = acc.finish(fi);
+    out.udp = plan.udp_conns.then_some(udp);
+    Ok(out)
 }
 
 /// [`decode_messages`] for a plan with `behaviour`: the same totals and
 /// buckets, plus the chunk's behaviour partials. Equal dictionary rows share
 /// one local id (a flow's runs and gaps must see all its messages in
-/// order), and without `events` only UDP flows keep their events (the
-/// connections cut reads them).
+/// order). Without `events`, UDP flows are cut into connections here
+/// (`udp_conns`), or else keep their events (the connections cut after
+/// loading reads them).
 fn behaviour_chunk(
     b: &EventBatch,
     flows: &[Flow],
     fi: u16,
     ff: &FileFilter,
     plan: &LoadPlan,
+    exits: &Exits,
     t0: std::time::Instant,
 ) -> ChunkOut {
-    let mut acc = Acc::new(plan.interval_ns, true, flows.len(), 0);
+    let keep_udp = !plan.events && !plan.udp_conns;
+    let mut acc = Acc::new(plan.interval_ns, keep_udp, flows.len(), 0);
     if plan.events {
         acc.events = Some(Events {
             ts: Vec::with_capacity(b.rows),
@@ -341,6 +370,7 @@ fn behaviour_chunk(
         });
     }
     let mut part = ChunkPart::default();
+    let mut udp = UdpChunk::default();
     let mut seen: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(flows.len());
     let map: Vec<u32> = flows
         .iter()
@@ -359,7 +389,10 @@ fn behaviour_chunk(
                     let id = acc.key((*f, Origin::Message));
                     e.insert(id);
                     part.flow(f);
-                    if !plan.events {
+                    if plan.udp_conns {
+                        udp.flow(f);
+                    }
+                    if keep_udp {
                         acc.keep.push(f.proto == 17);
                     }
                     id
@@ -367,7 +400,7 @@ fn behaviour_chunk(
             }
         })
         .collect();
-    if !plan.events {
+    if keep_udp {
         // Exact room for the kept (UDP) events: no regrowth copies.
         let kept = b
             .flow
@@ -389,6 +422,9 @@ fn behaviour_chunk(
     // (u32::MAX: skipped) for the behaviour facts, which walk the rows
     // grouped by endpoint.
     let mut ids = Vec::with_capacity(b.rows);
+    // The UDP rows and their local flows, for the connections cut.
+    let is_udp = udp.flows();
+    let mut udp_rows = UdpRows::new();
     for i in 0..b.rows {
         let id = map[b.flow[i] as usize];
         let ts = b.ts[i];
@@ -397,15 +433,28 @@ fn behaviour_chunk(
             continue;
         }
         ids.push(id);
+        udp_rows.note(
+            is_udp.get(id as usize).copied().unwrap_or(false),
+            i as u32,
+            id,
+        );
         acc.add(id, ts, b.bytes[i], b.dir[i]);
     }
-    part.run(&ids, &b.ts, &b.bytes, &b.dir);
+    // Rows per local flow, as the totals counted them.
+    let flow_rows: Vec<u32> = acc
+        .agg
+        .iter()
+        .map(|a| a.events().min(u64::from(u32::MAX)) as u32)
+        .collect();
+    part.run(&ids, &b.ts, &b.bytes, &b.dir, &flow_rows);
+    udp.run(&udp_rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
     let mut out = acc.finish(fi);
     out.behaviour = Some(part);
+    out.udp = plan.udp_conns.then_some(udp);
     out
 }
 

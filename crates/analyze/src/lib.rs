@@ -28,6 +28,7 @@ mod protos;
 mod remote_names;
 mod replay;
 mod report;
+mod udpcut;
 mod units;
 
 pub use cli::{AnalyzeArgs, ExportArgs, FilterArgs, ReplayArgs};

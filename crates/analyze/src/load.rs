@@ -95,6 +95,9 @@ pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Time spent merging chunk outputs, on the loading thread (SNOOP_TIMING).
+static MERGE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Chunks decoded per merge step: enough to keep every core busy, few
 /// enough that their outputs (per-chunk flow keys, totals and buckets) stay
 /// small next to the merged dataset.
@@ -135,18 +138,29 @@ impl Dataset {
         };
         let pb = progress(msg_chunks.len() + pkt_chunks.len(), "decoding");
 
+        // Process events first: the UDP connections cut while decoding
+        // messages ends a flow at its process's exit.
+        if plan.processes {
+            ds.load_procs(&traces)?;
+        }
+        let exits = if plan.udp_conns {
+            crate::udpcut::process_exits(&ds.procs)
+        } else {
+            Default::default()
+        };
         // Messages: pid authoritative, the flow is its own key.
         let t0 = std::time::Instant::now();
         let msg_events = ds.decode_merged(&traces, &msg_chunks, &pb, |tr, fi, ci, ff| {
-            decode_messages(tr, fi, ci, ff, &plan)
+            decode_messages(tr, fi, ci, ff, &plan, &exits)
         })?;
         let t1 = std::time::Instant::now();
         if std::env::var_os("SNOOP_TIMING").is_some() {
             eprintln!(
-                "timing: messages decode+aggregate+merge {:?} (cpu: decode {} ms, total {} ms; {} chunks, {} flows, {} buckets)",
+                "timing: messages decode+aggregate+merge {:?} (cpu: decode {} ms, total {} ms; merge {} ms; {} chunks, {} flows, {} buckets)",
                 t1 - t0,
                 DECODE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
                 AGG_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
+                MERGE_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
                 msg_chunks.len(),
                 ds.flows.len(),
                 ds.buckets.len()
@@ -155,6 +169,9 @@ impl Dataset {
         ds.msg_events = msg_events;
         if plan.behaviour && ds.behaviour.is_none() {
             ds.behaviour = Some(Default::default());
+        }
+        if plan.udp_conns && ds.udp_cuts.is_none() {
+            ds.udp_cuts = Some(Default::default());
         }
 
         if plan.packets && !pkt_chunks.is_empty() {
@@ -167,9 +184,6 @@ impl Dataset {
         let t2 = std::time::Instant::now();
         if plan.connections {
             ds.load_conns(&traces)?;
-        }
-        if plan.processes {
-            ds.load_procs(&traces)?;
         }
         if plan.stats {
             ds.load_stats(&traces)?;
@@ -207,7 +221,12 @@ impl Dataset {
                     r
                 })
                 .collect::<anyhow::Result<_>>()?;
+            let t = std::time::Instant::now();
             events.extend(self.merge(outs));
+            MERGE_NS.fetch_add(
+                t.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         Ok(events)
     }
@@ -272,6 +291,11 @@ impl Dataset {
                 self.behaviour
                     .get_or_insert_with(Default::default)
                     .merge(o.file, &remap, part);
+            }
+            if let Some(u) = o.udp {
+                self.udp_cuts
+                    .get_or_insert_with(Default::default)
+                    .merge(o.file, &remap, u);
             }
             if let Some(e) = o.events {
                 events.push(e);

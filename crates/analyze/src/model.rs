@@ -338,6 +338,10 @@ pub struct LoadPlan {
     /// ([`Dataset::behaviour`]); without `events`, per-event columns are
     /// then kept for UDP message flows only (the connections cut).
     pub behaviour: bool,
+    /// Cut UDP message flows into connections while decoding
+    /// ([`Dataset::udp_cuts`]), so the connections reports need no
+    /// per-event columns for them.
+    pub udp_conns: bool,
     /// TCP state changes.
     pub connections: bool,
     /// Process events.
@@ -372,6 +376,8 @@ pub struct Dataset {
     pub pkt_events: Vec<Events>,
     /// The behaviour report's merged per-event partials (when asked for).
     pub behaviour: Option<crate::behave::BehaviourData>,
+    /// UDP message flows cut into connections (when asked for).
+    pub udp_cuts: Option<crate::udpcut::UdpCuts>,
     /// TCP state changes, in time order per file.
     pub conns: Vec<ConnEvent>,
     /// Process events, in time order per file.

@@ -432,6 +432,7 @@ pub fn run_pcapng(args: &ExportArgs, output: &Path) -> anyhow::Result<()> {
         processes: false,
         stats: false,
         behaviour: false,
+        udp_conns: false,
         interval_ns: 1_000_000_000,
     };
     let ds = Dataset::load(&args.files, &filter, plan)?;

@@ -320,6 +320,7 @@ pub fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         packets: false,
         events: false,
         behaviour: false,
+        udp_conns: false,
         connections: false,
         processes: false,
         stats: false,

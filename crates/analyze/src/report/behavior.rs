@@ -269,6 +269,7 @@ pub(crate) fn plan(interval_ns: u64) -> LoadPlan {
         packets: false,
         events: false,
         behaviour: true,
+        udp_conns: true,
         connections: true,
         processes: true,
         stats: false,

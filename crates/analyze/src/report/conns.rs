@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use snoop_format::{comm_str, ConnStatus, Flow, ProcessKind, TcpOutcome};
+use snoop_format::{comm_str, ConnStatus, Flow, TcpOutcome};
 
 use super::{nearest_rank, Ctx};
 use crate::filter::addr_str;
@@ -25,13 +25,10 @@ use crate::protos::proto_name;
 type TupleKey = (u16, u8, [u8; 16], u16, [u8; 16], u16);
 /// (file, cookie) or (file, 0, laddr, lport, raddr, rport) when there is no cookie.
 type SockKey = (u16, u64, [u8; 16], u16, [u8; 16], u16);
-/// (ts, bytes, dir) of one UDP flow.
-type UdpEvents = Vec<(u64, u32, u8)>;
 /// ((file, pid), (durations, comm)).
 type DistRow = ((u16, u32), (Vec<u64>, [u8; 16]));
 
-/// A UDP flow idle longer than this starts a new "connection".
-pub const UDP_IDLE_NS: u64 = 30_000_000_000;
+pub use crate::udpcut::UDP_IDLE_NS;
 
 /// One connection.
 #[derive(Clone, Debug)]
@@ -402,22 +399,6 @@ impl SeqFlags {
     }
 }
 
-/// Process exit times per (file, pid), in time order.
-fn process_exits(ctx: &Ctx) -> HashMap<(u16, u32), Vec<u64>> {
-    let mut out: HashMap<(u16, u32), Vec<u64>> = HashMap::new();
-    for e in &ctx.ds.procs {
-        let r = &e.row;
-        // A thread's exit does not end the process.
-        if r.kind == ProcessKind::Exit && (r.tid == r.pid || r.tid == 0) {
-            out.entry((e.file, r.pid)).or_default().push(r.ts_ns);
-        }
-    }
-    for v in out.values_mut() {
-        v.sort_unstable();
-    }
-    out
-}
-
 /// UDP "connections": a process's messages with one peer (5-tuple), cut
 /// where the flow was idle longer than [`UDP_IDLE_NS`] or the process
 /// exited in between. One ends at its last message when the process exited
@@ -438,7 +419,7 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             r.flow.rport,
         ))
     };
-    let exits = process_exits(ctx);
+    let exits = crate::udpcut::process_exits(&ds.procs);
     // The first exit of the process at or after `t`.
     let exit_after = |k: &K, t: u64| -> Option<u64> {
         let v = exits.get(&(k.0, k.1))?;
@@ -463,8 +444,9 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             outcome: None,
         });
     };
-    if ds.msg_events.is_empty() {
-        // No per-event data loaded: one connection per flow tuple.
+    let Some(cuts) = &ds.udp_cuts else {
+        // Not cut while loading (the summary): one connection per flow
+        // tuple.
         let mut per: HashMap<K, (usize, u64, u64, u64, u64)> = HashMap::new();
         for g in 0..ds.flows.len() {
             let (Some(k), a) = (key(g), &ds.agg[g]) else {
@@ -483,73 +465,24 @@ fn udp_conns(ctx: &Ctx, ends: &[u64], names: &HashMap<(u16, u32), [u8; 16]>) -> 
             emit(&k, g, s, e, tx, rx);
         }
         return out;
-    }
-    // The tuple's list per global flow, found once per flow, not per event.
-    let mut index: HashMap<K, u32> = HashMap::new();
-    let mut per: Vec<(K, usize, UdpEvents)> = Vec::new();
-    let slot: Vec<u32> = (0..ds.flows.len())
-        .map(|g| match key(g) {
-            Some(k) => *index.entry(k).or_insert_with(|| {
-                per.push((k, usize::MAX, Vec::new()));
-                (per.len() - 1) as u32
-            }),
-            None => u32::MAX,
-        })
-        .collect();
-    // Exact room per tuple first: no regrowth copies.
-    let mut counts = vec![0usize; per.len()];
-    for ev in &ds.msg_events {
-        for &g in &ev.flow {
-            if let Some(&s) = slot.get(g as usize).filter(|&&s| s != u32::MAX) {
-                counts[s as usize] += 1;
-            }
-        }
-    }
-    for (p, &n) in per.iter_mut().zip(&counts) {
-        p.2.reserve_exact(n);
-    }
-    for ev in &ds.msg_events {
-        for i in 0..ev.ts.len() {
-            let g = ev.flow[i] as usize;
-            let s = slot[g];
-            if s != u32::MAX {
-                let p = &mut per[s as usize];
-                if p.2.is_empty() {
-                    p.1 = g; // the flow of its first message, as before
-                }
-                p.2.push((ev.ts[i], ev.bytes[i], ev.dir[i]));
-            }
-        }
-    }
-    // Time order per tuple (storage order mostly is already: checked
-    // first), the tuples in parallel.
-    {
-        use rayon::prelude::*;
-        per.par_iter_mut().for_each(|(_, _, v)| {
-            if !v.is_sorted() {
-                v.sort_unstable();
-            }
-        });
-    }
-    for (k, g, v) in per {
-        if v.is_empty() {
+    };
+    // Cut per chunk by the loader (see `crate::udpcut`): the tuples in the
+    // order of their first global flow.
+    let mut seen: std::collections::HashSet<K> = std::collections::HashSet::new();
+    for g in 0..ds.flows.len() {
+        let Some(k) = key(g) else {
+            continue;
+        };
+        if !seen.insert(k) {
             continue;
         }
-        let (mut s, mut last, mut tx, mut rx) = (v[0].0, v[0].0, 0u64, 0u64);
-        for &(ts, b, d) in &v {
-            let exited = exit_after(&k, last).is_some_and(|x| x < ts);
-            if ts - last > UDP_IDLE_NS || exited {
-                emit(&k, g, s, last, tx, rx);
-                (s, tx, rx) = (ts, 0, 0);
-            }
-            last = ts;
-            if d == 0 {
-                tx = tx.saturating_add(u64::from(b));
-            } else {
-                rx = rx.saturating_add(u64::from(b));
-            }
+        let ex = exits.get(&(k.0, k.1)).map_or(&[][..], Vec::as_slice);
+        let Some((first, spans)) = cuts.connections(k.0, &(k.1, k.2, k.3, k.4, k.5), ex) else {
+            continue;
+        };
+        for s in spans {
+            emit(&k, first as usize, s.start, s.end, s.tx, s.rx);
         }
-        emit(&k, g, s, last, tx, rx);
     }
     out
 }

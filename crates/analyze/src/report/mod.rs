@@ -29,6 +29,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
         packets: false,
         events: false,
         behaviour: false,
+        udp_conns: false,
         connections: false,
         // Process events are few; they give processes their latest name
         // and end UDP flows at exit.
@@ -43,7 +44,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.processes = false;
         }
         Report::Conns => {
-            p.events = true;
+            p.udp_conns = true;
             p.connections = true;
         }
         Report::Sizes => {
@@ -55,7 +56,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.connections = true;
         }
         Report::Lifecycle => {
-            p.events = true;
+            p.udp_conns = true;
             p.connections = true;
         }
         Report::Summary => {
@@ -68,6 +69,7 @@ fn plan_for(report: Report, interval_ns: u64) -> LoadPlan {
             p.packets = true;
             p.events = true;
             p.behaviour = true;
+            p.udp_conns = true;
             p.connections = true;
             p.stats = true;
         }
