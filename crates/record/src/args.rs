@@ -32,9 +32,9 @@ impl Proto {
 /// How wire packets are recorded (`--packets`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum PacketMode {
-    /// Runs: consecutive packets of one socket and direction with the same
-    /// length, folded in the kernel into one record with a count and a
-    /// time span (packets with no known socket stay one record each).
+    /// Runs: a socket's packets of one direction and length, folded in the
+    /// kernel into one row with a count and a time span, up to four lengths
+    /// per record (packets with no known socket stay one record each).
     #[default]
     Runs,
     /// One record per packet.
@@ -101,9 +101,9 @@ pub struct RecordArgs {
     /// Stop once the file reaches this size (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_positive_size)]
     pub max_size: Option<u64>,
-    /// Wire packets: `runs` folds each socket's consecutive packets of one
-    /// length and direction into one record with a count and a time span
-    /// (in the kernel; sizes and bytes stay exact); `each` writes one record
+    /// Wire packets: `runs` folds each socket's packets of one length and
+    /// direction into one row with a count and a time span (in the kernel,
+    /// up to four lengths per record; sizes and bytes stay exact); `each` writes one record
     /// per packet; `off` none (messages, TCP states and processes stay, and
     /// per-process bytes stay exact).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = PacketMode::Runs)]
