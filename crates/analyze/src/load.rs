@@ -198,13 +198,9 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// Decode `chunks` in parallel a batch at a time and merge each batch
-    /// on a thread of its own while the next batch decodes, so the merge
-    /// (mostly serial) fills the cores the decode leaves idle instead of
-    /// stopping it. Memory holds at most two batches of per-chunk outputs
-    /// (one merging, one decoded and waiting), not all; each chunk's mapped
-    /// pages are released once it is decoded. Batches merge in order, so
-    /// the result is the one a decode-then-merge loop gives.
+    /// Decode `chunks` in parallel a batch at a time, merging each batch
+    /// before the next, so memory holds one batch of per-chunk outputs, not
+    /// all; each chunk's mapped pages are released once it is decoded.
     fn decode_merged(
         &mut self,
         traces: &[Trace],
@@ -213,54 +209,26 @@ impl Dataset {
         decode: impl Fn(&Trace, u16, usize, &FileFilter) -> anyhow::Result<ChunkOut> + Sync,
     ) -> anyhow::Result<Vec<Events>> {
         let filters: Vec<FileFilter> = self.files.iter().map(|f| f.filter.clone()).collect();
-        std::thread::scope(|s| {
-            // A rendezvous channel: a decoded batch waits until the merger
-            // has finished the one before it.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ChunkOut>>(0);
-            let merger = s.spawn(move || {
-                let mut events = Vec::new();
-                for outs in rx {
-                    let t = std::time::Instant::now();
-                    events.extend(self.merge(outs));
-                    MERGE_NS.fetch_add(
-                        t.elapsed().as_nanos() as u64,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
-                events
-            });
-            let mut decoded = Ok(());
-            for batch in chunks.chunks(merge_batch()) {
-                let outs = batch
-                    .par_iter()
-                    .map(|&(fi, ci)| {
-                        let tr = &traces[fi as usize];
-                        let r = decode(tr, fi, ci, &filters[fi as usize]);
-                        tr.release_chunk(ci);
-                        pb.inc(1);
-                        r
-                    })
-                    .collect::<anyhow::Result<Vec<ChunkOut>>>();
-                match outs {
-                    Ok(outs) => {
-                        // A closed channel means the merger panicked: join
-                        // below passes its panic on.
-                        if tx.send(outs).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        decoded = Err(e);
-                        break;
-                    }
-                }
-            }
-            drop(tx);
-            let events = merger
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            decoded.map(|()| events)
-        })
+        let mut events = Vec::new();
+        for batch in chunks.chunks(merge_batch()) {
+            let outs: Vec<ChunkOut> = batch
+                .par_iter()
+                .map(|&(fi, ci)| {
+                    let tr = &traces[fi as usize];
+                    let r = decode(tr, fi, ci, &filters[fi as usize]);
+                    tr.release_chunk(ci);
+                    pb.inc(1);
+                    r
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let t = std::time::Instant::now();
+            events.extend(self.merge(outs));
+            MERGE_NS.fetch_add(
+                t.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        Ok(events)
     }
 
     /// Sum duplicate (interval, flow) buckets (chunks split intervals), so

@@ -836,8 +836,8 @@ fn synthetic_totals_match() {
     check_synthetic_totals(d.path(), &p, &totals);
 }
 
-/// Hundreds of chunks load in many decode batches, each merged while the
-/// next decodes: every process's totals are still exactly what was written.
+/// Hundreds of chunks load in many decode batches, merged one after the
+/// other: every process's totals are still exactly what was written.
 #[test]
 fn synthetic_totals_match_across_many_batches() {
     let d = tempfile::tempdir().unwrap();
