@@ -798,6 +798,15 @@ fn empty_trace_gives_empty_reports() {
 }
 
 fn synth_fixture(dir: &Path) -> (PathBuf, snoop_format::synth::SynthTotals) {
+    synth_fixture_of(dir, 1000, 5000)
+}
+
+/// A synthetic trace of `messages` messages, `chunk_rows` rows per chunk.
+fn synth_fixture_of(
+    dir: &Path,
+    chunk_rows: usize,
+    messages: u64,
+) -> (PathBuf, snoop_format::synth::SynthTotals) {
     let p = dir.join("synth.snp");
     let mut info = info("synth");
     info.boot_to_wall_ns = WALL;
@@ -805,7 +814,7 @@ fn synth_fixture(dir: &Path) -> (PathBuf, snoop_format::synth::SynthTotals) {
         std::fs::File::create(&p).unwrap(),
         &info,
         WriterOptions {
-            chunk_rows: 1000,
+            chunk_rows,
             zstd_level: 3,
         },
     )
@@ -815,7 +824,7 @@ fn synth_fixture(dir: &Path) -> (PathBuf, snoop_format::synth::SynthTotals) {
         processes: 6,
         ..SynthConfig::default()
     };
-    let totals = write_synthetic(&mut w, cfg, 5000).unwrap();
+    let totals = write_synthetic(&mut w, cfg, messages).unwrap();
     w.finish(totals.end_ns + 1).unwrap();
     (p, totals)
 }
@@ -824,7 +833,48 @@ fn synth_fixture(dir: &Path) -> (PathBuf, snoop_format::synth::SynthTotals) {
 fn synthetic_totals_match() {
     let d = tempfile::tempdir().unwrap();
     let (p, totals) = synth_fixture(d.path());
-    let out = d.path().join("s.json");
+    check_synthetic_totals(d.path(), &p, &totals);
+}
+
+/// Hundreds of chunks load in many decode batches, merged one after the
+/// other: every process's totals are still exactly what was written.
+#[test]
+fn synthetic_totals_match_across_many_batches() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, totals) = synth_fixture_of(d.path(), 50, 30_000);
+    let t = snoop_format::Trace::open(&p).unwrap();
+    let chunks = t.chunks_of(snoop_format::Table::Messages).count();
+    // More chunks than several batches hold on any machine this runs on.
+    assert!(chunks >= 600, "{chunks} chunks");
+    check_synthetic_totals(d.path(), &p, &totals);
+    // The same messages in one chunk (one batch, one merge) give the same
+    // behaviour and connections: batches merge in file order.
+    let one = tempfile::tempdir().unwrap();
+    let (q, _) = synth_fixture_of(one.path(), 1 << 20, 30_000);
+    for report in ["behavior", "conns"] {
+        let json = |trace: &Path, dir: &Path| {
+            let out = dir.join(format!("{report}.json"));
+            analyze(&[
+                trace.to_str().unwrap(),
+                "--report",
+                report,
+                "--format",
+                "json",
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .unwrap();
+            std::fs::read_to_string(&out).unwrap()
+        };
+        let (many, whole) = (json(&p, d.path()), json(&q, one.path()));
+        assert!(many.len() > 100, "{report}: {many}");
+        assert_eq!(many, whole, "{report}");
+    }
+}
+
+/// `--by pid` on `p` gives each process the totals `write_synthetic` wrote.
+fn check_synthetic_totals(dir: &Path, p: &Path, totals: &snoop_format::synth::SynthTotals) {
+    let out = dir.join("s.json");
     analyze(&[
         p.to_str().unwrap(),
         "--by",
