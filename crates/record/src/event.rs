@@ -193,6 +193,27 @@ fn comm(raw: &[i8; 16]) -> [u8; 16] {
     (x & mask).to_le_bytes()
 }
 
+/// The flow of a packet record (`snoop_pkt` or `snoop_pktset`: the same
+/// header fields).
+macro_rules! packet_flow {
+    ($p:expr) => {
+        Flow {
+            pid: $p.pid,
+            tid: $p.tid,
+            comm: comm(&$p.comm),
+            cgroup: 0,
+            cookie: $p.cookie,
+            ifindex: $p.ifindex,
+            family: $p.family,
+            proto: $p.proto,
+            laddr: $p.laddr,
+            lport: $p.lport,
+            raddr: $p.raddr,
+            rport: $p.rport,
+        }
+    };
+}
+
 fn direction(k: u8, d: u8) -> Result<Direction, DecodeError> {
     match d {
         0 => Ok(Direction::Tx),
@@ -272,20 +293,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 last_ns: p.last_ns.max(p.ts_ns),
                 count: p.count.max(1),
                 tcp_flags: p.tcp_flags,
-                flow: Flow {
-                    pid: p.pid,
-                    tid: p.tid,
-                    comm: comm(&p.comm),
-                    cgroup: 0,
-                    cookie: p.cookie,
-                    ifindex: p.ifindex,
-                    family: p.family,
-                    proto: p.proto,
-                    laddr: p.laddr,
-                    lport: p.lport,
-                    raddr: p.raddr,
-                    rport: p.rport,
-                },
+                flow: packet_flow!(p),
                 len: p.len,
                 dir: direction(k, p.dir)?,
                 segs: p.segs,
@@ -313,20 +321,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, DecodeError> {
                 };
             }
             Ok(Event::PacketSet {
-                flow: Flow {
-                    pid: p.pid,
-                    tid: p.tid,
-                    comm: comm(&p.comm),
-                    cgroup: 0,
-                    cookie: p.cookie,
-                    ifindex: p.ifindex,
-                    family: p.family,
-                    proto: p.proto,
-                    laddr: p.laddr,
-                    lport: p.lport,
-                    raddr: p.raddr,
-                    rport: p.rport,
-                },
+                flow: packet_flow!(p),
                 dir: direction(k, p.dir)?,
                 n,
                 runs,
