@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{bpf_or_skip, info_json, start_recorder, stdout_of, SNOOP};
@@ -241,16 +241,35 @@ fn runs_and_each_agree_on_one_workload() {
     );
 }
 
-#[test]
-fn a_run_open_at_stop_is_recorded() {
-    let Some(_g) = bpf_or_skip("a_run_open_at_stop_is_recorded") else {
-        return;
-    };
+/// A UDP socket the test receives on, and a default recorder filtering on
+/// its port: (temporary dir, trace path, socket, port, recorder).
+fn recording_udp_port() -> (tempfile::TempDir, PathBuf, UdpSocket, u16, common::Recorder) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.snp");
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let rec = start_recorder(&path, &["--port", &port.to_string()], &[]);
+    (dir, path, server, port, rec)
+}
+
+/// `snoop export TRACE --table TABLE` as CSV text.
+fn export_csv(trace: &Path, table: &str) -> String {
+    let csv = trace.with_extension(format!("{table}.csv"));
+    let out = Command::new(SNOOP)
+        .args(["export", trace.to_str().unwrap(), "--table", table, "-o"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read_to_string(&csv).unwrap()
+}
+
+#[test]
+fn a_run_open_at_stop_is_recorded() {
+    let Some(_g) = bpf_or_skip("a_run_open_at_stop_is_recorded") else {
+        return;
+    };
+    let (_dir, path, _server, port, rec) = recording_udp_port();
     // Back to back, microseconds apart: one run per socket and direction
     // (per CPU), still open when the recorder is told to stop.
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -267,15 +286,7 @@ fn a_run_open_at_stop_is_recorded() {
     // The runs read out at the end are counted in the trace's stats like
     // every other packet record: the stats' packet events equal the
     // packets table's rows.
-    let csv = dir.path().join("stats.csv");
-    let out = Command::new(SNOOP)
-        .args(["export", path.to_str().unwrap(), "--table", "stats", "-o"])
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let events: u64 = std::fs::read_to_string(&csv)
-        .unwrap()
+    let events: u64 = export_csv(&path, "stats")
         .lines()
         .skip(1)
         .filter(|l| l.split(',').nth(1) == Some("packets"))
@@ -297,11 +308,7 @@ fn more_lengths_than_a_set_holds() {
     let Some(_g) = bpf_or_skip("more_lengths_than_a_set_holds") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.snp");
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
-    let rec = start_recorder(&path, &["--port", &port.to_string()], &[]);
+    let (_dir, path, _server, port, rec) = recording_udp_port();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sizes = [10usize, 20, 30, 40, 50, 60];
     let rounds = 50;
@@ -311,14 +318,7 @@ fn more_lengths_than_a_set_holds() {
         }
     }
     rec.stop();
-    let csv = dir.path().join("packets.csv");
-    let out = Command::new(SNOOP)
-        .args(["export", path.to_str().unwrap(), "--table", "packets", "-o"])
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&csv).unwrap();
+    let text = export_csv(&path, "packets");
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
