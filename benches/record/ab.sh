@@ -32,9 +32,7 @@ PORT=${PORT:-5397}
 
 LSRV_PID=
 SRV=
-NS_A=snab-a NS_B=snab-b
-netns_down() { ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true; }
-trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; [[ $WORKLOAD != tcp-veth ]] || netns_down; rm -rf "$BENCH_DIR"' EXIT
+trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; [[ $WORKLOAD != tcp-veth ]] || veth_down; rm -rf "$BENCH_DIR"' EXIT
 # Where the iperf3 client runs and what it connects to.
 IPERF_IN=() IPERF_DST=127.0.0.1
 case $WORKLOAD in
@@ -45,17 +43,9 @@ tcp)
 	;;
 tcp-veth)
 	need iperf3 "apt-get install iperf3"
-	need ip "apt-get install iproute2"
-	netns_down
-	ip netns add "$NS_A"
-	ip netns add "$NS_B"
-	ip link add snab-va netns "$NS_A" type veth peer name snab-vb netns "$NS_B"
-	ip -n "$NS_A" addr add 10.214.0.1/24 dev snab-va
-	ip -n "$NS_B" addr add 10.214.0.2/24 dev snab-vb
-	ip -n "$NS_A" link set snab-va up
-	ip -n "$NS_B" link set snab-vb up
+	veth_up
 	iperf3_start "$PORT" "$NS_B"
-	IPERF_IN=(ip netns exec "$NS_A") IPERF_DST=10.214.0.2
+	IPERF_IN=("${VETH_IN[@]}") IPERF_DST=10.214.0.2
 	;;
 conn | rr) loadgen_start "$WORKLOAD" ;;
 esac

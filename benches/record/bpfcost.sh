@@ -6,9 +6,11 @@
 # loopback TCP for SECS seconds; WORKLOAD=udp uses 64-byte datagrams;
 # WORKLOAD=conn short TCP connections (connect, 64 B each way, close: the
 # compare harness's conn-lo load generator), with the eBPF time per
-# connection. SNOOP_ARGS: recorder flags (e.g. "--no-packets").
+# connection; WORKLOAD=tcp-veth iperf3 from one network namespace to
+# another over a veth pair (made for the run, deleted at exit), as ab.sh
+# tcp-veth runs it. SNOOP_ARGS: recorder flags (e.g. "--no-packets").
 #
-#   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|udp|conn
+#   sudo benches/record/bpfcost.sh               # SECS=3 WORKLOAD=tcp|tcp-veth|udp|conn
 
 source "$(dirname "$0")/common.sh"
 need iperf3 "apt-get install iperf3"
@@ -20,8 +22,17 @@ WORKLOAD=${WORKLOAD:-tcp}
 
 SRV=
 LSRV_PID=
-trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; rm -rf "$BENCH_DIR"' EXIT
-iperf3_start "$PORT"
+trap 'kill $SRV $LSRV_PID 2>/dev/null || true; rec_kill; bpf_stats_restore; [[ $WORKLOAD != tcp-veth ]] || veth_down; rm -rf "$BENCH_DIR"' EXIT
+IPERF_IN=() IPERF_DST=127.0.0.1 IPERF_OPTS=()
+if [[ $WORKLOAD == tcp-veth ]]; then
+	veth_up
+	iperf3_start "$PORT" "$NS_B"
+	IPERF_IN=("${VETH_IN[@]}") IPERF_DST=10.214.0.2
+	# as ab.sh tcp-veth: 128 KiB writes, client on CPU 0, server on CPU 1
+	IPERF_OPTS=(-l 128K "${IPERF_PIN[@]}")
+else
+	iperf3_start "$PORT"
+fi
 if [[ $WORKLOAD == conn ]]; then
 	loadgen_start conn
 fi
@@ -47,7 +58,7 @@ if [[ $WORKLOAD == udp ]]; then
 elif [[ $WORKLOAD == conn ]]; then
 	conns=$("$LOADGEN" client conn "127.0.0.1:$LPORT" "$SECS" 64 | jq .ops)
 else
-	iperf3 -c 127.0.0.1 -p "$PORT" -t "$SECS" >/dev/null
+	"${IPERF_IN[@]}" iperf3 -c "$IPERF_DST" -p "$PORT" -t "$SECS" "${IPERF_OPTS[@]}" >/dev/null
 fi
 after=$(per_prog)
 names=$(for id in $(echo "$after" | cut -d' ' -f1); do

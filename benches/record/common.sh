@@ -122,6 +122,32 @@ iperf3_start() {
 	return 1
 }
 
+# veth_up: two network namespaces (snab-a, snab-b) joined by a veth pair,
+# 10.214.0.1 in snab-a and 10.214.0.2 in snab-b; veth_down deletes them.
+# Sets NS_A, NS_B, and VETH_IN (the command prefix that runs in snab-a).
+NS_A=snab-a NS_B=snab-b
+VETH_IN=(ip netns exec "$NS_A")
+veth_down() { ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true; }
+veth_up() {
+	need ip "apt-get install iproute2"
+	veth_down
+	ip netns add "$NS_A"
+	ip netns add "$NS_B"
+	ip link add snab-va netns "$NS_A" type veth peer name snab-vb netns "$NS_B"
+	ip -n "$NS_A" addr add 10.214.0.1/24 dev snab-va
+	ip -n "$NS_B" addr add 10.214.0.2/24 dev snab-vb
+	ip -n "$NS_A" link set snab-va up
+	ip -n "$NS_B" link set snab-vb up
+	# With the iperf3 ends pinned (IPERF_PIN), process both ends' received
+	# packets on CPU 1: left on the sending CPU, the data from CPU 0 and
+	# the sends its ACKs trigger on CPU 1 arrive out of order, and spurious
+	# retransmits (12-40 thousand per 2 GB) swing the throughput 2x.
+	if ((${#IPERF_PIN[@]})); then
+		ip netns exec "$NS_A" sh -c 'echo 2 > /sys/class/net/snab-va/queues/rx-0/rps_cpus'
+		ip netns exec "$NS_B" sh -c 'echo 2 > /sys/class/net/snab-vb/queues/rx-0/rps_cpus'
+	fi
+}
+
 # loadgen_start conn|rr: build the compare harness's load generator when
 # missing or stale, start its server on a free loopback port, and set
 # LOADGEN, LSRV_PID and LPORT. It serves until its stdin closes (or it is
