@@ -58,7 +58,10 @@ def has_analyzer():
 
 # --------------------------------------------------------------- namespaces
 
-def netns_up():
+def netns_up(rps_cpus=None):
+    """Make the two namespaces and their veth pair. rps_cpus (a hex CPU
+    mask, e.g. "2"): process both ends' received packets on those CPUs
+    (RPS), instead of on whichever CPU sent them."""
     netns_down()
     for c in [f"ip netns add {NS_A}", f"ip netns add {NS_B}",
               f"ip link add {VETH_A} netns {NS_A} type veth peer name {VETH_B} netns {NS_B}",
@@ -70,6 +73,9 @@ def netns_up():
               f"ip netns exec {NS_A} sysctl -qw net.ipv4.tcp_tw_reuse=1",
               f"ip netns exec {NS_A} sysctl -qw net.ipv4.ip_local_port_range='10000 60999'"]:
         sh(c)
+    if rps_cpus:
+        for ns, dev in ((NS_A, VETH_A), (NS_B, VETH_B)):
+            sh(f"ip netns exec {ns} sh -c 'echo {rps_cpus} > /sys/class/net/{dev}/queues/rx-0/rps_cpus'")
 
 
 def netns_down():

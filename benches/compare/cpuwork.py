@@ -64,6 +64,16 @@ MSG = 64
 PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("CPU_PIN", "1") != "0"
 
 
+# Pinned, both veth ends' received packets are processed on the server's
+# CPU (RPS mask 2). Otherwise a veth packet is processed on the CPU that
+# sent it: the client's writes on CPU 0 and the sends its ACKs trigger on
+# CPU 1 went through two backlogs and arrived out of order, the sender
+# retransmitted 12-40 thousand segments per 2 GB (spuriously: DSACKs, no
+# drops), and the same 2 GB took 1.2 to 1.9 s of busy CPU by how many.
+# Steered, 0 retransmits.
+VETH_RPS = "2" if PIN else None
+
+
 def pinned(cpu, argv):
     return (["taskset", "-c", str(cpu)] + argv) if PIN else argv
 
@@ -192,7 +202,7 @@ def main():
     load0 = open("/proc/loadavg").read().split()[:3]
     log(f"snoop={SNOOP} reps={REPS} tools={tools} loadavg={load0}")
     if any(w.net == "veth" for w in works):
-        bench.netns_up()
+        bench.netns_up(rps_cpus=VETH_RPS)
     rows = []
     started = time.time()
     try:
