@@ -169,6 +169,7 @@ fn main() {
         &info,
         WriterOptions {
             chunk_rows: snoop_record::record_chunk_rows(),
+            zstd_level: snoop_record::record_zstd_level(),
             ..WriterOptions::default()
         },
     )

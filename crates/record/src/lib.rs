@@ -27,5 +27,7 @@ pub mod tui_run;
 
 pub use args::RecordArgs;
 pub use doctor::{run_doctor, DoctorArgs};
-pub use record::{human_bytes, kernel_options, record_chunk_rows, record_session, run_record};
+pub use record::{
+    human_bytes, kernel_options, record_chunk_rows, record_session, record_zstd_level, run_record,
+};
 pub use top::{run_top, TopArgs};

@@ -186,6 +186,17 @@ pub fn record_chunk_rows() -> usize {
         .unwrap_or(128 * 1024)
 }
 
+/// zstd level of the column frames while recording. SNOOP_ZSTD_LEVEL
+/// overrides it (1..=19, or negative for zstd's fast levels) for
+/// measurements.
+pub fn record_zstd_level() -> i32 {
+    std::env::var("SNOOP_ZSTD_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &i32| (-7..=19).contains(&n) && n != 0)
+        .unwrap_or(WriterOptions::default().zstd_level)
+}
+
 fn record_into(
     file: std::fs::File,
     path: &Path,
@@ -196,6 +207,7 @@ fn record_into(
     let info = FileInfo::from_host(std::env::args().collect());
     let opts = WriterOptions {
         chunk_rows: record_chunk_rows(),
+        zstd_level: record_zstd_level(),
         ..WriterOptions::default()
     };
     let mut writer = match TraceWriter::new(file, &info, opts) {
