@@ -68,7 +68,7 @@ PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("CPU_PIN", "1") != "0"
 # CPU (RPS mask 2). Otherwise a veth packet is processed on the CPU that
 # sent it: the client's writes on CPU 0 and the sends its ACKs trigger on
 # CPU 1 went through two backlogs and arrived out of order, the sender
-# retransmitted 12-40 thousand segments per 2 GB (spuriously: DSACKs, no
+# retransmitted 11-40 thousand segments per 2 GB (spuriously: DSACKs, no
 # drops), and the same 2 GB took 1.2 to 1.9 s of busy CPU by how many.
 # Steered, 0 retransmits.
 VETH_RPS = "2" if PIN else None

@@ -141,7 +141,7 @@ veth_up() {
 	# With the iperf3 ends pinned (IPERF_PIN), process both ends' received
 	# packets on CPU 1: left on the sending CPU, the data from CPU 0 and
 	# the sends its ACKs trigger on CPU 1 arrive out of order, and spurious
-	# retransmits (12-40 thousand per 2 GB) swing the throughput 2x.
+	# retransmits (11-40 thousand per 2 GB) swing the throughput 2x.
 	if ((${#IPERF_PIN[@]})); then
 		ip netns exec "$NS_A" sh -c 'echo 2 > /sys/class/net/snab-va/queues/rx-0/rps_cpus'
 		ip netns exec "$NS_B" sh -c 'echo 2 > /sys/class/net/snab-vb/queues/rx-0/rps_cpus'
