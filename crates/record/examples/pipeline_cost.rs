@@ -170,7 +170,6 @@ fn main() {
         WriterOptions {
             chunk_rows: snoop_record::record_chunk_rows(),
             zstd_level: snoop_record::record_zstd_level(),
-            ..WriterOptions::default()
         },
     )
     .expect("writer");

@@ -208,7 +208,6 @@ fn record_into(
     let opts = WriterOptions {
         chunk_rows: record_chunk_rows(),
         zstd_level: record_zstd_level(),
-        ..WriterOptions::default()
     };
     let mut writer = match TraceWriter::new(file, &info, opts) {
         Ok(w) => w,
