@@ -462,6 +462,10 @@ impl GapSums {
     }
 }
 
+/// Bytes of a local flow in one interval: (interval number, local flow,
+/// bytes sent, bytes received).
+pub(crate) type LocalBucket = (u64, u32, u64, u64);
+
 /// The behaviour partials of one chunk, on its local flow ids.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPart {
@@ -475,9 +479,8 @@ pub(crate) struct ChunkPart {
     ep_index: PlHashMap<(u32, [u8; 16], u16), u32>,
     /// Interval length of the buckets (nanoseconds, at least 1).
     interval: u64,
-    /// Bytes per (interval, local flow), as the loader's buckets: (interval
-    /// number, local flow, bytes sent, bytes received).
-    buckets: Vec<(u64, u32, u64, u64)>,
+    /// Bytes per (interval, local flow), as the loader's buckets.
+    buckets: Vec<LocalBucket>,
 }
 
 impl ChunkPart {
@@ -689,7 +692,7 @@ impl ChunkPart {
     /// row-by-row [`Agg`] and buckets (the buckets in another order, and
     /// an interval a flow leaves and comes back to may have two entries,
     /// which every reader sums).
-    pub fn totals(&mut self) -> (Vec<Agg>, Vec<(u64, u32, u64, u64)>) {
+    pub fn totals(&mut self) -> (Vec<Agg>, Vec<LocalBucket>) {
         let mut buckets = std::mem::take(&mut self.buckets);
         for (l, f) in self.flows.iter().enumerate() {
             let c = &f.cur;
@@ -708,7 +711,7 @@ impl FlowInterval {
     #[inline(always)]
     fn add(
         &mut self,
-        buckets: &mut Vec<(u64, u32, u64, u64)>,
+        buckets: &mut Vec<LocalBucket>,
         interval: u64,
         l: u32,
         d: usize,
@@ -1044,6 +1047,9 @@ mod tests {
         }
     }
 
+    /// Bytes sent and received per (interval number, local flow).
+    type Buckets = BTreeMap<(u64, u32), (u64, u64)>;
+
     /// Per local flow its totals, and the bytes per (interval number,
     /// local flow), summed row by row as the loader did before the walk
     /// took them over.
@@ -1054,9 +1060,9 @@ mod tests {
         dir: &[u8],
         flows: usize,
         interval: u64,
-    ) -> (Vec<Agg>, BTreeMap<(u64, u32), (u64, u64)>) {
+    ) -> (Vec<Agg>, Buckets) {
         let mut aggs = vec![Agg::default(); flows];
-        let mut buckets: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
+        let mut buckets = Buckets::new();
         for i in 0..ids.len() {
             if ids[i] == u32::MAX {
                 continue;
@@ -1127,7 +1133,7 @@ mod tests {
             let (want_aggs, want_buckets) =
                 row_by_row_totals(&ids, &tss, &sizes, &dirs, flows.len(), interval);
             assert_eq!(aggs, want_aggs, "interval {interval}, block {block}");
-            let mut got_buckets: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
+            let mut got_buckets = Buckets::new();
             for (b, l, tx, rx) in buckets {
                 let e = got_buckets.entry((b, l)).or_default();
                 e.0 += tx;
