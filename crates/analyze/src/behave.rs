@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use polars::prelude::PlHashMap;
 
+use crate::model::Agg;
 use crate::report::behavior::{
     BULK_LARGE_MSG_BYTES, BURST_GAP_NS, HUMAN_GAP_MAX_NS, HUMAN_GAP_MIN_NS,
 };
@@ -344,7 +345,8 @@ struct EpPart {
 }
 
 /// One local flow of a chunk: its runs and, per direction, whether a
-/// message was seen, its last and its first time.
+/// message was seen, its last and its first time; its totals and its bytes
+/// in the current interval.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 struct LocalFlow {
@@ -354,7 +356,72 @@ struct LocalFlow {
     last: [u64; 2],
     seen: [bool; 2],
     first: [u64; 2],
+    tot: FlowTotals,
+    cur: FlowInterval,
     cold: RunsCold,
+}
+
+/// A local flow's totals in a chunk (what [`Agg`] holds), indexed by
+/// direction.
+#[derive(Clone, Copy, Debug)]
+struct FlowTotals {
+    bytes: [u64; 2],
+    n: [u64; 2],
+    first: u64,
+    last: u64,
+}
+
+impl Default for FlowTotals {
+    fn default() -> Self {
+        FlowTotals {
+            bytes: [0; 2],
+            n: [0; 2],
+            first: u64::MAX,
+            last: 0,
+        }
+    }
+}
+
+impl FlowTotals {
+    #[inline(always)]
+    fn add(&mut self, d: usize, ts: u64, b: u64) {
+        self.bytes[d] = self.bytes[d].saturating_add(b);
+        self.n[d] = self.n[d].saturating_add(1);
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+    }
+
+    fn agg(&self) -> Agg {
+        Agg {
+            tx_bytes: self.bytes[0],
+            rx_bytes: self.bytes[1],
+            tx_n: self.n[0],
+            rx_n: self.n[1],
+            first: self.first,
+            last: self.last,
+        }
+    }
+}
+
+/// A local flow's bytes in its current interval `[lo, hi)` (number `b`),
+/// indexed by direction; `lo` is u64::MAX before its first message.
+#[derive(Clone, Copy, Debug)]
+struct FlowInterval {
+    lo: u64,
+    hi: u64,
+    b: u64,
+    bytes: [u64; 2],
+}
+
+impl Default for FlowInterval {
+    fn default() -> Self {
+        FlowInterval {
+            lo: u64::MAX,
+            hi: 0,
+            b: 0,
+            bytes: [0; 2],
+        }
+    }
 }
 
 /// One message of a chunk, in the endpoint-grouped copy [`ChunkPart::run`]
@@ -395,6 +462,10 @@ impl GapSums {
     }
 }
 
+/// Bytes of a local flow in one interval: (interval number, local flow,
+/// bytes sent, bytes received).
+pub(crate) type LocalBucket = (u64, u32, u64, u64);
+
 /// The behaviour partials of one chunk, on its local flow ids.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPart {
@@ -406,6 +477,10 @@ pub(crate) struct ChunkPart {
     eps: Vec<EpPart>,
     proc_index: PlHashMap<u32, u32>,
     ep_index: PlHashMap<(u32, [u8; 16], u16), u32>,
+    /// Interval length of the buckets (nanoseconds, at least 1).
+    interval: u64,
+    /// Bytes per (interval, local flow), as the loader's buckets.
+    buckets: Vec<LocalBucket>,
 }
 
 impl ChunkPart {
@@ -445,18 +520,28 @@ impl ChunkPart {
         self.flow_ep.push(e);
     }
 
+    /// An empty chunk part whose buckets are intervals of `interval_ns`.
+    pub fn new(interval_ns: u64) -> ChunkPart {
+        ChunkPart {
+            interval: interval_ns.max(1),
+            ..ChunkPart::default()
+        }
+    }
+
     /// The chunk's messages, in storage order: row `i` is a message of
     /// local flow `ids[i]` (u32::MAX: skipped, e.g. outside the time
     /// window) at `ts[i]` of `bytes[i]` in direction `dir[i]`;
-    /// `flow_rows[l]` is the number of rows of local flow `l` (the chunk's
-    /// totals count them).
+    /// `flow_rows[l]` is the number of rows of local flow `l`.
     ///
     /// The rows are grouped, a block at a time, by remote endpoint (a
     /// stable counting sort: each endpoint's rows keep their storage
     /// order), then each endpoint's rows are walked in one run, so its
     /// flows', its process's and its own state stay in the cache instead of
     /// being looked up afresh for every message (a chunk's messages visit
-    /// thousands of flows in random order).
+    /// thousands of flows in random order). The same walk sums each flow's
+    /// totals and its bytes per interval ([`ChunkPart::totals`]), so each
+    /// row is read once; the rows of flows that are not profiled (pid 0)
+    /// form one more group, walked for those alone.
     pub fn run(&mut self, ids: &[u32], ts: &[u64], bytes: &[u32], dir: &[u8], flow_rows: &[u32]) {
         self.run_in_blocks(ids, ts, bytes, dir, flow_rows, BLOCK);
     }
@@ -474,13 +559,19 @@ impl ChunkPart {
         let block = block.max(1);
         let n = ids.len().min(ts.len()).min(bytes.len()).min(dir.len());
         let ne = self.eps.len();
-        let mut start = vec![0u32; ne + 1];
-        // Rows per endpoint over the whole chunk, from its flows' counts.
+        // Groups: the endpoints, then the flows not profiled (ne), then
+        // the skipped rows (ne + 1, not walked).
+        let (unprofiled, skipped) = (ne as u32, ne as u32 + 1);
+        let group = |flow_ep: &[u32], id: u32| {
+            flow_ep
+                .get(id as usize)
+                .map_or(skipped, |&e| e.min(unprofiled))
+        };
+        let mut start = vec![0u32; ne + 3];
+        // Rows per group over the whole chunk, from its flows' counts.
         for (l, &c) in flow_rows.iter().enumerate() {
-            let e = self.flow_ep.get(l).copied().unwrap_or(u32::MAX);
-            if e != u32::MAX {
-                start[e as usize + 1] += c;
-            }
+            let g = group(&self.flow_ep, l as u32);
+            start[g as usize + 1] += c;
         }
         for e in 1..start.len() {
             start[e] += start[e - 1];
@@ -490,19 +581,16 @@ impl ChunkPart {
             self.procs[p].sizes.small.reserve_exact(cnt);
         }
         // A block at a time, so the grouped copy stays in the cache.
-        let mut msgs = vec![Msg::default(); (start[ne] as usize).min(block)];
-        let mut at = vec![0u32; ne + 1];
+        let mut msgs = vec![Msg::default(); n.min(block)];
+        let mut at = vec![0u32; ne + 3];
         for lo in (0..n).step_by(block) {
             let hi = (lo + block).min(n);
             if (lo, hi) != (0, n) {
                 start.fill(0);
                 for &id in &ids[lo..hi] {
-                    let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
-                    if e != u32::MAX {
-                        start[e as usize + 1] += 1;
-                    }
+                    start[group(&self.flow_ep, id) as usize + 1] += 1;
                 }
-                // Offsets per endpoint: endpoint e's rows are start[e]..start[e + 1].
+                // Offsets per group: group g's rows are start[g]..start[g + 1].
                 for e in 1..start.len() {
                     start[e] += start[e - 1];
                 }
@@ -510,11 +598,7 @@ impl ChunkPart {
             at.copy_from_slice(&start);
             for i in lo..hi {
                 let id = ids[i];
-                let e = self.flow_ep.get(id as usize).copied().unwrap_or(u32::MAX);
-                if e == u32::MAX {
-                    continue;
-                }
-                let slot = &mut at[e as usize];
+                let slot = &mut at[group(&self.flow_ep, id) as usize];
                 msgs[*slot as usize] = Msg {
                     ts: ts[i],
                     bytes: bytes[i],
@@ -528,10 +612,12 @@ impl ChunkPart {
                     self.walk(e, &msgs[s0..s1]);
                 }
             }
+            let (s0, s1) = (start[ne] as usize, start[ne + 1] as usize);
+            self.walk_unprofiled(&msgs[s0..s1]);
         }
     }
 
-    /// Messages per process (index, count) from the endpoint offsets.
+    /// Messages per process (index, count) from the group offsets.
     fn proc_counts(&self, start: &[u32]) -> Vec<(usize, usize)> {
         let mut c = vec![0usize; self.procs.len()];
         for (e, ep) in self.eps.iter().enumerate() {
@@ -545,6 +631,7 @@ impl ChunkPart {
         let ep = &mut self.eps[e];
         let pp = &mut self.procs[ep.proc as usize];
         let flows = &mut self.flows;
+        let (interval, buckets) = (self.interval, &mut self.buckets);
         let mut large = 0u64;
         let mut g = GapSums::default();
         let (mut seen, mut first, mut max) = (ep.seen, ep.first, ep.max);
@@ -556,7 +643,10 @@ impl ChunkPart {
             // Without a branch: sizes either side of the bound mix at random.
             large = large.saturating_add(b & u64::from(b >= BULK_LARGE_MSG_BYTES).wrapping_neg());
             let d = (m.flow_dir & 1) as usize;
-            let f = &mut flows[(m.flow_dir >> 1) as usize];
+            let l = m.flow_dir >> 1;
+            let f = &mut flows[l as usize];
+            f.tot.add(d, ts, b);
+            f.cur.add(buckets, interval, l, d, ts, b);
             f.runs.push(&mut f.cold, d as u8, b);
             if f.seen[d] {
                 let last = f.last[d];
@@ -582,6 +672,62 @@ impl ChunkPart {
         (ep.seen, ep.first, ep.max) = (seen, first, max);
         pp.large_bytes = pp.large_bytes.saturating_add(large);
         pp.gaps.add_sums(&g);
+    }
+
+    /// Messages of flows that are not profiled: their totals and buckets only.
+    fn walk_unprofiled(&mut self, rows: &[Msg]) {
+        let (interval, buckets) = (self.interval, &mut self.buckets);
+        for m in rows {
+            let (ts, b) = (m.ts, u64::from(m.bytes));
+            let d = (m.flow_dir & 1) as usize;
+            let l = m.flow_dir >> 1;
+            let f = &mut self.flows[l as usize];
+            f.tot.add(d, ts, b);
+            f.cur.add(buckets, interval, l, d, ts, b);
+        }
+    }
+
+    /// Per local flow its totals, and the bytes per (interval number,
+    /// local flow, sent, received): the same sums as the loader's
+    /// row-by-row [`Agg`] and buckets (the buckets in another order, and
+    /// an interval a flow leaves and comes back to may have two entries,
+    /// which every reader sums).
+    pub fn totals(&mut self) -> (Vec<Agg>, Vec<LocalBucket>) {
+        let mut buckets = std::mem::take(&mut self.buckets);
+        for (l, f) in self.flows.iter().enumerate() {
+            let c = &f.cur;
+            if c.hi != 0 {
+                buckets.push((c.b, l as u32, c.bytes[0], c.bytes[1]));
+            }
+        }
+        (self.flows.iter().map(|f| f.tot.agg()).collect(), buckets)
+    }
+}
+
+impl FlowInterval {
+    /// Add `b` bytes in direction `d` at `ts` to local flow `l`; a message
+    /// in another interval first moves the current one's bytes to
+    /// `buckets`.
+    #[inline(always)]
+    fn add(
+        &mut self,
+        buckets: &mut Vec<LocalBucket>,
+        interval: u64,
+        l: u32,
+        d: usize,
+        ts: u64,
+        b: u64,
+    ) {
+        if ts < self.lo || ts >= self.hi {
+            if self.hi != 0 {
+                buckets.push((self.b, l, self.bytes[0], self.bytes[1]));
+            }
+            self.b = ts / interval;
+            self.lo = self.b * interval;
+            self.hi = self.lo.saturating_add(interval);
+            self.bytes = [0; 2];
+        }
+        self.bytes[d] = self.bytes[d].saturating_add(b);
     }
 }
 
@@ -806,6 +952,7 @@ impl BehaviourData {
 mod tests {
     use super::*;
     use snoop_format::synth::Rng;
+    use std::collections::BTreeMap;
 
     fn flow(pid: u32, port: u16, raddr: u8) -> snoop_format::Flow {
         let mut a = [0u8; 16];
@@ -900,6 +1047,37 @@ mod tests {
         }
     }
 
+    /// Bytes sent and received per (interval number, local flow).
+    type Buckets = BTreeMap<(u64, u32), (u64, u64)>;
+
+    /// Per local flow its totals, and the bytes per (interval number,
+    /// local flow), summed row by row as the loader did before the walk
+    /// took them over.
+    fn row_by_row_totals(
+        ids: &[u32],
+        ts: &[u64],
+        bytes: &[u32],
+        dir: &[u8],
+        flows: usize,
+        interval: u64,
+    ) -> (Vec<Agg>, Buckets) {
+        let mut aggs = vec![Agg::default(); flows];
+        let mut buckets = Buckets::new();
+        for i in 0..ids.len() {
+            if ids[i] == u32::MAX {
+                continue;
+            }
+            aggs[ids[i] as usize].add(ts[i], bytes[i], dir[i]);
+            let e = buckets.entry((ts[i] / interval, ids[i])).or_default();
+            if dir[i] == 0 {
+                e.0 += u64::from(bytes[i]);
+            } else {
+                e.1 += u64::from(bytes[i]);
+            }
+        }
+        (aggs, buckets)
+    }
+
     /// The same facts through per-chunk partials cut at `cuts`, each
     /// chunk numbering its flows in its own order.
     fn chunked(
@@ -917,7 +1095,7 @@ mod tests {
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i as u64 + 1) as usize);
             }
-            let mut c = ChunkPart::default();
+            let mut c = ChunkPart::new(1);
             let mut local = vec![0u32; flows.len()];
             for (l, &g) in order.iter().enumerate() {
                 c.flow(&flows[g]);
@@ -946,7 +1124,25 @@ mod tests {
                     flow_rows[id as usize] += 1;
                 }
             }
+            let interval = [1, 999, 1_000_000, 1_000_000_000, 7_000_000_000][rng.below(5) as usize];
+            let mut c = ChunkPart { interval, ..c };
             c.run_in_blocks(&ids, &tss, &sizes, &dirs, &flow_rows, block);
+            // The totals and buckets folded into the walk are the sums of
+            // one pass over the rows.
+            let (aggs, buckets) = c.totals();
+            let (want_aggs, want_buckets) =
+                row_by_row_totals(&ids, &tss, &sizes, &dirs, flows.len(), interval);
+            assert_eq!(aggs, want_aggs, "interval {interval}, block {block}");
+            let mut got_buckets = Buckets::new();
+            for (b, l, tx, rx) in buckets {
+                let e = got_buckets.entry((b, l)).or_default();
+                e.0 += tx;
+                e.1 += rx;
+            }
+            assert_eq!(
+                got_buckets, want_buckets,
+                "interval {interval}, block {block}"
+            );
             let remap: Vec<u32> = order.iter().map(|&g| g as u32).collect();
             bd.merge(0, &remap, c);
         }

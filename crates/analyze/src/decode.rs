@@ -101,8 +101,14 @@ impl Acc {
         } else {
             c.1 = c.1.saturating_add(bytes as u64);
         }
+        self.event(id, ts, bytes, dir);
+    }
+
+    /// Keep the event when events are kept (and its flow's are).
+    #[inline(always)]
+    fn event(&mut self, id: u32, ts: u64, bytes: u32, dir: u8) {
         if let Some(e) = &mut self.events {
-            if !self.keep.is_empty() && !self.keep[i] {
+            if !self.keep.is_empty() && !self.keep[id as usize] {
                 return;
             }
             e.ts.push(ts);
@@ -369,7 +375,7 @@ fn behaviour_chunk(
             count: Vec::new(),
         });
     }
-    let mut part = ChunkPart::default();
+    let mut part = ChunkPart::new(plan.interval_ns);
     let mut udp = UdpChunk::default();
     let mut seen: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(flows.len());
     let map: Vec<u32> = flows
@@ -418,35 +424,39 @@ fn behaviour_chunk(
         }
     }
     let whole = ff.all_in_window(&b.ts);
-    // The totals and buckets row by row, noting each row's local flow
-    // (u32::MAX: skipped) for the behaviour facts, which walk the rows
-    // grouped by endpoint.
+    // Each row's local flow (u32::MAX: skipped) and the rows per local
+    // flow, for the behaviour facts, which walk the rows grouped by
+    // endpoint and sum the totals and buckets on the way.
     let mut ids = Vec::with_capacity(b.rows);
+    let mut flow_rows = vec![0u32; acc.keys.len() + 1];
+    let skipped = acc.keys.len();
     // The UDP rows and their local flows, for the connections cut.
     let is_udp = udp.flows();
     let mut udp_rows = UdpRows::new();
+    let keep = acc.events.is_some();
     for i in 0..b.rows {
-        let id = map[b.flow[i] as usize];
+        let mut id = map[b.flow[i] as usize];
         let ts = b.ts[i];
-        if id == u32::MAX || (!whole && !ff.time_ok(ts)) {
-            ids.push(u32::MAX);
-            continue;
+        if !whole && !ff.time_ok(ts) {
+            id = u32::MAX;
         }
         ids.push(id);
+        flow_rows[(id as usize).min(skipped)] += 1;
+        if id == u32::MAX {
+            continue;
+        }
         udp_rows.note(
             is_udp.get(id as usize).copied().unwrap_or(false),
             i as u32,
             id,
         );
-        acc.add(id, ts, b.bytes[i], b.dir[i]);
+        if keep {
+            acc.event(id, ts, b.bytes[i], b.dir[i]);
+        }
     }
-    // Rows per local flow, as the totals counted them.
-    let flow_rows: Vec<u32> = acc
-        .agg
-        .iter()
-        .map(|a| a.events().min(u64::from(u32::MAX)) as u32)
-        .collect();
+    flow_rows.truncate(skipped);
     part.run(&ids, &b.ts, &b.bytes, &b.dir, &flow_rows);
+    (acc.agg, acc.buckets) = part.totals();
     udp.run(&udp_rows.finish(), &b.ts, &b.bytes, &b.dir, fi, exits);
     AGG_NS.fetch_add(
         t0.elapsed().as_nanos() as u64,
