@@ -98,6 +98,27 @@ pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
 /// Time spent merging chunk outputs, on the loading thread (SNOOP_TIMING).
 static MERGE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Sum duplicate (interval, flow) buckets of `v` (chunks split intervals),
+/// so the bucket list grows with distinct intervals × flows, not chunks;
+/// `compacted` is set to the length after.
+fn compact_buckets(v: &mut Vec<Bucket>, compacted: &mut usize) {
+    let mut v2 = std::mem::take(v);
+    v2.par_sort_unstable_by_key(|x| (x.b, x.flow));
+    let mut out: Vec<Bucket> = Vec::with_capacity(v2.len() / 2 + 1);
+    for x in v2 {
+        match out.last_mut() {
+            Some(l) if l.b == x.b && l.flow == x.flow => {
+                l.tx = l.tx.saturating_add(x.tx);
+                l.rx = l.rx.saturating_add(x.rx);
+            }
+            _ => out.push(x),
+        }
+    }
+    out.shrink_to_fit();
+    *compacted = out.len();
+    *v = out;
+}
+
 /// Chunks decoded per merge step: enough to keep every core busy, few
 /// enough that their outputs (per-chunk flow keys, totals and buckets) stay
 /// small next to the merged dataset.
@@ -233,25 +254,16 @@ impl Dataset {
 
     /// Sum duplicate (interval, flow) buckets (chunks split intervals), so
     /// the bucket list grows with distinct intervals × flows, not chunks.
+    #[cfg(test)]
     fn compact_buckets(&mut self) {
-        let mut v = std::mem::take(&mut self.buckets);
-        v.par_sort_unstable_by_key(|x| (x.b, x.flow));
-        let mut out: Vec<Bucket> = Vec::with_capacity(v.len() / 2 + 1);
-        for x in v {
-            match out.last_mut() {
-                Some(l) if l.b == x.b && l.flow == x.flow => {
-                    l.tx = l.tx.saturating_add(x.tx);
-                    l.rx = l.rx.saturating_add(x.rx);
-                }
-                _ => out.push(x),
-            }
-        }
-        out.shrink_to_fit();
-        self.buckets_compacted = out.len();
-        self.buckets = out;
+        compact_buckets(&mut self.buckets, &mut self.buckets_compacted);
     }
 
     /// Intern chunk outputs into the global flow table; returns the events.
+    /// The flows are interned first (in order: global ids follow storage
+    /// order); then the totals and buckets, the behaviour partials and the
+    /// UDP spans, which touch disjoint state, are merged side by side, each
+    /// in storage order.
     fn merge(&mut self, outs: Vec<ChunkOut>) -> Vec<Events> {
         let flows = &self.flows;
         let keys: usize = outs.iter().map(|o| o.keys.len()).sum();
@@ -259,9 +271,14 @@ impl Dataset {
             .reserve(keys, |&j| flows[j as usize].hash64());
         self.flows.reserve(keys);
         self.agg.reserve(keys);
-        let mut remaps = Vec::with_capacity(outs.len());
+        let n = outs.len();
+        let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(n);
+        let mut sums = Vec::with_capacity(n);
+        let mut parts = Vec::with_capacity(n);
+        let mut udps = Vec::with_capacity(n);
         let mut events = Vec::new();
-        for o in outs {
+        let mut event_remaps = Vec::new();
+        for (i, o) in outs.into_iter().enumerate() {
             let remap: Vec<u32> = o
                 .keys
                 .iter()
@@ -274,38 +291,61 @@ impl Dataset {
                     intern(&mut self.flows, &mut self.agg, &mut self.flow_index, row)
                 })
                 .collect();
-            for (l, a) in o.agg.iter().enumerate() {
-                self.agg[remap[l] as usize].merge(a);
+            sums.push((o.agg, o.buckets));
+            if let Some(part) = o.behaviour {
+                parts.push((i, o.file, part));
             }
-            self.buckets
-                .extend(o.buckets.iter().map(|&(b, l, tx, rx)| Bucket {
+            if let Some(u) = o.udp {
+                udps.push((i, o.file, u));
+            }
+            if let Some(e) = o.events {
+                events.push(e);
+                event_remaps.push(i);
+            }
+            remaps.push(remap);
+        }
+        let remaps = &remaps;
+        let agg = &mut self.agg;
+        let buckets = &mut self.buckets;
+        let compacted = &mut self.buckets_compacted;
+        let behaviour = &mut self.behaviour;
+        let udp_cuts = &mut self.udp_cuts;
+        let sum = move || {
+            for ((a, bs), remap) in sums.into_iter().zip(remaps) {
+                for (l, a) in a.iter().enumerate() {
+                    agg[remap[l] as usize].merge(a);
+                }
+                buckets.extend(bs.iter().map(|&(b, l, tx, rx)| Bucket {
                     b,
                     flow: remap[l as usize],
                     tx,
                     rx,
                 }));
-            if self.buckets.len() > (2 * self.buckets_compacted).max(1 << 22) {
-                self.compact_buckets();
+                if buckets.len() > (2 * *compacted).max(1 << 22) {
+                    compact_buckets(buckets, compacted);
+                }
             }
-            if let Some(part) = o.behaviour {
-                self.behaviour
+        };
+        let behave = move || {
+            for (i, file, part) in parts {
+                behaviour
                     .get_or_insert_with(Default::default)
-                    .merge(o.file, &remap, part);
+                    .merge(file, &remaps[i], part);
             }
-            if let Some(u) = o.udp {
-                self.udp_cuts
+        };
+        let udp = move || {
+            for (i, file, u) in udps {
+                udp_cuts
                     .get_or_insert_with(Default::default)
-                    .merge(o.file, &remap, u);
+                    .merge(file, &remaps[i], u);
             }
-            if let Some(e) = o.events {
-                events.push(e);
-                remaps.push(remap);
-            }
-        }
+        };
+        rayon::join(behave, || rayon::join(sum, udp));
         events
             .par_iter_mut()
-            .zip(remaps.par_iter())
-            .for_each(|(e, r)| {
+            .zip(event_remaps.par_iter())
+            .for_each(|(e, &i)| {
+                let r = &remaps[i];
                 for f in e.flow.iter_mut() {
                     *f = r[*f as usize];
                 }

@@ -469,6 +469,24 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
             t0 = std::time::Instant::now();
         }
     };
+    // The per-event facts, merged per chunk by the loader (none when the
+    // plan did not ask for them: the summary).
+    let empty = crate::behave::BehaviourData::default();
+    let bd = ds.behaviour.as_ref().unwrap_or(&empty);
+    // The three slowest steps, each reading the dataset alone, side by
+    // side: every process's median message size, the TCP socket facts and
+    // the connections.
+    use rayon::prelude::*;
+    let (p50_of, ((facts, listens), conns)) = rayon::join(
+        || {
+            bd.procs
+                .par_iter()
+                .map(|(&k, d)| (k, d.median_size()))
+                .collect::<HashMap<(u16, u32), Option<u64>>>()
+        },
+        || rayon::join(|| sock_facts(ctx), || connections(ctx)),
+    );
+    lap("medians, socket facts, connections");
     let names = super::keys::latest_comms(ds);
     let mut index: HashMap<(u16, u32), usize> = HashMap::new();
     let mut procs: Vec<Profile> = Vec::new();
@@ -543,10 +561,6 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
     }
 
     lap("flows");
-    // The per-event facts, merged per chunk by the loader (none when the
-    // plan did not ask for them: the summary).
-    let empty = crate::behave::BehaviourData::default();
-    let bd = ds.behaviour.as_ref().unwrap_or(&empty);
     let mut bursts: Vec<Vec<u64>> = eps
         .iter()
         .map(|&(p, a, port)| {
@@ -570,13 +584,9 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
         .iter()
         .map(|pr| bd.procs.get(&(pr.file, pr.pid)))
         .collect();
-    use rayon::prelude::*;
-    let p50s: Vec<Option<u64>> = data
-        .par_iter()
-        .map(|d| d.and_then(|d| d.median_size()))
-        .collect();
     for (p, x) in acc.iter_mut().enumerate() {
-        x.p50 = p50s[p];
+        let pr = &procs[p];
+        x.p50 = p50_of.get(&(pr.file, pr.pid)).copied().flatten();
         if let Some(d) = data[p] {
             x.large_bytes = d.large_bytes;
         }
@@ -617,9 +627,8 @@ pub fn profiles(ctx: &Ctx) -> Vec<Profile> {
 
     lap("gaps");
     // Connections.
-    let (facts, listens) = sock_facts(ctx);
     let mut cacc: Vec<ConnAcc> = Vec::new();
-    for c in connections(ctx) {
+    for c in conns {
         if c.pid == 0 {
             continue;
         }
