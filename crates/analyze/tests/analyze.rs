@@ -45,6 +45,23 @@ fn analyze(args: &[&str]) -> anyhow::Result<()> {
     run_analyze(&cli.a)
 }
 
+/// `--report REPORT --format json` of `trace`, written to DIR/REPORT.json;
+/// returns the JSON text.
+fn report_json(trace: &Path, dir: &Path, report: &str) -> String {
+    let out = dir.join(format!("{report}.json"));
+    analyze(&[
+        trace.to_str().unwrap(),
+        "--report",
+        report,
+        "--format",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    std::fs::read_to_string(&out).unwrap()
+}
+
 fn info(host: &str) -> FileInfo {
     FileInfo {
         host: host.into(),
@@ -773,17 +790,7 @@ fn empty_trace_gives_empty_reports() {
         "lifecycle",
         "coverage",
     ] {
-        let out = d.path().join(format!("{report}.json"));
-        analyze(&[
-            p.to_str().unwrap(),
-            "--report",
-            report,
-            "--format",
-            "json",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .unwrap();
+        report_json(&p, d.path(), report);
     }
     let out = d.path().join("e.json");
     analyze(&[
@@ -852,21 +859,8 @@ fn synthetic_totals_match_across_many_batches() {
     let one = tempfile::tempdir().unwrap();
     let (q, _) = synth_fixture_of(one.path(), 1 << 20, 30_000);
     for report in ["behavior", "conns"] {
-        let json = |trace: &Path, dir: &Path| {
-            let out = dir.join(format!("{report}.json"));
-            analyze(&[
-                trace.to_str().unwrap(),
-                "--report",
-                report,
-                "--format",
-                "json",
-                "-o",
-                out.to_str().unwrap(),
-            ])
-            .unwrap();
-            std::fs::read_to_string(&out).unwrap()
-        };
-        let (many, whole) = (json(&p, d.path()), json(&q, one.path()));
+        let many = report_json(&p, d.path(), report);
+        let whole = report_json(&q, one.path(), report);
         assert!(many.len() > 100, "{report}: {many}");
         assert_eq!(many, whole, "{report}");
     }
@@ -1559,18 +1553,7 @@ fn conns_status_from_tcp_outcomes() {
 fn old_traces_have_null_outcomes() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/loopback.snp");
     let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("c.json");
-    analyze(&[
-        p.to_str().unwrap(),
-        "--report",
-        "conns",
-        "--format",
-        "json",
-        "-o",
-        out.to_str().unwrap(),
-    ])
-    .unwrap();
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let v: Value = serde_json::from_str(&report_json(&p, d.path(), "conns")).unwrap();
     let rows = v.as_array().unwrap();
     assert!(rows.iter().any(|r| r["proto"] == "TCP"), "{rows:#?}");
     for r in rows {
