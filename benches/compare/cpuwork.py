@@ -17,7 +17,10 @@ For every rep each tool runs the work once, in an order rotated per rep:
 port), `snoop` (default `snoop record --port`, i.e. --packets=runs) and
 `snoop-each` (--packets=each, the per-packet recording of before). CPU is
 the whole machine's busy time from /proc/stat (user+nice+system+irq+
-softirq+steal, all CPUs) from just before the work starts until the work
+softirq, all CPUs; steal, the time the host ran something else on our
+virtual CPUs, is not our work: until 2026-12-02 it was counted, and the
+host's bursts of 30-45% steal made one rep of the same 20 000
+connections take 3 to 22 s of "busy" CPU) from just before the work starts until the work
 is done and the tool has exited (its final drain and flush included); the
 tool's cost is its run's busy time minus the `none` run's of the same rep,
 per unit of work (µs per connection or datagram, ms per GB), median over
@@ -26,14 +29,31 @@ but not in any process's rusage, hence the whole machine. `proc` repeats
 the comparison with the CPU of the processes (workload + tool, from
 rusage; tool start-up excluded), which other jobs on the machine do not
 disturb. Throughput ratio = work per second of the client under the tool /
-without, same rep, median.
+without, same rep, median. *Steal*: the host's share of the run's CPU
+time (the larger of the tool's run and the same rep's `none` run), median:
+a rep with much steal ran on a busy host, and its figures are less sure.
 
 The workload's client runs on CPU 0 and its server on CPU 1 (taskset;
 CPU_PIN=0 leaves them to the scheduler); the tools are not pinned.
 
+With CPU_ATTRIB=1 every run (`none` too) is also sampled by `perf record
+-a -g` (CPU_ATTRIB_HZ, 1999 per CPU), and each tool is charged the samples
+that are its own: its process (every thread, user and kernel), and, in
+any process or softirq, the kernel work that runs only because the tool is
+there: snoop's eBPF programs and their dispatch (tracepoint and cgroup
+hooks, BPF trampolines), tcpdump's packet taps (dev_queue_xmit_nit's
+clone, packet_rcv / tpacket_rcv's copy into its ring). The same rule
+applied to the `none` run of the rep (what it matches without any tool)
+is subtracted. This "own CPU" does not see indirect costs (caches, the
+memory the tool's copies use, the workload slowed), which the busy-CPU
+column does, but it does not carry the workload's own variance either,
+so it ranks the tools where the machine's busy CPU cannot (bulk TCP,
+whose busy CPU moves +-15% between identical runs).
+
 Environment: CPU_REPS (5), CPU_PIN (1), CPU_WORKLOADS (all), CPU_TOOLS (tcpdump,snoop,
-snoop-each), the sizes above, BENCH_OUT_CPU (markdown output,
-benches/compare/cpu-results.md), and bench.py's SNOOP, LOADGEN, BENCH_DIR.
+snoop-each), the sizes above, CPU_ATTRIB (unset), CPU_ATTRIB_HZ (1999),
+BENCH_OUT_CPU (markdown output, benches/compare/cpu-results.md), and
+bench.py's SNOOP, LOADGEN, BENCH_DIR.
 """
 
 import json
@@ -78,6 +98,16 @@ def pinned(cpu, argv):
     return (["taskset", "-c", str(cpu)] + argv) if PIN else argv
 
 
+ATTRIB = os.environ.get("CPU_ATTRIB") == "1"
+ATTRIB_HZ = int(os.environ.get("CPU_ATTRIB_HZ", "1999"))
+
+# Kernel frames that run only because a tool is attached (see the module
+# doc): a sample with one of them in its stack is the tool's.
+SNOOP_FRAMES = re.compile(r"^(bpf_prog_\w*snoop|bpf_trace_run\d|__bpf_trace_|__bpf_prog_enter|"
+                          r"__bpf_prog_exit|__cgroup_bpf_run_filter|bpf_ringbuf_)")
+TCPDUMP_FRAMES = re.compile(r"^(dev_queue_xmit_nit|packet_rcv|tpacket_rcv|packet_rcv_spkt|"
+                            r"packet_rcv_fanout)$")
+
 CAP_SECS = 120  # a run that takes longer than this is cut short (and flagged)
 
 
@@ -101,11 +131,25 @@ WORKS = [
 ]
 
 
-def busy_ticks():
+def cpu_ticks():
+    """{cpu: (busy, steal, all)} ticks from /proc/stat, "all" for the sum
+    of the CPUs: busy is user+nice+system+irq+softirq (not steal)."""
+    out = {}
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = v[:8]
-    return user + nice + system + irq + softirq + steal
+        for line in f:
+            if not line.startswith("cpu"):
+                break
+            name, *v = line.split()
+            v = [int(x) for x in v[:8]]
+            user, nice, system, idle, iowait, irq, softirq, steal = v
+            busy = user + nice + system + irq + softirq
+            out["all" if name == "cpu" else int(name[3:])] = (busy, steal, busy + steal + idle + iowait)
+    return out
+
+
+def steal_fractions(t0, t1):
+    """Per CPU (and "all"): the share of the window the host stole."""
+    return {c: (t1[c][1] - t0[c][1]) / max(1, t1[c][2] - t0[c][2]) for c in t1 if c in t0}
 
 
 def children_cpu():
@@ -128,12 +172,57 @@ def one_run(w, tool, rep):
             bench.stop_server(srv)
 
 
+def perf_start(tag):
+    """Start sampling every CPU with call stacks (CPU_ATTRIB=1)."""
+    if not ATTRIB:
+        return None
+    data = os.path.join(WORK, f"{tag}.perf")
+    p = subprocess.Popen(["perf", "record", "-a", "-g", "-F", str(ATTRIB_HZ), "-q", "-o", data],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)  # perf has opened its events
+    return p, data
+
+
+def perf_own(sampling, pid, steal):
+    """Seconds of CPU the tool itself used in a sampled run, by the rules of
+    the module doc: {"snoop": (process s, kernel hooks s), "tcpdump": ...}.
+    `pid` is the tool's process (None for `none`). A sample stands for its
+    period of the guest's clock, which runs on while the host steals the
+    CPU, so each is weighed by the share of its CPU's window not stolen
+    (`steal`: per CPU, from /proc/stat)."""
+    p, data = sampling
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=120)
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "pid,cpu,period,ip,sym"],
+                         capture_output=True, text=True).stdout
+    os.unlink(data)
+    own = {"snoop": [0, 0], "tcpdump": [0, 0]}
+    for block in out.split("\n\n"):
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        head = lines[0].replace("[", " ").replace("]", " ").split()
+        if len(head) < 3 or not head[0].isdigit():
+            continue
+        spid, cpu, period = int(head[0]), int(head[1]), int(head[2])
+        period *= 1 - steal.get(cpu, steal["all"])
+        syms = [ln.split(None, 1)[1].split("+", 1)[0].split(" (", 1)[0]
+                for ln in lines[1:] if len(ln.split(None, 1)) == 2]
+        for name, rule in (("snoop", SNOOP_FRAMES), ("tcpdump", TCPDUMP_FRAMES)):
+            if pid is not None and spid == pid:
+                own[name][0] += period
+            elif any(rule.match(x) for x in syms):
+                own[name][1] += period
+    return {k: (v[0] / 1e9, v[1] / 1e9) for k, v in own.items()}
+
+
 def measured(w, tool, rep, srv):
     run = None
     if tool != "none":
         run = bench.start_tool(tool, w, f"cpu{rep}")
+    sampling = perf_start(f"{w.name}.{tool}.{rep}")
     c0 = children_cpu()
-    t0 = busy_ticks()
+    t0 = cpu_ticks()
     try:
         cli = subprocess.run(in_ns(w.cli_ns, pinned(0, [LOADGEN, "client", w.kind,
                                                          f"{w.srv_ip}:{w.port}", str(CAP_SECS),
@@ -150,13 +239,18 @@ def measured(w, tool, rep, srv):
         # runs inside the measured window.
         os.kill(run.proc.pid, signal.SIGINT)
         run.proc.wait(timeout=120)
-    t1 = busy_ticks()
+    t1 = cpu_ticks()
     bench.stop_server(srv)
     proc = children_cpu() - c0 - (run.cpu_at_ready if run is not None else 0.0)
+    steal = steal_fractions(t0, t1)
+    own = None
+    if sampling is not None:
+        own = perf_own(sampling, run.proc.pid if run is not None else None, steal)
     if run is not None:
         tool_facts(run)
+        run.own = own
     hz = os.sysconf("SC_CLK_TCK")
-    return (t1 - t0) / hz, proc, c, run
+    return (t1["all"][0] - t0["all"][0]) / hz, proc, c, run, own, steal["all"]
 
 
 def tool_facts(run):
@@ -183,6 +277,14 @@ def tool_facts(run):
         run.events = int(m.group(1)) if m else None
         m = re.search(r"(\d+) packets dropped by kernel", err)
         run.own_drops = int(m.group(1)) if m else None
+
+
+def own_log(tool, r):
+    """The per-rep log's own-CPU figure of a tool's run (CPU_ATTRIB=1)."""
+    if r[4] is None or tool == "none":
+        return ""
+    proc_s, hooks_s = r[4]["snoop" if tool.startswith("snoop") else tool]
+    return f" own={proc_s + hooks_s:.3f}s"
 
 
 def med(xs):
@@ -218,10 +320,11 @@ def main():
                         res[tool].append(None)
                 base = res["none"][-1]
                 log(f"{w.name} rep {rep}: " + ", ".join(
-                    f"{t} busy={fmt(r[0])}s proc={fmt(r[1])}s" for t in tools
-                    for r in [res[t][-1]] if r) + (" (no baseline)" if base is None else ""))
+                    f"{t} busy={fmt(r[0])}s proc={fmt(r[1])}s steal={r[5]:.0%}" + own_log(t, r)
+                    for t in tools for r in [res[t][-1]] if r) + (" (no baseline)" if base is None else ""))
             for tool in tools[1:]:
-                extra, extra_p, ratio = [], [], []
+                extra, extra_p, ratio, own, own_k, steal = [], [], [], [], [], []
+                key = "snoop" if tool.startswith("snoop") else tool
                 drops, bpe, bpp, events, size, short = [], [], [], [], [], 0
                 for rep in range(REPS):
                     b, r = res["none"][rep], res[tool][rep]
@@ -231,9 +334,15 @@ def main():
                     if ops < w.ops:
                         short += 1
                     extra.append((r[0] - b[0]) / ops / w.per)
+                    steal.append(max(r[5], b[5]))
                     extra_p.append((r[1] - b[1]) / ops / w.per)
                     ratio.append((r[2]["ops"] / r[2]["secs"]) / (b[2]["ops"] / b[2]["secs"]))
                     run = r[3]
+                    if r[4] is not None and b[4] is not None and key in r[4]:
+                        proc_s, hooks_s = r[4][key]
+                        hooks_s -= b[4][key][1]
+                        own.append((proc_s + hooks_s) / ops / w.per)
+                        own_k.append(hooks_s / ops / w.per)
                     drops.append(run.own_drops)
                     events.append(run.events)
                     if tool.startswith("snoop"):
@@ -246,6 +355,7 @@ def main():
                 rows.append({
                     "work": w.name, "tool": tool, "unit": w.unit, "extra": med(extra),
                     "extra_proc": med(extra_p), "ratio": med(ratio),
+                    "own": med(own), "own_k": med(own_k), "steal": med(steal),
                     "drops": max([d for d in drops if d is not None], default=None),
                     "bpe": med(bpe), "bpp": med(bpp), "events": med(events), "reps": len(extra), "short": short,
                     "size": med(size),
@@ -259,9 +369,12 @@ def main():
            f"{' '.join(load0)}, at end {' '.join(load1)}; {os.cpu_count()} CPUs; "
            f"{'client on CPU 0, server on CPU 1' if PIN else 'workload unpinned'}; "
            f"snoop {SNOOP})", "",
-           "| work | tool | extra busy CPU (machine) | extra CPU (processes) | throughput ratio "
-           "| drops | B/record | B/event (runs as packets) | records | file | target met |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| work | tool | extra busy CPU (machine) | extra CPU (processes) "
+           + ("| own CPU (perf) | of it in kernel hooks " if ATTRIB else "")
+           + "| throughput ratio | drops | B/record | B/event (runs as packets) | records | file "
+           "| steal | target met |" + (" own CPU below tcpdump's |" if ATTRIB else ""),
+           "|---|---|---|---|" + ("---|---|" if ATTRIB else "") + "---|---|---|---|---|---|---|---|"
+           + ("---|" if ATTRIB else "")]
     by = {(r["work"], r["tool"]): r for r in rows}
     for r in rows:
         target = ""
@@ -273,12 +386,20 @@ def main():
             target = ("yes" if ok_cpu and ok_tput and ok_drops else
                       "no: " + ", ".join(x for x, ok in (("CPU", ok_cpu), ("throughput", ok_tput),
                                                           ("drops", ok_drops)) if not ok))
+        own_cells, own_ok = "", ""
+        if ATTRIB:
+            own_cells = f"{fmt(r['own'])} {r['unit']} | {fmt(r['own_k'])} {r['unit']} | "
+            if r["tool"] == "snoop" and td and None not in (r["own"], td["own"]):
+                own_ok = " yes |" if r["own"] < td["own"] else " no |"
+            else:
+                own_ok = " |"
         out.append(f"| {r['work']} | {r['tool']} | {fmt(r['extra'])} {r['unit']} | "
-                   f"{fmt(r['extra_proc'])} {r['unit']} | {fmt(r['ratio'], '.3f')} | "
+                   f"{fmt(r['extra_proc'])} {r['unit']} | {own_cells}{fmt(r['ratio'], '.3f')} | "
                    f"{fmt(r['drops'], ',.0f')} | {fmt(r['bpe'])} | {fmt(r['bpp'])} | "
                    f"{fmt(r['events'], ',.0f')} | "
                    f"{fmt(None if r['size'] is None else r['size'] / 1024, ',.0f')} KiB | "
-                   f"{target}{' (cut short)' if r['short'] else ''} |")
+                   f"{fmt(r['steal'], '.0%')} | "
+                   f"{target}{' (cut short)' if r['short'] else ''} |{own_ok}")
     text = "\n".join(out) + "\n"
     print(text)
     with open(OUT, "w") as f:
