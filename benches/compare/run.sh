@@ -15,7 +15,8 @@
 # short connections, fixed bytes of bulk TCP over loopback and veth, small
 # UDP datagrams; whole-machine extra CPU per unit of work, snoop vs tcpdump;
 # knobs CPU_REPS, CPU_WORKLOADS, CPU_TOOLS, CPU_CONNS, CPU_BULK_LO,
-# CPU_BULK_VETH, CPU_DGRAMS; about 6 minutes).
+# CPU_BULK_VETH, CPU_DGRAMS, CPU_ATTRIB=1 for each tool's own CPU from perf
+# samples; about 6 minutes).
 # Traffic stays on loopback and on a veth pair between two namespaces this
 # script creates (snbA 10.213.0.1 <-> snbB 10.213.0.2) and removes.
 set -euo pipefail
@@ -28,6 +29,8 @@ need=()
 peers="tcpdump:tcpdump tshark:tshark bpftrace:bpftrace iperf3:iperf3 nethogs:nethogs time:/usr/bin/time ss:iproute2 ip:iproute2"
 # The fixed-work CPU mode compares with tcpdump only.
 [ "${BENCH_MODE:-}" = cpu ] && peers="tcpdump:tcpdump ss:iproute2 ip:iproute2"
+# ... and samples with perf for each tool's own CPU (CPU_ATTRIB=1).
+[ "${BENCH_MODE:-}" = cpu ] && [ "${CPU_ATTRIB:-}" = 1 ] && peers="$peers perf:linux-perf"
 for p in $peers; do
   command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 done
