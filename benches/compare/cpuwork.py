@@ -15,7 +15,10 @@ fixed time:
 For every rep each tool runs the work once, in an order rotated per rep:
 `none` (no recorder), `tcpdump` (-w -s 96, filtered to the workload's
 port), `snoop` (default `snoop record --port`, i.e. --packets=runs) and
-`snoop-each` (--packets=each, the per-packet recording of before). CPU is
+`snoop-each` (--packets=each, the per-packet recording of before). On
+bulk-veth, CPU_TOOLS may add `tcpdump-2`: one tcpdump on each end of the
+pair (each in its namespace), which sees every packet twice, as snoop
+does (sent by one end, received by the other). CPU is
 the whole machine's busy time from /proc/stat (user+nice+system+irq+
 softirq, all CPUs; steal, the time the host ran something else on our
 virtual CPUs, is not our work: until 2026-12-02 it was counted, and the
@@ -56,6 +59,7 @@ BENCH_OUT_CPU (markdown output, benches/compare/cpu-results.md), and
 bench.py's SNOOP, LOADGEN, BENCH_DIR.
 """
 
+import copy
 import json
 import os
 import re
@@ -183,10 +187,10 @@ def perf_start(tag):
     return p, data
 
 
-def perf_own(sampling, pid, steal):
+def perf_own(sampling, pids, steal):
     """Seconds of CPU the tool itself used in a sampled run, by the rules of
     the module doc: {"snoop": (process s, kernel hooks s), "tcpdump": ...}.
-    `pid` is the tool's process (None for `none`). A sample stands for its
+    `pids` are the tool's processes (none for `none`). A sample stands for its
     period of the guest's clock, which runs on while the host steals the
     CPU, so each is weighed by the share of its CPU's window not stolen
     (`steal`: per CPU, from /proc/stat)."""
@@ -209,17 +213,51 @@ def perf_own(sampling, pid, steal):
         syms = [ln.split(None, 1)[1].split("+", 1)[0].split(" (", 1)[0]
                 for ln in lines[1:] if len(ln.split(None, 1)) == 2]
         for name, rule in (("snoop", SNOOP_FRAMES), ("tcpdump", TCPDUMP_FRAMES)):
-            if pid is not None and spid == pid:
+            if spid in pids:
                 own[name][0] += period
             elif any(rule.match(x) for x in syms):
                 own[name][1] += period
     return {k: (v[0] / 1e9, v[1] / 1e9) for k, v in own.items()}
 
 
+def applies(tool, w):
+    """Does `tool` run on workload `w` (tcpdump-2 needs two ends)?"""
+    return tool != "tcpdump-2" or w.net == "veth"
+
+
+def tool_key(tool):
+    """Which attribution rule of perf_own a tool's samples follow."""
+    return "snoop" if tool.startswith("snoop") else "tcpdump"
+
+
+def start(tool, w, rep):
+    """Start `tool` for workload `w`; tcpdump-2 is a tcpdump on each end,
+    the second one in `run.peers`."""
+    if tool != "tcpdump-2":
+        return bench.start_tool(tool, w, f"cpu{rep}")
+    run = bench.start_tool("tcpdump", w, f"cpu{rep}")
+    other = copy.copy(w)
+    other.name, other.cap_ns, other.iface = w.name + ".b", NS_B, bench.VETH_B
+    try:
+        peer = bench.start_tool("tcpdump", other, f"cpu{rep}")
+    except Exception:
+        run.proc.kill()
+        run.proc.wait()
+        raise
+    run.tool, run.peers = tool, [peer]
+    run.cpu_at_ready += peer.cpu_at_ready
+    return run
+
+
+def procs(run):
+    """The processes of a tool run (two for tcpdump-2)."""
+    return [run.proc] + [p.proc for p in getattr(run, "peers", [])]
+
+
 def measured(w, tool, rep, srv):
     run = None
     if tool != "none":
-        run = bench.start_tool(tool, w, f"cpu{rep}")
+        run = start(tool, w, rep)
     sampling = perf_start(f"{w.name}.{tool}.{rep}")
     c0 = children_cpu()
     t0 = cpu_ticks()
@@ -231,21 +269,24 @@ def measured(w, tool, rep, srv):
         c = json.loads(cli.stdout)
     except Exception:
         if run is not None:
-            run.proc.kill()
-            run.proc.wait()
+            for p in procs(run):
+                p.kill()
+                p.wait()
         raise
     if run is not None:
         # Stop and wait for the exit only: nothing else of the harness's
         # runs inside the measured window.
-        os.kill(run.proc.pid, signal.SIGINT)
-        run.proc.wait(timeout=120)
+        for p in procs(run):
+            os.kill(p.pid, signal.SIGINT)
+        for p in procs(run):
+            p.wait(timeout=120)
     t1 = cpu_ticks()
     bench.stop_server(srv)
     proc = children_cpu() - c0 - (run.cpu_at_ready if run is not None else 0.0)
     steal = steal_fractions(t0, t1)
     own = None
     if sampling is not None:
-        own = perf_own(sampling, run.proc.pid if run is not None else None, steal)
+        own = perf_own(sampling, {p.pid for p in procs(run)} if run is not None else set(), steal)
     if run is not None:
         tool_facts(run)
         run.own = own
@@ -271,19 +312,22 @@ def tool_facts(run):
         m = re.search(r"(\d+) packet runs of (\d+) packets", open(run.err, errors="replace").read())
         if m and run.events is not None:
             run.represented = run.events - int(m.group(1)) + int(m.group(2))
-    elif run.tool == "tcpdump":
-        err = open(run.err, errors="replace").read()
-        m = re.search(r"(\d+) packets captured", err)
-        run.events = int(m.group(1)) if m else None
-        m = re.search(r"(\d+) packets dropped by kernel", err)
-        run.own_drops = int(m.group(1)) if m else None
+    elif run.tool.startswith("tcpdump"):
+        events = drops = 0
+        for r in [run] + getattr(run, "peers", []):
+            err = open(r.err, errors="replace").read()
+            m = re.search(r"(\d+) packets captured", err)
+            events = None if m is None or events is None else events + int(m.group(1))
+            m = re.search(r"(\d+) packets dropped by kernel", err)
+            drops = None if m is None or drops is None else drops + int(m.group(1))
+        run.events, run.own_drops = events, drops
 
 
 def own_log(tool, r):
     """The per-rep log's own-CPU figure of a tool's run (CPU_ATTRIB=1)."""
     if r[4] is None or tool == "none":
         return ""
-    proc_s, hooks_s = r[4]["snoop" if tool.startswith("snoop") else tool]
+    proc_s, hooks_s = r[4][tool_key(tool)]
     return f" own={proc_s + hooks_s:.3f}s"
 
 
@@ -309,9 +353,10 @@ def main():
     started = time.time()
     try:
         for w in works:
-            res = {t: [] for t in tools}
+            wtools = [t for t in tools if applies(t, w)]
+            res = {t: [] for t in wtools}
             for rep in range(REPS):
-                order = tools[rep % len(tools):] + tools[:rep % len(tools)]
+                order = wtools[rep % len(wtools):] + wtools[:rep % len(wtools)]
                 for tool in order:
                     try:
                         res[tool].append(one_run(w, tool, rep))
@@ -321,10 +366,10 @@ def main():
                 base = res["none"][-1]
                 log(f"{w.name} rep {rep}: " + ", ".join(
                     f"{t} busy={fmt(r[0])}s proc={fmt(r[1])}s steal={r[5]:.0%}" + own_log(t, r)
-                    for t in tools for r in [res[t][-1]] if r) + (" (no baseline)" if base is None else ""))
-            for tool in tools[1:]:
+                    for t in wtools for r in [res[t][-1]] if r) + (" (no baseline)" if base is None else ""))
+            for tool in wtools[1:]:
                 extra, extra_p, ratio, own, own_k, steal = [], [], [], [], [], []
-                key = "snoop" if tool.startswith("snoop") else tool
+                key = tool_key(tool)
                 drops, bpe, bpp, events, size, short = [], [], [], [], [], 0
                 for rep in range(REPS):
                     b, r = res["none"][rep], res[tool][rep]
@@ -350,8 +395,9 @@ def main():
                         if run.represented:
                             bpp.append(run.info.get("file_bytes") / run.represented)
                         size.append(run.info.get("file_bytes"))
-                    elif tool == "tcpdump":
-                        size.append(os.path.getsize(run.files["pcap"]))
+                    elif tool.startswith("tcpdump"):
+                        size.append(sum(os.path.getsize(r.files["pcap"])
+                                        for r in [run] + getattr(run, "peers", [])))
                 rows.append({
                     "work": w.name, "tool": tool, "unit": w.unit, "extra": med(extra),
                     "extra_proc": med(extra_p), "ratio": med(ratio),
