@@ -43,6 +43,7 @@ const volatile __u64 snoop_wakeup_mask = 0;
 
 /* Dummy instances so the skeleton generator emits the contract's types. */
 struct snoop_msg snoop_dummy_msg = {};
+struct snoop_msgs snoop_dummy_msgs = {};
 struct snoop_pkt snoop_dummy_pkt = {};
 struct snoop_conn snoop_dummy_conn = {};
 struct snoop_proc snoop_dummy_proc = {};
@@ -197,9 +198,8 @@ static __always_inline void *snoop_reserve(__u64 size, __u32 kind)
  * the ring how full it is reads the consumer position the reader writes
  * (a cache miss across CPUs), so it is asked only every
  * snoop_wakeup_mask + 1 records of this CPU. */
-static __always_inline void snoop_submit(void *rec)
+static __always_inline __u64 snoop_wake_flags(void)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&snoop_submits, &zero);
 	void *ring;
@@ -207,8 +207,13 @@ static __always_inline void snoop_submit(void *rec)
 	if (snoop_wakeup_bytes && n && ((*n)++ & snoop_wakeup_mask) == 0 &&
 	    (ring = snoop_ring()) &&
 	    bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= snoop_wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(rec, flags);
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void snoop_submit(void *rec)
+{
+	bpf_ringbuf_submit(rec, snoop_wake_flags());
 }
 
 static __always_inline int snoop_tracking(void)

@@ -12,6 +12,37 @@
  * zero (the application does not know it either).
  */
 
+/* This CPU's staged messages (snoop.h, SNOOP_MSG_BATCH). Only the message
+ * programs touch it, and they run in process context with preemption off,
+ * so neither nests in the other on one CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct snoop_msgs);
+} snoop_msg_stage SEC(".maps");
+
+/* Write the staged batch to this CPU's ring (counted as its messages). */
+static __always_inline void snoop_msgs_out(struct snoop_msgs *b)
+{
+	__u32 k = SNOOP_KIND_MSG;
+	__u32 n = b->n;
+	struct snoop_counter *c = bpf_map_lookup_elem(&snoop_counters, &k);
+	void *ring = snoop_ring();
+	__u64 size = 16 + (__u64)(n & (2 * SNOOP_MSG_BATCH - 1)) * sizeof(struct snoop_msg);
+
+	if (size > sizeof(*b))
+		size = sizeof(*b);
+	b->kind = SNOOP_KIND_MSGS;
+	if (ring && bpf_ringbuf_output(ring, b, size, snoop_wake_flags()) == 0) {
+		if (c)
+			c->events += n;
+	} else if (c) {
+		c->drops += n;
+	}
+	b->n = 0;
+}
+
 static __always_inline void snoop_learn_owner(__u64 cookie, __u64 pid_tgid,
 					      const __u8 laddr[16], const __u8 raddr[16],
 					      __u16 lport, __u16 rport, __u8 proto)
@@ -88,10 +119,25 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 	if (!snoop_current_wanted(tgid))
 		return 0;
 
-	struct snoop_msg *m = snoop_reserve(sizeof(*m), SNOOP_KIND_MSG);
+	struct snoop_msgs *b = NULL;
+	struct snoop_msg *m;
+	__u32 zero = 0;
 
-	if (!m)
-		return 0;
+	if (snoop_cfg.msg_batch)
+		b = bpf_map_lookup_elem(&snoop_msg_stage, &zero);
+	if (b) {
+		/* The flush program runs on this CPU from an interrupt: it must
+		 * not take the batch while this program writes to it. */
+		*(volatile __u8 *)&b->busy = 1;
+		asm volatile("" ::: "memory");
+		if (b->n >= SNOOP_MSG_BATCH)
+			snoop_msgs_out(b); /* not reached: a full batch goes out at once */
+		m = &b->m[b->n & (SNOOP_MSG_BATCH - 1)];
+	} else {
+		m = snoop_reserve(sizeof(*m), SNOOP_KIND_MSG);
+		if (!m)
+			return 0;
+	}
 	m->kind = SNOOP_KIND_MSG;
 	m->dir = dir;
 	m->family = family;
@@ -110,7 +156,33 @@ static __always_inline int snoop_handle_msg(struct sock *sk, int ret, int flags,
 	m->rport = rport;
 	m->_pad0 = 0;
 	snoop_task_comm(m->comm, task);
-	snoop_submit(m);
+	if (!b) {
+		snoop_submit(m);
+		return 0;
+	}
+	if (b->n == 0)
+		b->first_ns = m->ts_ns;
+	b->n++;
+	if (b->n >= SNOOP_MSG_BATCH || m->ts_ns - b->first_ns > SNOOP_MSG_BATCH_NS)
+		snoop_msgs_out(b);
+	asm volatile("" ::: "memory");
+	*(volatile __u8 *)&b->busy = 0;
+	return 0;
+}
+
+/* Send this CPU's staged messages to the ring. Never attached: userspace
+ * runs it on each CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU) a few
+ * times a second. It runs in an interrupt, so it can land in the middle
+ * of a message program on the same CPU: then it leaves the batch alone
+ * (the next flush or message takes it). */
+SEC("raw_tp")
+int snoop_msg_flush(void *ctx)
+{
+	__u32 zero = 0;
+	struct snoop_msgs *b = bpf_map_lookup_elem(&snoop_msg_stage, &zero);
+
+	if (b && !*(volatile __u8 *)&b->busy && b->n)
+		snoop_msgs_out(b);
 	return 0;
 }
 

@@ -28,6 +28,7 @@ enum snoop_kind {
 	SNOOP_KIND_DNS = 4,  /* a DNS answer's first bytes (from port 53)      */
 	SNOOP_KIND_MAX = 5,  /* kinds counted; the record kinds below count as one of them */
 	SNOOP_KIND_PKTSET = 6, /* a socket's packets of up to SNOOP_SET_LENS lengths (counted as PKT) */
+	SNOOP_KIND_MSGS = 7, /* up to SNOOP_MSG_BATCH messages of one CPU (counted as MSG) */
 };
 
 /* Map pressure counters (index of snoop_pressure): what the kernel side
@@ -85,6 +86,29 @@ struct snoop_msg {
 	__u16 rport; /* host byte order */
 	__u32 _pad0;
 	char comm[SNOOP_COMM_LEN];
+};
+
+/* Messages are staged per CPU and go to the ring together: one reserve
+ * and commit for up to SNOOP_MSG_BATCH messages instead of one each
+ * (measured: ~60 ns less per message, BENCHMARKS.md). A batch goes out when
+ * it is full, at the first message more than SNOOP_MSG_BATCH_NS after its
+ * first, and when userspace runs the flush program on its CPU (a few times
+ * a second, so a CPU that went quiet holds none for long: a message's
+ * cgroup must still exist when the recorder names it). At stop userspace
+ * reads out what is left, so no message outlives the recording. Only
+ * `snoop record` stages (`top` shows traffic as it happens). In the ring a
+ * batch is 16 + n * 96 bytes. */
+#define SNOOP_MSG_BATCH 16
+#define SNOOP_MSG_BATCH_NS 1000000ULL
+
+/* Staged messages of one CPU (SNOOP_KIND_MSGS); only m[0..n] go to the ring. */
+struct snoop_msgs {
+	__u8 kind; /* SNOOP_KIND_MSGS */
+	__u8 n;    /* messages in m[] */
+	__u8 busy; /* a message program is writing it (the flush program waits) */
+	__u8 _pad0[5];
+	__u64 first_ns; /* when m[0] was staged */
+	struct snoop_msg m[SNOOP_MSG_BATCH];
 };
 
 /* One packet on the wire. The owner (pid/tid/comm) comes from the cookie ->
@@ -283,7 +307,8 @@ struct snoop_config {
 	__u64 cgroup;      /* 0 = any; else only tasks in this cgroup v2 id */
 	__u8 pkt_runs;     /* fold a socket's packets into runs (--packets=runs) */
 	__u8 dns_pkts;     /* DNS answers from the netif_receive_skb program */
-	__u8 _pad0[6];
+	__u8 msg_batch;    /* stage messages per CPU (snoop_msgs) */
+	__u8 _pad0[5];
 };
 
 #endif /* SNOOP_H */

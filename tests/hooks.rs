@@ -120,6 +120,7 @@ fn each_optional_group_refused_alone_still_records() {
         "iface",
         "existing_processes",
         "dns",
+        "msg_batch",
     ] {
         let path = dir.path().join(format!("{group}.snp"));
         let extra: &[&str] = if group == "iface" {
@@ -150,7 +151,7 @@ fn each_optional_group_refused_alone_still_records() {
             "{group}: message bytes of the test's thread"
         );
         let hooks = r.info["hooks"].as_object().expect("hooks object in info");
-        assert_eq!(hooks.len(), 9, "every group is listed: {hooks:?}");
+        assert_eq!(hooks.len(), 10, "every group is listed: {hooks:?}");
         for (g, state) in hooks {
             let state = state.as_str().unwrap();
             if g == group {
@@ -234,7 +235,7 @@ fn doctor_loads_every_group_and_says_what_is_missing() {
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["can_record"], true);
     let hooks = v["hooks"].as_object().unwrap();
-    assert_eq!(hooks.len(), 9, "{v}");
+    assert_eq!(hooks.len(), 10, "{v}");
     assert!(hooks.values().all(|s| s == "active"), "{v}");
 
     let (code, v) = doctor(&[("SNOOP_FORCE_REFUSE", "tcp_state")]);

@@ -94,6 +94,7 @@ pub fn run_doctor(args: &DoctorArgs) -> Result<u8> {
             packets: true,
             dns: true,
             pkt_runs: true,
+            msg_batch: true,
             lifecycle: true,
             existing: true,
             ifaces: vec!["lo".into()],

@@ -39,11 +39,15 @@ pub enum Group {
     /// group's receive program when that group runs, else by its own
     /// cgroup_skb ingress program (the one listed in [`Group::programs`]).
     Dns,
+    /// Messages staged per CPU and written to the ring 16 at a time, with
+    /// a flush program user space runs on each CPU so that none waits
+    /// long (`snoop record` only).
+    MsgBatch,
 }
 
 impl Group {
     /// Every group, in the order they are reported.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Messages,
         Group::Sockets,
         Group::Packets,
@@ -53,6 +57,7 @@ impl Group {
         Group::Iface,
         Group::ExistingProcesses,
         Group::Dns,
+        Group::MsgBatch,
     ];
 
     /// The group's name in warnings, `snoop info`, `snoop doctor` and JSON.
@@ -67,6 +72,7 @@ impl Group {
             Group::Iface => "iface",
             Group::ExistingProcesses => "existing_processes",
             Group::Dns => "dns",
+            Group::MsgBatch => "msg_batch",
         }
     }
 
@@ -108,6 +114,10 @@ impl Group {
             Group::Dns => {
                 "no names for remote addresses from DNS answers (remote_name stays empty)"
             }
+            Group::MsgBatch => {
+                "messages go to the ring one at a time (about 60 ns more of kernel time \
+                 per message); nothing is lost"
+            }
         }
     }
 
@@ -132,6 +142,7 @@ impl Group {
             Group::Iface => &["snoop_iface_filter"],
             Group::ExistingProcesses => &["snoop_iter_task"],
             Group::Dns => &["snoop_dns_ingress"],
+            Group::MsgBatch => &["snoop_msg_flush"],
         }
     }
 

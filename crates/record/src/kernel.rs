@@ -20,7 +20,7 @@ use libbpf_rs::{Iter, IterOpts, Link, MapCore, MapFlags, RingBuffer, RingBufferB
 
 use crate::hooks::{Group, HookPlan, ESSENTIAL_NEEDS};
 use crate::perm;
-use crate::skel::types::{snoop_counter, snoop_pktset};
+use crate::skel::types::{snoop_counter, snoop_msgs, snoop_pktset};
 use crate::skel::{kind, read, SnoopSkel, SnoopSkelBuilder};
 use crate::source::{Counters, EventSource, KindCounters, Pressure, RawBatch};
 
@@ -46,6 +46,9 @@ pub struct KernelOptions {
     /// Fold each socket's packets into runs in the kernel (`--packets=runs`)
     /// instead of one record per packet (`each`).
     pub pkt_runs: bool,
+    /// Stage messages per CPU and write them to the ring in batches
+    /// (`snoop record`; `top` shows each message as it happens).
+    pub msg_batch: bool,
     /// Attach TCP state and process lifecycle hooks.
     pub lifecycle: bool,
     /// Learn sockets that existed before start (iterators).
@@ -92,6 +95,11 @@ pub struct BpfSource<'a, 'obj> {
     pkt_runs: bool,
     /// Runs read out of the kernel's slots at the end (not through a ring).
     runs_at_stop: u64,
+    /// Staged messages read out of the kernel at the end.
+    msgs_at_stop: u64,
+    /// With messages staged: the CPUs to run the flush program on.
+    flush: Option<usize>,
+    last_flush: std::time::Instant,
 }
 
 impl EventSource for BpfSource<'_, '_> {
@@ -110,6 +118,15 @@ impl EventSource for BpfSource<'_, '_> {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(e).context("ring buffer wait");
                 }
+            }
+        }
+        // A CPU that went quiet gives up its staged messages now.
+        if let Some(cpus) = self.flush {
+            if self.last_flush.elapsed() >= FLUSH_EVERY {
+                self.last_flush = std::time::Instant::now();
+                // A CPU gone offline cannot run it; its batch is read out
+                // at the end.
+                let _ = flush_staged(self.skel, cpus);
             }
         }
         // Producers submit with BPF_RB_NO_WAKEUP, so the wait may time out
@@ -139,6 +156,8 @@ impl EventSource for BpfSource<'_, '_> {
         let mut c = read_counters(self.skel)?;
         let pkt = &mut c[kind::PKT as usize].events;
         *pkt = pkt.saturating_add(self.runs_at_stop);
+        let msg = &mut c[kind::MSG as usize].events;
+        *msg = msg.saturating_add(self.msgs_at_stop);
         Ok(c)
     }
 
@@ -152,6 +171,13 @@ impl EventSource for BpfSource<'_, '_> {
             Ok(n) => self.runs_at_stop = n,
             Err(e) => {
                 eprintln!("snoop: warning: packet runs still open at the end were lost: {e:#}")
+            }
+        }
+        // So do messages still staged on a CPU that went quiet.
+        match take_staged_msgs(self.skel, &mut self.pending.borrow_mut()) {
+            Ok(n) => self.msgs_at_stop = n,
+            Err(e) => {
+                eprintln!("snoop: warning: messages still staged at the end were lost: {e:#}")
             }
         }
     }
@@ -228,6 +254,63 @@ fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
     Ok(taken)
 }
 
+/// How often a CPU's staged messages are flushed at the latest: a message
+/// waits at most this long (plus a poll) before the recorder sees it, so
+/// its cgroup (named once a second) still exists.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Run the flush program on every CPU (`BPF_F_TEST_RUN_ON_CPU`): each
+/// sends its staged messages to its ring. Fails on the first CPU that
+/// cannot run it.
+fn flush_staged(skel: &SnoopSkel<'_>, cpus: usize) -> Result<()> {
+    for cpu in 0..cpus {
+        let input = libbpf_rs::ProgramInput {
+            cpu: cpu as u32,
+            flags: libbpf_rs::libbpf_sys::BPF_F_TEST_RUN_ON_CPU,
+            ..Default::default()
+        };
+        skel.progs
+            .snoop_msg_flush
+            .test_run(input)
+            .with_context(|| format!("run snoop_msg_flush on CPU {cpu}"))?;
+    }
+    Ok(())
+}
+
+/// Append the messages still staged in the kernel (every CPU's batch in
+/// `snoop_msg_stage`, read after the programs are detached) to `out`, and
+/// empty the batches; returns how many messages they held.
+fn take_staged_msgs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
+    let key = 0u32.to_ne_bytes();
+    let per_cpu = skel
+        .maps
+        .snoop_msg_stage
+        .lookup_percpu(&key, MapFlags::ANY)
+        .context("read snoop_msg_stage")?
+        .unwrap_or_default();
+    let mut taken = 0u64;
+    for v in &per_cpu {
+        let Some(b) = read::<snoop_msgs>(v) else {
+            continue;
+        };
+        if b.n == 0 {
+            continue;
+        }
+        // The stage's kind byte is only set when a batch goes out.
+        let mut rec = v[..size_of::<snoop_msgs>()].to_vec();
+        rec[0] = kind::MSGS;
+        taken += out.push_ring_record(&rec) as u64;
+    }
+    if taken > 0 {
+        let empty: Vec<Vec<u8>> = per_cpu.iter().map(|v| vec![0u8; v.len()]).collect();
+        skel.maps
+            .snoop_msg_stage
+            .update_percpu(&key, &empty, MapFlags::ANY)
+            .context("empty snoop_msg_stage")?;
+    }
+    Ok(taken)
+}
+
 fn read_counters(skel: &SnoopSkel<'_>) -> Result<Counters> {
     let mut out = Counters::default();
     for (k, slot) in out.iter_mut().enumerate() {
@@ -299,6 +382,7 @@ pub fn plan_for(opts: &KernelOptions) -> HookPlan {
             .is_empty()
             .then(|| "not requested (no --iface)".into()),
         Group::Dns => (!opts.dns).then(|| "not requested (--no-dns)".into()),
+        Group::MsgBatch => (!opts.msg_batch).then(|| "not requested (live view)".into()),
     })
 }
 
@@ -401,6 +485,14 @@ fn load_and_attach<R>(
                     dns_in_packets_ok = false;
                     continue;
                 }
+                // The message programs with their staging path refused:
+                // record messages one at a time instead (the staging path
+                // is gone from them when msg_batch is off).
+                if Group::of_program(&prog) == Some(Group::Messages) && plan.wanted(Group::MsgBatch)
+                {
+                    refuse(&mut plan, Group::MsgBatch, &reason, warn);
+                    continue;
+                }
                 match Group::of_program(&prog) {
                     Some(g) if g.optional() => {
                         refuse(&mut plan, g, &reason, warn);
@@ -445,6 +537,15 @@ fn load_and_attach<R>(
                 refuse(&mut plan, Group::ExistingProcesses, &format!("{e:#}"), warn);
             }
         }
+        // The flush must run on every CPU, or a quiet CPU's messages
+        // would wait until the end: a kernel that cannot do that records
+        // them one at a time.
+        if plan.wanted(Group::MsgBatch) {
+            if let Err(e) = flush_staged(&skel, cpus) {
+                refuse(&mut plan, Group::MsgBatch, &format!("{e:#}"), warn);
+                continue;
+            }
+        }
         plan.activate_wanted();
 
         let pending = Rc::new(RefCell::new(RawBatch::default()));
@@ -453,7 +554,7 @@ fn load_and_attach<R>(
             let sink = Rc::clone(&pending);
             builder
                 .add(r, move |rec: &[u8]| {
-                    sink.borrow_mut().push(rec);
+                    sink.borrow_mut().push_ring_record(rec);
                     0
                 })
                 .context("ring buffer")?;
@@ -468,6 +569,9 @@ fn load_and_attach<R>(
             packets: opts.packets,
             pkt_runs: opts.pkt_runs,
             runs_at_stop: 0,
+            msgs_at_stop: 0,
+            flush: plan.wanted(Group::MsgBatch).then_some(cpus),
+            last_flush: std::time::Instant::now(),
         };
         return body(&mut src);
     }
@@ -545,6 +649,7 @@ fn open_configured<'obj>(
     cfg.cgroup = opts.cgroup;
     cfg.pkt_runs = u8::from(opts.pkt_runs);
     cfg.dns_pkts = u8::from(dns == DnsHook::Packets);
+    cfg.msg_batch = u8::from(plan.wanted(Group::MsgBatch));
     // Wake the reader early when a quarter of a ring is full, so a burst
     // between two timed polls cannot overflow it.
     ro.snoop_wakeup_bytes = ring / 4;

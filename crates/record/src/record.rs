@@ -81,6 +81,7 @@ pub fn kernel_options(args: &RecordArgs) -> Result<KernelOptions> {
         },
         packets: args.packet_mode() != crate::args::PacketMode::Off,
         pkt_runs: args.packet_mode() == crate::args::PacketMode::Runs,
+        msg_batch: true,
         dns: !args.no_dns,
         lifecycle: true,
         existing: true,

@@ -20,14 +20,16 @@ mod generated {
 pub use generated::*;
 
 use generated::types::{
-    snoop_config, snoop_conn, snoop_counter, snoop_dns, snoop_msg, snoop_pkt, snoop_pktset,
-    snoop_proc,
+    snoop_config, snoop_conn, snoop_counter, snoop_dns, snoop_msg, snoop_msgs, snoop_pkt,
+    snoop_pktset, snoop_proc,
 };
 
 // SAFETY: these are `#[repr(C)]` structs generated from BTF of bpf/snoop.h,
 // made only of integers and integer arrays with explicit padding fields, so
 // every bit pattern is a valid value and they contain no pointers.
 unsafe impl plain::Plain for snoop_msg {}
+// SAFETY: as above.
+unsafe impl plain::Plain for snoop_msgs {}
 // SAFETY: as above.
 unsafe impl plain::Plain for snoop_pkt {}
 // SAFETY: as above.
@@ -44,6 +46,7 @@ unsafe impl plain::Plain for snoop_dns {}
 // Compile-time checks that the generated types have the layout snoop.h
 // promises (a change of the header without the decoder fails the build).
 const _: () = assert!(std::mem::size_of::<snoop_msg>() == 96);
+const _: () = assert!(std::mem::size_of::<snoop_msgs>() == MSGS_HEADER + 16 * 96);
 const _: () = assert!(std::mem::size_of::<snoop_pkt>() == 112);
 const _: () = assert!(std::mem::size_of::<snoop_pktset>() == 216);
 const _: () = assert!(std::mem::size_of::<snoop_conn>() == 120);
@@ -69,7 +72,14 @@ pub mod kind {
     /// A socket's packets of a few lengths (`struct snoop_pktset`), counted
     /// as [`PKT`]: one packet row per length.
     pub const PKTSET: u8 = 6;
+    /// Up to 16 messages of one CPU (`struct snoop_msgs`), counted as
+    /// [`MSG`]: split into message records as they leave the ring.
+    pub const MSGS: u8 = 7;
 }
+
+/// Bytes before the first message of a `struct snoop_msgs` (kind, n,
+/// padding, first_ns); message `i` follows at `MSGS_HEADER + i * 96`.
+pub const MSGS_HEADER: usize = 16;
 
 /// Read a plain record from possibly unaligned bytes; `None` when too short.
 pub fn read<T: plain::Plain + Copy>(bytes: &[u8]) -> Option<T> {

@@ -7,7 +7,12 @@
 
 use std::time::Duration;
 
-use crate::skel::kind;
+use crate::skel::{kind, MSGS_HEADER};
+
+/// Bytes of one message record (`struct snoop_msg`).
+const MSG_BYTES: usize = 96;
+/// Messages one staged batch holds at most (`SNOOP_MSG_BATCH`).
+pub const MSGS_MAX: usize = 16;
 
 /// Raw records copied out of the ring buffers, in order. Copying is a
 /// memcpy per record into a small batch that stays in cache until the
@@ -34,6 +39,29 @@ impl RawBatch {
         self.buf.extend_from_slice(&len.to_le_bytes());
         self.buf.extend_from_slice(&rec[..len as usize]);
         self.count += 1;
+    }
+
+    /// Append what one ring-buffer record holds: the record itself or, for
+    /// a batch of staged messages ([`kind::MSGS`]), each of its messages.
+    /// Returns the records appended. A batch that does not hold what its
+    /// count says is appended whole, so the decoder counts it as one bad
+    /// record instead of it vanishing.
+    pub fn push_ring_record(&mut self, rec: &[u8]) -> usize {
+        if rec.first() != Some(&kind::MSGS) {
+            self.push(rec);
+            return 1;
+        }
+        let n = usize::from(rec.get(1).copied().unwrap_or(0));
+        let msg = MSG_BYTES;
+        let body = rec.get(MSGS_HEADER..).unwrap_or_default();
+        if n == 0 || n > MSGS_MAX || body.len() < n * msg {
+            self.push(rec);
+            return 1;
+        }
+        for m in body.chunks_exact(msg).take(n) {
+            self.push(m);
+        }
+        n
     }
 
     /// Number of records.
@@ -208,5 +236,55 @@ mod tests {
         assert_eq!(b.iter().count(), 0);
         b.push(&[5, 6]);
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![&[5u8, 6][..]]);
+    }
+
+    /// A staged batch of `n` messages as the kernel writes it, message `i`
+    /// filled with byte `i + 1` after its kind byte.
+    fn msgs(n: u8, room: usize) -> Vec<u8> {
+        let mut r = vec![0u8; MSGS_HEADER + room * MSG_BYTES];
+        r[0] = kind::MSGS;
+        r[1] = n;
+        for i in 0..room {
+            let m = &mut r[MSGS_HEADER + i * MSG_BYTES..][..MSG_BYTES];
+            m[0] = kind::MSG;
+            m[1..].fill(i as u8 + 1);
+        }
+        r
+    }
+
+    #[test]
+    fn a_message_batch_becomes_its_messages() {
+        let mut b = RawBatch::default();
+        assert_eq!(b.push_ring_record(&[kind::CONN, 9]), 1);
+        // Three messages written (room for them only, as the ring holds it).
+        assert_eq!(b.push_ring_record(&msgs(3, 3)), 3);
+        let v: Vec<&[u8]> = b.iter().collect();
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[0], &[kind::CONN, 9][..]);
+        for (i, m) in v[1..].iter().enumerate() {
+            assert_eq!(m.len(), MSG_BYTES);
+            assert_eq!(m[0], kind::MSG);
+            assert!(
+                m[1..].iter().all(|&x| x == i as u8 + 1),
+                "message {i} out of place"
+            );
+        }
+        // A full batch read out of the stage map (room for 16, 16 used).
+        b.clear();
+        assert_eq!(b.push_ring_record(&msgs(16, 16)), 16);
+        assert_eq!(b.len(), 16);
+    }
+
+    #[test]
+    fn a_batch_short_of_its_count_stays_one_bad_record() {
+        let mut b = RawBatch::default();
+        let short = msgs(4, 3);
+        assert_eq!(b.push_ring_record(&short), 1);
+        assert_eq!(b.iter().next(), Some(&short[..]));
+        for bad in [msgs(0, 2), msgs(17, 17), vec![kind::MSGS]] {
+            b.clear();
+            assert_eq!(b.push_ring_record(&bad), 1);
+            assert_eq!(b.iter().next(), Some(&bad[..]));
+        }
     }
 }

@@ -150,6 +150,55 @@ fn udp_case(test: &str, bind: &str, host: &str, connected: bool) {
     }
 }
 
+/// Messages are staged per CPU in the kernel (`msg_batch`). A CPU that
+/// goes quiet must not keep them until the end: the recorder has every
+/// message of a finished exchange while it still records (the flush
+/// program runs on each CPU a few times a second), and the trace has them
+/// once, exactly.
+#[test]
+fn staged_messages_of_a_quiet_cpu_arrive_while_recording() {
+    if !bpf_ok("staged_messages_of_a_quiet_cpu_arrive_while_recording") {
+        return;
+    }
+    let (sn, cn) = (name("qs"), name("qc"));
+    let rec = start(opts(&[&sn, &cn]));
+    // Three datagrams each way: far fewer than a batch of 16, so only a
+    // flush sends them on.
+    let (count, size) = (3usize, 100usize);
+    let (srv, port) = server("udp-server", &sn, "127.0.0.1:0", count, 0);
+    let (cli, _) = spawn(&[
+        "udp-client",
+        &cn,
+        &format!("127.0.0.1:{port}"),
+        &count.to_string(),
+        &size.to_string(),
+        "connected",
+    ]);
+    wait_ok(cli);
+    wait_ok(srv);
+    let want = 4 * count as u64; // each side sends and receives each datagram
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while rec.messages_so_far() < want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let live = rec.messages_so_far();
+    let (t, _sum, _d) = rec.stop();
+    assert_eq!(live, want, "messages the recorder had before stopping");
+    let m = totals(&t, Table::Messages);
+    let total = (count * size) as u64;
+    for (who, what) in [(&sn, "server"), (&cn, "client")] {
+        let e = m
+            .get(who.as_str())
+            .unwrap_or_else(|| panic!("{what} missing in {m:?}"))
+            .0;
+        assert_eq!(
+            (e.rx, e.tx, e.n),
+            (total, total, 2 * count as u64),
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn udp_ipv4_unconnected() {
     udp_case("udp_ipv4_unconnected", "127.0.0.1:0", "127.0.0.1", false);

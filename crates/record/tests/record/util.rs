@@ -86,6 +86,12 @@ pub fn start(opts: KernelOptions) -> Recording {
 }
 
 impl Recording {
+    /// Message rows the recorder has written so far (live).
+    pub fn messages_so_far(&self) -> u64 {
+        self.ctl.per_kind[snoop_record::skel::kind::MSG as usize]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn stop(self) -> (Trace, Summary, tempfile::TempDir) {
         self.ctl.stop();
         let s = self
@@ -218,6 +224,9 @@ pub fn opts(comms: &[&str]) -> KernelOptions {
     KernelOptions {
         comms: comms.iter().map(|s| s.to_string()).collect(),
         packets: true,
+        // As `snoop record` runs: messages staged per CPU, so every test
+        // also proves that none is lost or double-counted on the way.
+        msg_batch: true,
         lifecycle: true,
         existing: true,
         ring_bytes: 8 << 20,
