@@ -12,9 +12,10 @@
  * zero (the application does not know it either).
  */
 
-/* This CPU's staged messages (snoop.h, SNOOP_MSG_BATCH). Only the message
- * programs touch it, and they run in process context with preemption off,
- * so neither nests in the other on one CPU. */
+/* This CPU's staged messages (snoop.h, SNOOP_MSG_BATCH). The message
+ * programs run in process context with preemption off, so neither nests
+ * in the other on one CPU; the flush program can interrupt one, and then
+ * leaves a batch marked busy alone. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -259,13 +259,18 @@ fn take_open_runs(skel: &SnoopSkel<'_>, out: &mut RawBatch) -> Result<u64> {
 /// its cgroup (named once a second) still exists.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-/// Run the flush program on every CPU (`BPF_F_TEST_RUN_ON_CPU`): each
-/// sends its staged messages to its ring. Fails on the first CPU that
-/// cannot run it.
+/// Run the flush program on every online CPU (`BPF_F_TEST_RUN_ON_CPU`):
+/// each sends its staged messages to its ring. An offline CPU runs no
+/// programs, so it stages nothing new (what it held is read out at stop).
+/// Fails on the first CPU that cannot run it.
 fn flush_staged(skel: &SnoopSkel<'_>, cpus: usize) -> Result<()> {
-    for cpu in 0..cpus {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| cpu_list(&s))
+        .unwrap_or_else(|| (0..cpus as u32).collect());
+    for cpu in online.into_iter().filter(|&c| (c as usize) < cpus) {
         let input = libbpf_rs::ProgramInput {
-            cpu: cpu as u32,
+            cpu,
             flags: libbpf_rs::libbpf_sys::BPF_F_TEST_RUN_ON_CPU,
             ..Default::default()
         };
@@ -275,6 +280,20 @@ fn flush_staged(skel: &SnoopSkel<'_>, cpus: usize) -> Result<()> {
             .with_context(|| format!("run snoop_msg_flush on CPU {cpu}"))?;
     }
     Ok(())
+}
+
+/// The CPUs of a kernel CPU list such as `0-3,6,8-9`; `None` if malformed.
+fn cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+        if a > b || b - a > 65536 {
+            return None;
+        }
+        out.extend(a..=b);
+    }
+    Some(out)
 }
 
 /// Append the messages still staged in the kernel (every CPU's batch in
@@ -455,6 +474,9 @@ fn load_and_attach<R>(
     // part in it: DNS then moves to its own program, and packets load
     // again without it (neither group is lost for that).
     let mut dns_in_packets_ok = true;
+    // The staging path refused with the message programs: said once they
+    // load without it.
+    let mut batch_refused: Option<String> = None;
     let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; LOAD_ATTEMPTS] =
         std::array::from_fn(|_| MaybeUninit::uninit());
     for storage in storages.iter_mut() {
@@ -487,10 +509,13 @@ fn load_and_attach<R>(
                 }
                 // The message programs with their staging path refused:
                 // record messages one at a time instead (the staging path
-                // is gone from them when msg_batch is off).
+                // is gone from them when msg_batch is off). Quietly: if the
+                // kernel refuses them without it too, the one line to print
+                // is that messages cannot be recorded.
                 if Group::of_program(&prog) == Some(Group::Messages) && plan.wanted(Group::MsgBatch)
                 {
-                    refuse(&mut plan, Group::MsgBatch, &reason, warn);
+                    refuse(&mut plan, Group::MsgBatch, &reason, false);
+                    batch_refused = Some(reason);
                     continue;
                 }
                 match Group::of_program(&prog) {
@@ -507,6 +532,9 @@ fn load_and_attach<R>(
             }
         };
         perm::discard_libbpf_log();
+        if let (Some(reason), true) = (batch_refused.take(), warn) {
+            eprintln!("{}", HookPlan::warning(Group::MsgBatch, &reason));
+        }
         if !plan.wanted(Group::Iface) {
             // Refused at load: a mistyped --iface is still the user's error.
             for name in &opts.ifaces {
@@ -1026,6 +1054,17 @@ const _: () = assert!(kind::COUNT == 5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_as_the_kernel_writes_them() {
+        assert_eq!(cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
+        assert_eq!(cpu_list("3"), Some(vec![3]));
+        assert_eq!(cpu_list(""), Some(vec![]));
+        for bad in ["x", "2-1", "0-", "1,,a", "0-9999999"] {
+            assert_eq!(cpu_list(bad), None, "{bad}");
+        }
+    }
 
     /// Every program in the BPF object belongs to a hook group (a program
     /// in none would never be attached, and its refusal would be blamed on
