@@ -162,16 +162,23 @@ static __always_inline void snoop_owner_put(__u64 cookie, const struct snoop_own
 		snoop_pressure_inc(SNOOP_PRESSURE_OWNER_FULL);
 }
 
-static __always_inline void snoop_count(__u32 kind, int dropped)
+/* Count n records of a kind as emitted, or as dropped (a packet set or a
+ * message batch is counted as the rows it holds). */
+static __always_inline void snoop_count_n(__u32 kind, __u32 n, int dropped)
 {
 	struct snoop_counter *c = bpf_map_lookup_elem(&snoop_counters, &kind);
 
 	if (!c)
 		return;
 	if (dropped)
-		c->drops++;
+		c->drops += n;
 	else
-		c->events++;
+		c->events += n;
+}
+
+static __always_inline void snoop_count(__u32 kind, int dropped)
+{
+	snoop_count_n(kind, 1, dropped);
 }
 
 /* This CPU's ring (NULL only if userspace did not fill the slot). A

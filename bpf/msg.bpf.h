@@ -26,21 +26,16 @@ struct {
 /* Write the staged batch to this CPU's ring (counted as its messages). */
 static __always_inline void snoop_msgs_out(struct snoop_msgs *b)
 {
-	__u32 k = SNOOP_KIND_MSG;
 	__u32 n = b->n;
-	struct snoop_counter *c = bpf_map_lookup_elem(&snoop_counters, &k);
 	void *ring = snoop_ring();
+	/* Masked and capped so the verifier sees the size within the value. */
 	__u64 size = 16 + (__u64)(n & (2 * SNOOP_MSG_BATCH - 1)) * sizeof(struct snoop_msg);
 
 	if (size > sizeof(*b))
 		size = sizeof(*b);
 	b->kind = SNOOP_KIND_MSGS;
-	if (ring && bpf_ringbuf_output(ring, b, size, snoop_wake_flags()) == 0) {
-		if (c)
-			c->events += n;
-	} else if (c) {
-		c->drops += n;
-	}
+	snoop_count_n(SNOOP_KIND_MSG, n,
+		      !ring || bpf_ringbuf_output(ring, b, size, snoop_wake_flags()) != 0);
 	b->n = 0;
 }
 

@@ -148,18 +148,10 @@ static __always_inline void snoop_pkt_out(const struct snoop_pkt *r)
  * to a full ring loses that many packet rows). */
 static __always_inline void snoop_set_out(const struct snoop_pktset *s)
 {
-	__u32 k = SNOOP_KIND_PKT;
-	__u32 n = s->n;
 	void *ring = snoop_ring();
 	struct snoop_pktset *p = ring ? bpf_ringbuf_reserve(ring, sizeof(*p), 0) : NULL;
-	struct snoop_counter *c = bpf_map_lookup_elem(&snoop_counters, &k);
 
-	if (c) {
-		if (p)
-			c->events += n;
-		else
-			c->drops += n;
-	}
+	snoop_count_n(SNOOP_KIND_PKT, s->n, p == NULL);
 	if (!p)
 		return;
 	__builtin_memcpy(p, s, sizeof(*p));

@@ -49,14 +49,21 @@ until grep -q 'snoop: recording to' "$log"; do
     sleep 0.1
 done
 # Bundled workload: a TCP exchange (IPv4) and UDP datagrams (IPv6) on loopback.
-coproc SRV { "$peer" tcp-server demo-server 127.0.0.1:0 4000000 100000; }
-read -r _ port <&"${SRV[0]}"
+# Each server names its port on its first line; read through a file
+# descriptor of our own, which stays readable however soon it exits (a
+# coproc's is gone once bash reaps it).
+exec {srv}< <("$peer" tcp-server demo-server 127.0.0.1:0 4000000 100000)
+srv_pid=$!
+read -r _ port <&"$srv"
 "$peer" tcp-client demo-client "127.0.0.1:$port" 4000000 100000 >/dev/null
-[ -z "${SRV_PID:-}" ] || wait "$SRV_PID" || true
-coproc USRV { "$peer" udp-server demo-udp-srv '[::1]:0' 200 1200; }
-read -r _ uport <&"${USRV[0]}"
+wait "$srv_pid" || true
+exec {srv}<&-
+exec {srv}< <("$peer" udp-server demo-udp-srv '[::1]:0' 200 1200)
+srv_pid=$!
+read -r _ uport <&"$srv"
 "$peer" udp-client demo-udp-cli "[::1]:$uport" 200 1200 unconnected >/dev/null
-[ -z "${USRV_PID:-}" ] || wait "$USRV_PID" || true
+wait "$srv_pid" || true
+exec {srv}<&-
 finish_recorder
 echo
 "$snoop" info "$out"
